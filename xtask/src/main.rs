@@ -1,0 +1,84 @@
+//! Developer entry points. `cargo xtask --help` lists them.
+
+mod bench;
+mod prereq;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// YouWatch developer tasks. Each installs what it needs when it is missing.
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the kernel programs (youwatch-ebpf) for bpfel-unknown-none, installing the nightly
+    /// rust-src component, LLVM 22 and bpf-linker first when they are missing.
+    BuildEbpf,
+    /// Run every test (unit, kernel, WAF, API server), as root. Installs prerequisites first.
+    /// Under CI=true, tests that need root, BPF or a real WAF fail instead of skipping.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build and run the agent (release). Arguments go to youwatch-agent; default `--dry-run`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks; figures are printed side by side as ratios, never asserted.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::BuildEbpf => prereq::ebpf_toolchain().and_then(|()| util::build_ebpf()),
+        Command::Test { args } => test(&args),
+        Command::Run { args } => run(&args),
+        Command::Bench { which } => bench::run(which),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    prereq::ebpf_toolchain()?;
+    prereq::test_packages()?;
+    util::require_root("the test suite loads eBPF programs and creates cgroups")?;
+    let mut cmd = util::cargo();
+    cmd.args(["test", "--workspace", "--all-targets"])
+        .args(args);
+    util::run_checked(&mut cmd)?;
+    // Doc tests are not part of --all-targets.
+    util::run_checked(util::cargo().args(["test", "--workspace", "--doc"]))
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    prereq::ebpf_toolchain()?;
+    util::run_checked(util::cargo().args(["build", "--release", "-p", "youwatch-agent"]))?;
+    let agent = util::workspace_root().join("target/release/youwatch-agent");
+    let args: Vec<String> = if args.is_empty() {
+        vec!["--dry-run".into()]
+    } else {
+        args.to_vec()
+    };
+    let mut cmd = std::process::Command::new(agent);
+    cmd.args(&args);
+    util::exec(cmd)
+}

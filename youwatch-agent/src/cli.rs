@@ -1,0 +1,86 @@
+//! Command line: the main job (`run`, the default) and the tools around it.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{config::Config, logging::LogArgs, run};
+
+/// YouWatch node agent: sees every exec in the pods it guards with its own eBPF programs,
+/// evaluates Falco-format rules on them, scores WAF attackers from the ModSecurity audit log,
+/// and responds through the Kubernetes API.
+///
+/// Without a subcommand it runs the agent (same as `youwatch-agent run`).
+///
+/// Try it on a dev VM, as root, without a cluster:
+///
+///   youwatch-agent --dry-run --watch-cgroup /sys/fs/cgroup/unified/my.slice
+///
+/// prints every exec in that cgroup subtree as one JSON line and changes nothing.
+#[derive(Debug, Parser)]
+#[command(
+    name = "youwatch-agent",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Print or check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Clone, Debug, Default, Args)]
+pub struct RunArgs {
+    /// Configuration file (YAML). Without it the embedded defaults are used
+    /// (`youwatch-agent config default` prints them, commented).
+    #[arg(long, short = 'c', env = "YOUWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Detect and report, but change nothing: no pod is deleted, no Ingress patched. Each exec
+    /// and each would-be action is printed on stdout as one JSON line.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Watch this cgroup v2 directory and everything below it, in addition to the pods the
+    /// inventory selects. Repeatable. Example: /sys/fs/cgroup/unified/system.slice/docker-<id>.scope
+    #[arg(long, value_name = "PATH")]
+    pub watch_cgroup: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the embedded default configuration: every setting, its default and what it does.
+    Default,
+    /// Check a configuration file and print the effective configuration.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// Runs the chosen command; the exit code is the command's verdict.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => run::main(cli.run),
+        Some(Command::Run(args)) => run::main(args),
+        Some(Command::Config(ConfigCommand::Default)) => {
+            print!("{}", crate::config::DEFAULT_YAML);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Config(ConfigCommand::Check { file })) => {
+            let config = Config::load(Some(&file))?;
+            println!("{config:#?}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

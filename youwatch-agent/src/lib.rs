@@ -1,0 +1,20 @@
+//! YouWatch node agent.
+//!
+//! One stage per module, talking through typed messages (see `ARCHITECTURE.md`):
+//! `sensor` (kernel exec events, Falco alerts) → `inventory` (who did it) → `rules`
+//! (Falco-format rules) → `Detection`; `waf` (ModSecurity audit log) → `Detection`;
+//! `response` turns detections into Kubernetes actions; `telemetry` reports.
+
+pub mod cgroupfs;
+pub mod cli;
+pub mod config;
+pub mod detection;
+pub mod event;
+pub mod inventory;
+pub mod logging;
+pub mod response;
+pub mod rules;
+pub mod run;
+pub mod sensor;
+pub mod telemetry;
+pub mod waf;

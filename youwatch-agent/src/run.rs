@@ -1,0 +1,82 @@
+//! The agent's main job: start the stages, connect them with bounded channels, run until
+//! SIGINT/SIGTERM, then detach cleanly.
+
+use std::{io::Write, path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+
+use crate::{cgroupfs, cli::RunArgs, config::Config, sensor::ebpf::ExecSensor};
+
+pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(config, args))
+}
+
+async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Resolve every cgroup before touching the kernel, so a typo fails fast and by name.
+    let explicit: Vec<(PathBuf, u64)> = args
+        .watch_cgroup
+        .iter()
+        .map(|path| cgroupfs::cgroup_id(path).map(|id| (path.clone(), id)))
+        .collect::<Result<_, _>>()?;
+
+    let mut sensor = ExecSensor::load(&config.sensor).context("starting the eBPF exec sensor")?;
+    let watch = sensor.watch_set();
+    for (path, id) in &explicit {
+        watch.watch(*id)?;
+        tracing::info!(path = %path.display(), cgroup_id = id, "watching cgroup subtree");
+    }
+    if explicit.is_empty() {
+        tracing::warn!(
+            "no cgroup is watched: pass --watch-cgroup PATH to see execs in a cgroup subtree"
+        );
+    }
+    if args.dry_run {
+        tracing::info!("dry-run: reporting only, no action is taken");
+    }
+    let mut events = sensor.events(config.sensor.channel_capacity)?;
+
+    let mut stdout = std::io::stdout().lock();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                serde_json::to_writer(&mut stdout, &event)?;
+                stdout.write_all(b"\n")?;
+                stdout.flush()?;
+            }
+            signal = &mut shutdown => {
+                tracing::info!(signal, "shutting down");
+                break;
+            }
+        }
+    }
+    let counters = sensor.counters()?;
+    tracing::info!(?counters, "exec sensor counters at exit");
+    sensor.detach();
+    tracing::info!("exec sensor detached");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on the first SIGINT or SIGTERM, with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

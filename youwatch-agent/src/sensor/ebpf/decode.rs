@@ -1,0 +1,149 @@
+//! Raw ring-buffer records → owned [`ExecEvent`]s.
+
+use std::time::{Duration, SystemTime};
+
+use youwatch_common::{ExecEvent as RawExecEvent, flags, limits};
+
+use crate::event::ExecEvent;
+
+/// Converts `CLOCK_BOOTTIME` stamps to wall-clock time. Sample it once per batch: the offset
+/// moves only when the wall clock is stepped.
+#[derive(Clone, Copy, Debug)]
+pub struct BootClock {
+    wall_minus_boot: i128,
+}
+
+impl BootClock {
+    pub fn now() -> Self {
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        Self {
+            wall_minus_boot: wall - boottime_ns() as i128,
+        }
+    }
+
+    pub fn to_wall(self, boot_ns: u64) -> SystemTime {
+        let nanos = (boot_ns as i128 + self.wall_minus_boot).max(0) as u128;
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// `CLOCK_BOOTTIME` now, in nanoseconds: the clock the kernel stamps events with.
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec; CLOCK_BOOTTIME exists on every supported kernel.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "ring buffer record of {got} bytes, expected {expected}: kernel and user space disagree on ExecEvent"
+)]
+pub struct BadRecord {
+    pub got: usize,
+    pub expected: usize,
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(record: &[u8], clock: BootClock) -> Result<ExecEvent, BadRecord> {
+    let expected = size_of::<RawExecEvent>();
+    if record.len() < expected {
+        return Err(BadRecord {
+            got: record.len(),
+            expected,
+        });
+    }
+    // SAFETY: length checked; RawExecEvent is plain data valid for any bytes; the ring buffer
+    // gives 8-byte aligned records but read_unaligned does not rely on it.
+    let raw: RawExecEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let args_len = (raw.args_len as usize).min(limits::ARGS_LEN);
+    let (argv, cut) = split_args(&raw.args[..args_len]);
+    Ok(ExecEvent {
+        time: clock.to_wall(raw.ktime_ns),
+        ktime_ns: raw.ktime_ns,
+        pid: raw.pid,
+        tgid: raw.tgid,
+        ppid: raw.ppid,
+        uid: raw.uid,
+        gid: raw.gid,
+        tty: raw.tty,
+        cgroup_id: raw.cgroup_id,
+        watched_cgroup_id: raw.watched_cgroup_id,
+        comm: c_string(&raw.comm),
+        parent_comm: c_string(&raw.parent_comm),
+        filename: c_string(&raw.filename),
+        argv,
+        args_truncated: cut || raw.flags & flags::ARGS_TRUNCATED != 0,
+        filename_truncated: raw.flags & flags::FILENAME_TRUNCATED != 0,
+    })
+}
+
+/// Text up to the first NUL (or the whole buffer), invalid UTF-8 replaced.
+fn c_string(bytes: &[u8]) -> String {
+    let end = memchr::memchr(0, bytes).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Splits the NUL-separated argument area, keeping at most `MAX_ARGS`; true when some were cut.
+fn split_args(area: &[u8]) -> (Vec<String>, bool) {
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    if area.is_empty() {
+        return (Vec::new(), false);
+    }
+    let mut argv = Vec::new();
+    for arg in area.split(|&b| b == 0) {
+        if argv.len() == limits::MAX_ARGS {
+            return (argv, true);
+        }
+        argv.push(String::from_utf8_lossy(arg).into_owned());
+    }
+    (argv, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_split_on_nul_keeping_empty_arguments() {
+        assert_eq!(
+            split_args(b"sh\0-c\0\0echo hi\0"),
+            (
+                vec!["sh".into(), "-c".into(), "".into(), "echo hi".into()],
+                false
+            )
+        );
+        assert_eq!(split_args(b""), (vec![], false));
+        assert_eq!(
+            split_args(b"partial-arg"),
+            (vec!["partial-arg".into()], false)
+        );
+    }
+
+    #[test]
+    fn more_than_max_args_is_truncation() {
+        let area: Vec<u8> = (0..20)
+            .flat_map(|i| format!("a{i}\0").into_bytes())
+            .collect();
+        let (argv, cut) = split_args(&area);
+        assert_eq!(argv.len(), limits::MAX_ARGS);
+        assert!(cut);
+    }
+
+    #[test]
+    fn short_record_is_an_error_not_a_panic() {
+        assert!(decode(&[0u8; 7], BootClock::now()).is_err());
+    }
+
+    #[test]
+    fn c_strings_stop_at_nul_and_tolerate_bad_utf8() {
+        assert_eq!(c_string(b"bash\0garbage"), "bash");
+        assert_eq!(c_string(b"\xffx"), "\u{fffd}x");
+    }
+}

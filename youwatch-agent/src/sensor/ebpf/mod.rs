@@ -1,0 +1,226 @@
+//! Our own eBPF exec sensor: loads `youwatch-ebpf` (embedded in the binary), attaches it to
+//! `sched_process_exec`, keeps the kernel's watched-cgroup map, and streams decoded
+//! [`ExecEvent`](crate::event::ExecEvent)s on a bounded channel.
+
+mod decode;
+mod offsets;
+mod reader;
+mod watch;
+
+use std::path::Path;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::RawTracePoint,
+};
+use youwatch_common::{KernelOffsets, counter, names};
+
+pub use decode::{BootClock, boottime_ns, decode};
+pub use offsets::{OffsetsError, VMLINUX_BTF, from_btf_file as offsets_from_btf};
+pub use reader::spawn_reader;
+pub use watch::WatchSet;
+
+use super::SensorConfig;
+
+/// The kernel object, built by `build.rs` from `youwatch-ebpf`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("YOUWATCH_EBPF_OBJECT"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+    #[error(
+        "loading the eBPF exec sensor needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE); \
+         you are uid {uid}: run it with sudo, or give the DaemonSet those capabilities ({source})"
+    )]
+    NotPrivileged {
+        uid: u32,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "sensor.ring_buffer_bytes = {0} is not a power of two of at least 4096: pick e.g. 8388608"
+    )]
+    BadRingSize(u32),
+    #[error("loading the eBPF exec sensor into the kernel failed: {0}")]
+    Load(String),
+    #[error("attaching the exec sensor to the sched_process_exec tracepoint failed: {0}")]
+    Attach(String),
+    #[error("eBPF map {name}: {message}")]
+    Map { name: &'static str, message: String },
+    #[error("the ring-buffer reader was already started")]
+    ReaderTaken,
+}
+
+/// Counters the kernel keeps per CPU, summed. `matched == delivered + ringbuf_full` for the
+/// events that reached user space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SensorCounters {
+    /// Execs in watched cgroups (delivered or not).
+    pub matched: u64,
+    /// Matched execs lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    pub args_truncated: u64,
+    pub filename_truncated: u64,
+    pub read_failed: u64,
+}
+
+/// The loaded and attached sensor. Dropping it detaches the program and frees the maps.
+pub struct ExecSensor {
+    // Field order matters for drop: the program (and its link) goes first.
+    ebpf: Ebpf,
+    watched: WatchSet,
+    counters: PerCpuArray<MapData, u64>,
+    ring: Option<RingBuf<MapData>>,
+}
+
+impl ExecSensor {
+    /// Reads offsets from the running kernel's BTF, loads and attaches the exec program.
+    pub fn load(config: &SensorConfig) -> Result<Self, SensorError> {
+        let offsets = offsets_from_btf(Path::new(VMLINUX_BTF))?;
+        Self::load_with_offsets(config, offsets)
+    }
+
+    /// As [`ExecSensor::load`], with offsets from elsewhere (tests, other BTF files).
+    pub fn load_with_offsets(
+        config: &SensorConfig,
+        offsets: KernelOffsets,
+    ) -> Result<Self, SensorError> {
+        let ring = config.ring_buffer_bytes;
+        if ring < 4096 || !ring.is_power_of_two() {
+            return Err(SensorError::BadRingSize(ring));
+        }
+        raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::OFFSETS_GLOBAL, &offsets, true)
+            .map_max_entries(names::EVENTS_MAP, ring)
+            .load(OBJECT)
+            .map_err(|e| privileged_or(e, |e| SensorError::Load(error_chain(&e))))?;
+
+        let program: &mut RawTracePoint = ebpf
+            .program_mut(names::EXEC_PROGRAM)
+            .ok_or_else(|| {
+                SensorError::Load(format!(
+                    "program {} missing from the object",
+                    names::EXEC_PROGRAM
+                ))
+            })?
+            .try_into()
+            .map_err(|e| SensorError::Load(error_chain(&e)))?;
+        program
+            .load()
+            .map_err(|e| privileged_or(e, |e| SensorError::Load(error_chain(&e))))?;
+        program
+            .attach(names::EXEC_TRACEPOINT)
+            .map_err(|e| privileged_or(e, |e| SensorError::Attach(error_chain(&e))))?;
+
+        let watched = WatchSet::new(take_map(&mut ebpf, names::WATCHED_MAP)?)?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS_MAP)?)
+            .map_err(|e| map_error(names::COUNTERS_MAP, e))?;
+        let ring = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS_MAP)?)
+            .map_err(|e| map_error(names::EVENTS_MAP, e))?;
+        Ok(Self {
+            ebpf,
+            watched,
+            counters,
+            ring: Some(ring),
+        })
+    }
+
+    /// Handle to add and remove watched cgroups; cheap to clone, usable from any task.
+    pub fn watch_set(&self) -> WatchSet {
+        self.watched.clone()
+    }
+
+    /// Starts the ring-buffer reader; events arrive on the returned bounded channel.
+    /// Must be called from a Tokio runtime; only once.
+    pub fn events(
+        &mut self,
+        capacity: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
+        let ring = self.ring.take().ok_or(SensorError::ReaderTaken)?;
+        spawn_reader(ring, capacity).map_err(|e| SensorError::Map {
+            name: names::EVENTS_MAP,
+            message: e.to_string(),
+        })
+    }
+
+    /// Current kernel counters, summed over CPUs.
+    pub fn counters(&self) -> Result<SensorCounters, SensorError> {
+        let sum = |index: u32| -> Result<u64, SensorError> {
+            let values = self
+                .counters
+                .get(&index, 0)
+                .map_err(|e| map_error(names::COUNTERS_MAP, e))?;
+            Ok(values.iter().sum())
+        };
+        Ok(SensorCounters {
+            matched: sum(counter::MATCHED)?,
+            ringbuf_full: sum(counter::RINGBUF_FULL)?,
+            args_truncated: sum(counter::ARGS_TRUNCATED)?,
+            filename_truncated: sum(counter::FILENAME_TRUNCATED)?,
+            read_failed: sum(counter::READ_FAILED)?,
+        })
+    }
+
+    /// Detaches the program now (dropping the sensor does the same).
+    pub fn detach(self) {
+        drop(self.ebpf);
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {
+    ebpf.take_map(name).ok_or(SensorError::Map {
+        name,
+        message: "missing from the object".into(),
+    })
+}
+
+fn map_error(name: &'static str, e: aya::maps::MapError) -> SensorError {
+    SensorError::Map {
+        name,
+        message: error_chain(&e),
+    }
+}
+
+/// EPERM/EACCES from a non-root user is a privilege problem, whatever aya wraps it in.
+fn privileged_or<E>(err: E, other: impl FnOnce(E) -> SensorError) -> SensorError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let text = error_chain(&err);
+    let denied = text.contains("Operation not permitted") || text.contains("Permission denied");
+    if uid != 0 && denied {
+        return SensorError::NotPrivileged {
+            uid,
+            source: Box::new(err),
+        };
+    }
+    other(err)
+}
+
+/// The error and its sources on one line; aya keeps the verifier log in a source.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it so they load there too.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer; failure only matters on old kernels.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
+    }
+}

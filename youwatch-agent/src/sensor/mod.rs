@@ -1,0 +1,28 @@
+//! Sensors: where events enter the agent. `ebpf` is our own kernel exec sensor; `falco`
+//! receives alerts from an existing Falco as a fallback.
+
+pub mod ebpf;
+pub mod falco;
+
+use serde::Deserialize;
+
+/// `sensor:` section.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensorConfig {
+    /// Size of the kernel → user ring buffer in bytes (power of two, ≥ 4096). Larger absorbs
+    /// longer exec bursts before events are counted as lost.
+    pub ring_buffer_bytes: u32,
+    /// Exec events buffered between the ring-buffer reader and the next stage. When full the
+    /// reader waits, the ring buffer fills, and the kernel counts what it could not store.
+    pub channel_capacity: usize,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: youwatch_common::limits::DEFAULT_RING_BYTES,
+            channel_capacity: 4096,
+        }
+    }
+}

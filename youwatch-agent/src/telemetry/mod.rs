@@ -1,0 +1,37 @@
+//! Telemetry: Prometheus metrics, health, and the agent's HTTP listener.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// `telemetry:` section.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Address of the agent's HTTP port (`/metrics`, `/healthz`, `POST /falco`).
+    /// Empty string: no HTTP listener.
+    pub listen: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9376".to_owned(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// The listen address, `None` when disabled.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, String> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        self.listen.parse().map(Some).map_err(|e| {
+            format!(
+                "telemetry.listen {:?} is not an address like 0.0.0.0:9376: {e}",
+                self.listen
+            )
+        })
+    }
+}

@@ -1,0 +1,193 @@
+//! Exec sensor: one event per successful exec whose cgroup, or one of its ancestors, is watched.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf,
+        generated::{
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns,
+        },
+    },
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use youwatch_common::{ExecEvent, KernelOffsets, counter, flags, limits};
+
+use crate::{
+    kernel::{encode_dev, read, read_bytes, read_ptr},
+    maps::{EVENTS, WATCHED, count, offsets},
+};
+
+/// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`
+///
+/// Fires after the new image is in place: `current` is `p`, its comm and mm are the new ones.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    try_sched_process_exec(&ctx);
+    0
+}
+
+fn try_sched_process_exec(ctx: &RawTracePointContext) {
+    let off = offsets();
+    if off.ready == 0 {
+        return;
+    }
+    let Some(watched) = watched_ancestor() else {
+        return;
+    };
+    count(counter::MATCHED);
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        count(counter::RINGBUF_FULL);
+        return;
+    };
+    let task: *const u8 = ctx.arg(0);
+    let bprm: *const u8 = ctx.arg(2);
+    // SAFETY: the reservation is exactly one ExecEvent, exclusively ours until submit.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill(ev, &off, task, bprm, watched);
+    entry.submit(0);
+}
+
+/// The deepest watched cgroup among the current task's cgroup and its ancestors.
+#[inline(always)]
+fn watched_ancestor() -> Option<u64> {
+    // A plain integer, not an Option: LLVM leaves a None's payload undefined, which the
+    // verifier rejects as an uninitialised register. cgroup ids are never 0.
+    let mut found: u64 = 0;
+    let mut level = 0;
+    while level < limits::MAX_CGROUP_DEPTH {
+        // SAFETY: plain helper call; returns 0 past the task's own level.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+        if id == 0 {
+            break;
+        }
+        // SAFETY: the value is only tested for presence.
+        if unsafe { WATCHED.get(&id) }.is_some() {
+            found = id;
+        }
+        level += 1;
+    }
+    if found == 0 { None } else { Some(found) }
+}
+
+#[inline(always)]
+fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u8, watched: u64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: plain helper calls.
+    unsafe {
+        ev.ktime_ns = bpf_ktime_get_boot_ns();
+        ev.cgroup_id = bpf_get_current_cgroup_id();
+    }
+    ev.watched_cgroup_id = watched;
+    ev.pid = pid_tgid as u32;
+    ev.tgid = (pid_tgid >> 32) as u32;
+    ev.uid = uid_gid as u32;
+    ev.gid = (uid_gid >> 32) as u32;
+    ev.flags = 0;
+    ev.comm = bpf_get_current_comm().unwrap_or([0; limits::COMM_LEN]);
+
+    fill_parent(ev, off, task);
+    ev.tty = match tty_nr(off, task) {
+        Ok(tty) => tty,
+        Err(_) => {
+            ev.flags |= flags::TTY_READ_FAILED;
+            0
+        }
+    };
+    fill_filename(ev, off, bprm);
+    fill_args(ev, off, task);
+    if ev.flags
+        & (flags::ARGS_READ_FAILED | flags::FILENAME_READ_FAILED | flags::PARENT_READ_FAILED)
+        != 0
+    {
+        count(counter::READ_FAILED);
+    }
+}
+
+#[inline(always)]
+fn fill_parent(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
+    ev.ppid = 0;
+    ev.parent_comm = [0; limits::COMM_LEN];
+    let ok = read_ptr(task, off.task_real_parent).and_then(|parent| {
+        ev.ppid = read::<i32>(parent, off.task_tgid)? as u32;
+        read_bytes(parent, off.task_comm, &mut ev.parent_comm)
+    });
+    if ok.is_err() {
+        ev.flags |= flags::PARENT_READ_FAILED;
+    }
+}
+
+/// `task->signal->tty`, encoded as `/proc/<pid>/stat` does; 0 without a controlling tty.
+#[inline(always)]
+fn tty_nr(off: &KernelOffsets, task: *const u8) -> Result<u32, i32> {
+    let signal = read_ptr(task, off.task_signal)?;
+    let tty = read_ptr(signal, off.signal_tty)?;
+    if tty.is_null() {
+        return Ok(0);
+    }
+    let index = read::<i32>(tty, off.tty_index)? as u32;
+    let driver = read_ptr(tty, off.tty_driver)?;
+    let major = read::<i32>(driver, off.driver_major)? as u32;
+    let minor_start = read::<i32>(driver, off.driver_minor_start)? as u32;
+    Ok(encode_dev(major, minor_start.wrapping_add(index)))
+}
+
+#[inline(always)]
+fn fill_filename(ev: &mut ExecEvent, off: &KernelOffsets, bprm: *const u8) {
+    let name = match read_ptr(bprm, off.binprm_filename) {
+        Ok(p) if !p.is_null() => p,
+        _ => {
+            ev.filename[0] = 0;
+            ev.flags |= flags::FILENAME_READ_FAILED;
+            return;
+        }
+    };
+    // SAFETY: bpf_probe_read_kernel_str tolerates any address.
+    match unsafe { bpf_probe_read_kernel_str_bytes(name, &mut ev.filename) } {
+        Ok(s) => {
+            if s.len() >= limits::FILENAME_LEN - 1 {
+                ev.flags |= flags::FILENAME_TRUNCATED;
+                count(counter::FILENAME_TRUNCATED);
+            }
+        }
+        Err(_) => {
+            ev.filename[0] = 0;
+            ev.flags |= flags::FILENAME_READ_FAILED;
+        }
+    }
+}
+
+/// Copies the new image's argument area (`mm->arg_start..arg_end`, NUL-separated).
+#[inline(always)]
+fn fill_args(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
+    ev.args_len = 0;
+    let Ok(mm) = read_ptr(task, off.task_mm) else {
+        ev.flags |= flags::ARGS_READ_FAILED;
+        return;
+    };
+    let (Ok(start), Ok(end)) = (
+        read::<u64>(mm, off.mm_arg_start),
+        read::<u64>(mm, off.mm_arg_end),
+    ) else {
+        ev.flags |= flags::ARGS_READ_FAILED;
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    let mut len = end - start;
+    if len > limits::ARGS_LEN as u64 {
+        len = limits::ARGS_LEN as u64;
+        ev.flags |= flags::ARGS_TRUNCATED;
+        count(counter::ARGS_TRUNCATED);
+    }
+    // In 1..=ARGS_LEN in a form the verifier can bound.
+    let n = (((len - 1) & (limits::ARGS_LEN as u64 - 1)) + 1) as usize;
+    // SAFETY: user memory of the current task; a fault returns an error.
+    let res = unsafe { bpf_probe_read_user_buf(start as *const u8, &mut ev.args[..n]) };
+    match res {
+        Ok(()) => ev.args_len = n as u32,
+        Err(_) => ev.flags |= flags::ARGS_READ_FAILED,
+    }
+}
