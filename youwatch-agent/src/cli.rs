@@ -39,6 +39,9 @@ pub enum Command {
     /// Print or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Replay a ModSecurity/Coraza JSON audit log through the WAF scoring, changing nothing:
+    /// per entry its class, score and decision, then a summary and the IPs that would be banned.
+    Replay(crate::waf::replay::ReplayArgs),
 }
 
 #[derive(Clone, Debug, Default, Args)]
@@ -82,5 +85,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{config:#?}");
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Replay(args)) => crate::waf::replay::run(args),
     }
 }

@@ -40,6 +40,10 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("dry-run: reporting only, no action is taken");
     }
     let mut events = sensor.events(config.sensor.channel_capacity)?;
+    let (detection_tx, mut detections) = tokio::sync::mpsc::channel(1024);
+    if let Some(waf) = crate::waf::WafStage::new(&config.waf, &config.agent.state_dir)? {
+        waf.spawn(detection_tx)?;
+    }
 
     let mut stdout = std::io::stdout().lock();
     let shutdown = shutdown_signal();
@@ -49,6 +53,11 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             event = events.recv() => {
                 let Some(event) = event else { break };
                 serde_json::to_writer(&mut stdout, &event)?;
+                stdout.write_all(b"\n")?;
+                stdout.flush()?;
+            }
+            Some(detection) = detections.recv() => {
+                serde_json::to_writer(&mut stdout, &detection)?;
                 stdout.write_all(b"\n")?;
                 stdout.flush()?;
             }

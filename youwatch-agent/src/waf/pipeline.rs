@@ -1,0 +1,151 @@
+//! parse → classify → client IP → score, for one line at a time. Shared by the live stage,
+//! `youwatch-agent replay` and the benchmark, so all three decide exactly alike.
+
+use std::{net::IpAddr, time::Duration};
+
+use super::{
+    WafConfig,
+    classify::{Classifier, Verdict},
+    client_ip::{Client, ClientIpPolicy, Protection},
+    entry::{BadLine, Entry, Parser},
+    json,
+    metrics::{DecisionKind, WafMetrics},
+    score::{Score, Scorer},
+};
+
+/// What happened to one entry's client.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decision {
+    /// No ban class in the entry: nothing counted.
+    Pass,
+    /// A ban class, but the client may never be banned.
+    Protected(IpAddr, Protection),
+    /// A ban class, but no valid client address.
+    Unattributable,
+    Scored(IpAddr, Score),
+}
+
+impl Decision {
+    pub fn kind(&self) -> DecisionKind {
+        match self {
+            Decision::Pass => DecisionKind::Pass,
+            Decision::Protected(..) => DecisionKind::Protected,
+            Decision::Unattributable => DecisionKind::Unattributable,
+            Decision::Scored(_, Score::Counted { .. }) => DecisionKind::Counted,
+            Decision::Scored(_, Score::Ban { .. }) => DecisionKind::Ban,
+            Decision::Scored(_, Score::AlreadyBanned { .. }) => DecisionKind::AlreadyBanned,
+        }
+    }
+
+    /// The ban this entry caused, if any.
+    pub fn ban(&self) -> Option<(IpAddr, Duration)> {
+        match *self {
+            Decision::Scored(ip, Score::Ban { ttl, .. }) => Some((ip, ttl)),
+            _ => None,
+        }
+    }
+
+    /// The client the decision is about, when resolved.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match *self {
+            Decision::Protected(ip, _) | Decision::Scored(ip, _) => Some(ip),
+            _ => None,
+        }
+    }
+}
+
+pub struct Outcome<'a> {
+    pub entry: Entry<'a>,
+    pub verdict: Verdict,
+    pub decision: Decision,
+    /// The entry's time (Unix seconds).
+    pub time: u64,
+}
+
+pub struct Pipeline {
+    parser: Parser,
+    classifier: Classifier,
+    policy: ClientIpPolicy,
+    scorer: Scorer,
+    metrics: WafMetrics,
+    /// Bad-line kinds already logged (each is logged once, then only counted).
+    logged: u32,
+}
+
+impl Pipeline {
+    pub fn new(cfg: &WafConfig, metrics: WafMetrics) -> Pipeline {
+        Pipeline {
+            parser: Parser::new(),
+            classifier: Classifier::new(cfg.ban_class_set()),
+            policy: ClientIpPolicy {
+                trusted_proxies: cfg.client_ip.trusted_proxies.clone(),
+                allowlist: cfg.client_ip.allowlist.clone(),
+                ban_loopback: cfg.client_ip.ban_loopback,
+            },
+            scorer: Scorer::new(cfg.scoring.clone()),
+            metrics,
+            logged: 0,
+        }
+    }
+
+    pub fn metrics(&self) -> &WafMetrics {
+        &self.metrics
+    }
+
+    /// Decides one line; `now` (Unix seconds) is used when the entry carries no time. A bad
+    /// line is counted (and logged the first time its kind is seen).
+    pub fn process<'a>(&'a mut self, line: &'a [u8], now: u64) -> Result<Outcome<'a>, BadLine> {
+        let entry = match self.parser.parse(line) {
+            Ok(entry) => entry,
+            Err(kind) => {
+                self.metrics.bad_line(kind).inc();
+                let bit = 1 << kind as u32;
+                if self.logged & bit == 0 {
+                    self.logged |= bit;
+                    tracing::warn!(
+                        kind = kind.as_str(),
+                        line = %json::display(line, 160),
+                        "audit-log line is not an entry; further lines of this kind are only counted (metric youwatch_waf_bad_lines)"
+                    );
+                }
+                return Err(kind);
+            }
+        };
+        self.metrics.entries.inc();
+        let verdict = self.classifier.classify(&entry);
+        for class in verdict.classes.iter() {
+            self.metrics.class(class).inc();
+        }
+        if verdict.blocked {
+            self.metrics.blocked.inc();
+        }
+        let time = entry.unix_time().unwrap_or(now);
+        let decision = if verdict.ban_classes.is_empty() {
+            Decision::Pass
+        } else {
+            match self
+                .policy
+                .resolve(entry.client_ip(), entry.forwarded_for())
+            {
+                Client::Candidate(ip) => {
+                    let evictions = self.scorer.evictions();
+                    let score = self.scorer.record(ip, verdict.score.max(1), time);
+                    if self.scorer.evictions() != evictions {
+                        self.metrics.evicted_ips.inc();
+                    }
+                    self.metrics.tracked_ips.set(self.scorer.tracked() as i64);
+                    Decision::Scored(ip, score)
+                }
+                Client::Protected(ip, why) => Decision::Protected(ip, why),
+                Client::Unattributable => Decision::Unattributable,
+            }
+        };
+        self.metrics.decision(decision.kind()).inc();
+        Ok(Outcome {
+            entry,
+            verdict,
+            decision,
+            time,
+        })
+    }
+}
