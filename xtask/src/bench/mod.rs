@@ -2,6 +2,7 @@
 //! in one run (the machine is shared and noisy). Nothing here asserts a time.
 
 mod exec;
+mod waf;
 
 use clap::Subcommand;
 
@@ -9,10 +10,14 @@ use clap::Subcommand;
 pub enum Which {
     /// Exec overhead with the sensor attached vs detached, and kernel → user latency.
     Exec(exec::Args),
+    /// WAF audit-log pipeline: throughput on a >= 1 GB log of real ModSecurity entries vs
+    /// Python json.loads and wc -l (one core each), and line-appended -> decision latency.
+    Waf(waf::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Exec(args) => exec::run(args),
+        Which::Waf(args) => waf::run(args),
     }
 }

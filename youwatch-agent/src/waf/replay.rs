@@ -49,6 +49,10 @@ pub struct ReplayArgs {
     /// One JSON object per entry instead of text (the summary stays text, on stderr).
     #[arg(long)]
     pub json: bool,
+    /// At the end, keep following the file (across rotations, like `tail -F`) and print each
+    /// entry's decision as it arrives, until interrupted. No summary in this mode.
+    #[arg(long, conflicts_with = "summary")]
+    pub follow: bool,
 }
 
 #[derive(Default)]
@@ -70,7 +74,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     waf.audit_log = args.audit_log.clone();
     waf.start_at = StartAt::Beginning;
     let mut opts = WafStage::follow_options(&waf, None);
-    opts.inotify = false;
+    opts.inotify = args.follow;
     let mut follower = Follower::open(opts, TailMetrics::default())?;
     let mut pipeline = Pipeline::new(&waf, WafMetrics::default());
     let mut summary = Summary::default();
@@ -78,8 +82,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let now = super::detect::now_secs();
     loop {
-        let batch = follower.next_batch(Duration::ZERO)?;
-        let done = batch.is_empty();
+        let wait = if args.follow {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        };
+        let batch = follower.next_batch(wait)?;
+        let done = batch.is_empty() && !args.follow;
         let batch = if done {
             follower.take_unterminated()
         } else {
@@ -95,6 +104,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 }
                 Err(_) => summary.bad_lines += 1,
             }
+        }
+        if args.follow {
+            out.flush()?;
         }
         if done {
             break;
