@@ -102,14 +102,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .arg(&config)
                 .arg(&log),
         )?;
-        check(&out, &format!("{entries} entries, 0 bad lines"), "youwatch-agent replay")?;
+        check(
+            &out,
+            &format!("{entries} entries, 0 bad lines"),
+            "youwatch-agent replay",
+        )?;
         best[1] = best[1].min(t);
         let (t, out) = timed(pin("python3").arg(&script).arg(&log))?;
         check(&out, &entries.to_string(), "python")?;
         best[2] = best[2].min(t);
     }
     let [wc, ours, python] = best;
-    println!("\nthroughput, one core (cpu {}), best of {}:", args.cpu, args.rounds);
+    println!(
+        "\nthroughput, one core (cpu {}), best of {}:",
+        args.cpu, args.rounds
+    );
     for (name, t) in [
         ("wc -l (floor: finding lines)", wc),
         ("youwatch waf pipeline (tail+parse+classify+score)", ours),

@@ -68,7 +68,8 @@ pub struct FollowOptions {
     pub start_at: StartAt,
     /// Longer lines are skipped and counted.
     pub max_line_bytes: usize,
-    /// Bytes read per system call.
+    /// Bytes read per system call. Small enough that what was just read is still in the
+    /// CPU's L2 cache when the consumer parses it (128 KiB measured fastest here).
     pub read_chunk_bytes: usize,
     /// Longest sleep without looking at the file (the only wake-up when inotify is off).
     pub poll_interval: Duration,
@@ -87,7 +88,7 @@ impl FollowOptions {
             sync_cursor: false,
             start_at: StartAt::End,
             max_line_bytes: 1 << 20,
-            read_chunk_bytes: 1 << 20,
+            read_chunk_bytes: 128 << 10,
             poll_interval: Duration::from_secs(1),
             rotate_grace: Duration::from_secs(1),
             inotify: true,

@@ -113,6 +113,7 @@ pub struct Message {
 pub struct Parser {
     fields: Fields,
     messages: Vec<Message>,
+    quotes: json::QuoteIndex,
 }
 
 /// A parsed entry, borrowing the line and the parser.
@@ -121,6 +122,7 @@ pub struct Entry<'a> {
     line: &'a [u8],
     fields: &'a Fields,
     messages: &'a [Message],
+    quotes: &'a [u64],
 }
 
 impl Parser {
@@ -134,10 +136,10 @@ impl Parser {
         if line.len() > u32::MAX as usize {
             return Err(BadLine::TooDeep);
         }
-        let mut w = Walker::new(line);
-        if w.peek() != Some(b'{') {
+        if line.trim_ascii_start().first() != Some(&b'{') {
             return Err(BadLine::NotJson);
         }
+        let mut w = Walker::with_index(line, self.quotes.build(line), 0);
         let (fields, messages) = (&mut self.fields, &mut self.messages);
         let mut has_transaction = false;
         w.object(|w, key| match key {
@@ -158,6 +160,7 @@ impl Parser {
             line,
             fields: &self.fields,
             messages: &self.messages,
+            quotes: self.quotes.bits(),
         })
     }
 }
@@ -401,6 +404,14 @@ impl<'a> Entry<'a> {
         parse_ctime(self.span(self.fields.time_stamp))
     }
 
+    /// ModSecurity's raw `time_stamp` (empty for Coraza).
+    pub fn time_stamp(&self) -> &'a [u8] {
+        if self.fields.unix_time.is_some() {
+            return &[];
+        }
+        self.span(self.fields.time_stamp)
+    }
+
     pub fn messages(&self) -> &'a [Message] {
         self.messages
     }
@@ -425,7 +436,10 @@ impl<'a> Entry<'a> {
     /// Calls `f` with each tag (raw) of a message.
     pub fn tags(&self, m: &Message, f: impl FnMut(&[u8])) {
         if let Some(t) = m.tags {
-            json::strings_in(t.get(self.line), f);
+            json::strings_in(
+                Walker::with_index(self.line, self.quotes, t.start as usize),
+                f,
+            );
         }
     }
 }

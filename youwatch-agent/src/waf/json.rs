@@ -43,11 +43,109 @@ const MAX_SKIP_DEPTH: u32 = 512;
 pub struct Walker<'a> {
     b: &'a [u8],
     i: usize,
+    /// Unescaped quotes of `b`, one bit per byte (see [`QuoteIndex`]); empty: search bytes.
+    quotes: &'a [u64],
+}
+
+/// A bitmap of the unescaped `"` of a line, built 64 bytes at a time with SIMD compares and
+/// simdjson's carry trick for backslash runs. With it, finding the end of any string is a
+/// bit scan, whatever the number of strings (an audit entry has ~140).
+#[derive(Default)]
+pub struct QuoteIndex {
+    bits: Vec<u64>,
+}
+
+impl QuoteIndex {
+    /// The index of the last line built.
+    pub fn bits(&self) -> &[u64] {
+        &self.bits
+    }
+
+    pub fn build(&mut self, b: &[u8]) -> &[u64] {
+        self.bits.clear();
+        self.bits.reserve(b.len().div_ceil(64));
+        let mut prev_escaped = 0u64;
+        let mut chunks = b.chunks_exact(64);
+        for chunk in &mut chunks {
+            let (quote, backslash) = masks64(chunk.try_into().expect("64 bytes"));
+            let escaped = escaped_mask(backslash, &mut prev_escaped);
+            self.bits.push(quote & !escaped);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 64];
+            last[..rest.len()].copy_from_slice(rest);
+            let (quote, backslash) = masks64(&last);
+            let escaped = escaped_mask(backslash, &mut prev_escaped);
+            self.bits.push(quote & !escaped);
+        }
+        &self.bits
+    }
+}
+
+/// Bits of `"` and of `\\` in 64 bytes.
+#[inline(always)]
+fn masks64(chunk: &[u8; 64]) -> (u64, u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        let (mut quote, mut backslash) = (0u64, 0u64);
+        for k in 0..4 {
+            // SAFETY: SSE2 is part of x86_64; bytes 16k..16k+16 are inside the chunk.
+            let (q, bs) = unsafe {
+                let v = _mm_loadu_si128(chunk.as_ptr().add(16 * k).cast::<__m128i>());
+                (
+                    _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))) as u16,
+                    _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8))) as u16,
+                )
+            };
+            quote |= u64::from(q) << (16 * k);
+            backslash |= u64::from(bs) << (16 * k);
+        }
+        (quote, backslash)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let (mut quote, mut backslash) = (0u64, 0u64);
+        for (k, &c) in chunk.iter().enumerate() {
+            quote |= u64::from(c == b'"') << k;
+            backslash |= u64::from(c == b'\\') << k;
+        }
+        (quote, backslash)
+    }
+}
+
+/// Bits of the characters escaped by a backslash, given the block's backslashes and whether
+/// the block starts escaped (updated for the next block). Runs of backslashes escape
+/// alternately; an odd-length run escapes the character after it.
+#[inline(always)]
+fn escaped_mask(backslash: u64, prev_escaped: &mut u64) -> u64 {
+    if backslash == 0 && *prev_escaped == 0 {
+        return 0;
+    }
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    let backslash = backslash & !*prev_escaped;
+    let follows_escape = (backslash << 1) | *prev_escaped;
+    let odd_starts = backslash & !EVEN & !follows_escape;
+    let (even_starts, overflow) = odd_starts.overflowing_add(backslash);
+    *prev_escaped = u64::from(overflow);
+    (EVEN ^ (even_starts << 1)) & follows_escape
 }
 
 impl<'a> Walker<'a> {
     pub fn new(b: &'a [u8]) -> Walker<'a> {
-        Walker { b, i: 0 }
+        Walker {
+            b,
+            i: 0,
+            quotes: &[],
+        }
+    }
+
+    /// A walker using `quotes`, the [`QuoteIndex`] of `b`, starting at byte `at`.
+    pub fn with_index(b: &'a [u8], quotes: &'a [u64], at: usize) -> Walker<'a> {
+        Walker { b, i: at, quotes }
     }
 
     #[inline]
@@ -93,14 +191,34 @@ impl<'a> Walker<'a> {
     }
 
     /// Index of the closing quote of a string whose contents start at `from`.
-    #[inline]
-    fn string_end(&self, mut from: usize) -> Result<usize, JsonError> {
+    #[inline(always)]
+    fn string_end(&self, from: usize) -> Result<usize, JsonError> {
+        if self.quotes.is_empty() {
+            return self.string_end_scan(from);
+        }
+        let mut w = from / 64;
+        let mut m = *self.quotes.get(w).ok_or(JsonError::Truncated)? & (!0u64 << (from % 64));
+        while m == 0 {
+            w += 1;
+            m = *self.quotes.get(w).ok_or(JsonError::Truncated)?;
+        }
+        let q = w * 64 + m.trailing_zeros() as usize;
+        if q < self.b.len() {
+            Ok(q)
+        } else {
+            Err(JsonError::Truncated)
+        }
+    }
+
+    /// `string_end` without an index: search quotes, count the backslashes before each.
+    #[cold]
+    #[inline(never)]
+    fn string_end_scan(&self, mut from: usize) -> Result<usize, JsonError> {
         loop {
-            let Some(q) = memchr::memchr(b'"', &self.b[from..]) else {
+            let Some(q) = find_quote(&self.b[from..]) else {
                 return Err(JsonError::Truncated);
             };
             let q = from + q;
-            // Escaped when preceded by an odd number of backslashes.
             let mut k = q;
             while k > 0 && self.b[k - 1] == b'\\' {
                 k -= 1;
@@ -266,6 +384,33 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// The first `"` in `hay`. Most JSON strings in an audit log are short, so the first 64
+/// bytes are checked inline 16 at a time before handing the rest to `memchr`.
+#[inline(always)]
+fn find_quote(hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        let mut i = 0;
+        while i + 16 <= hay.len() && i < 64 {
+            // SAFETY: SSE2 is part of x86_64; the 16 bytes at `i` are inside `hay`.
+            let mask = unsafe {
+                let v = _mm_loadu_si128(hay.as_ptr().add(i).cast::<__m128i>());
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)))
+            };
+            if mask != 0 {
+                return Some(i + mask.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+        memchr::memchr(b'"', &hay[i..]).map(|p| p + i)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    memchr::memchr(b'"', hay)
+}
+
 /// Digits (optionally surrounded by spaces) as a number; a decimal part is dropped.
 pub fn parse_u64(s: &[u8]) -> Option<u64> {
     let s = s.trim_ascii();
@@ -286,13 +431,12 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-/// Iterates the strings of a raw array span (as produced by [`Walker::object`] callers that
-/// keep `[start, end)` of an array value); non-string elements are skipped.
-pub fn strings_in(array: &[u8], mut f: impl FnMut(&[u8])) {
-    let mut w = Walker::new(array);
+/// Calls `f` with each string of the array the walker is at; other elements are skipped.
+pub fn strings_in(mut w: Walker<'_>, mut f: impl FnMut(&[u8])) {
+    let input = w.input();
     let _ = w.array(|w| {
         if let Some(s) = w.opt_string()? {
-            f(s.get(array));
+            f(s.get(input));
         }
         Ok(())
     });
@@ -391,6 +535,33 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, [b"q\\\\".to_vec(), b"7".to_vec(), b"12".to_vec()]);
+    }
+
+    #[test]
+    fn quote_index_matches_a_byte_scan() {
+        // Backslash runs of every length, across 64-byte block boundaries.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut idx = QuoteIndex::default();
+        for len in [0, 1, 63, 64, 65, 127, 128, 200, 1000] {
+            for _ in 0..200 {
+                let b: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        [b'"', b'\\', b'a', b'\\', b'x'][(seed % 5) as usize]
+                    })
+                    .collect();
+                let bits = idx.build(&b).to_vec();
+                let mut escaped = false;
+                for (i, &c) in b.iter().enumerate() {
+                    let want = c == b'"' && !escaped;
+                    let got = bits[i / 64] >> (i % 64) & 1 == 1;
+                    assert_eq!(got, want, "at {i} of {:?}", String::from_utf8_lossy(&b));
+                    escaped = !escaped && c == b'\\';
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,118 +1,83 @@
-//! A map with a hard cap: inserting into a full map evicts the least recently used entry.
+//! A map with a hard cap: inserting into a full map evicts an entry not used recently.
 //! Per-IP state is keyed by attacker-chosen data, so its memory must not depend on them.
+//!
+//! CLOCK (second chance), the classic approximation of LRU: each entry has a "used" bit set
+//! on access; eviction sweeps a hand over the entries, clearing bits, and takes the first
+//! entry whose bit was already clear. A hit writes only its own entry (a linked-list LRU
+//! writes two neighbours too: three cache misses per hit on a large map).
 
 use std::{collections::HashMap, hash::Hash};
 
-const NIL: u32 = u32::MAX;
-
-struct Node<K, V> {
+struct Slot<K, V> {
     key: K,
     value: V,
-    prev: u32,
-    next: u32,
+    used: bool,
 }
 
 pub struct Lru<K, V> {
     map: HashMap<K, u32>,
-    nodes: Vec<Node<K, V>>,
-    /// Most recently used.
-    head: u32,
-    /// Least recently used: the next to go.
-    tail: u32,
+    slots: Vec<Slot<K, V>>,
+    hand: usize,
     cap: usize,
 }
 
 impl<K: Hash + Eq + Copy, V> Lru<K, V> {
-    /// `cap` ≥ 1 entries (at most `u32::MAX - 1`).
+    /// `cap` ≥ 1 entries (at most `u32::MAX`).
     pub fn new(cap: usize) -> Lru<K, V> {
-        let cap = cap.clamp(1, (NIL - 1) as usize);
+        let cap = cap.clamp(1, u32::MAX as usize);
         Lru {
             map: HashMap::with_capacity(cap.min(1 << 16)),
-            nodes: Vec::with_capacity(cap.min(1 << 16)),
-            head: NIL,
-            tail: NIL,
+            slots: Vec::with_capacity(cap.min(1 << 16)),
+            hand: 0,
             cap,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.slots.is_empty()
     }
 
-    /// The entry for `key`, now the most recently used; created with `make` if absent, which
-    /// may evict the least recently used entry (returned).
+    /// The entry for `key`, marked used; created with `make` if absent, which may evict an
+    /// entry not used since the hand last passed it (returned).
     pub fn entry(&mut self, key: K, make: impl FnOnce() -> V) -> (&mut V, Option<(K, V)>) {
         if let Some(&i) = self.map.get(&key) {
-            self.touch(i);
-            return (&mut self.nodes[i as usize].value, None);
+            let slot = &mut self.slots[i as usize];
+            slot.used = true;
+            return (&mut slot.value, None);
         }
-        let mut evicted = None;
-        let i = if self.nodes.len() < self.cap {
-            self.nodes.push(Node {
+        if self.slots.len() < self.cap {
+            self.map.insert(key, self.slots.len() as u32);
+            self.slots.push(Slot {
                 key,
                 value: make(),
-                prev: NIL,
-                next: NIL,
+                used: true,
             });
-            (self.nodes.len() - 1) as u32
-        } else {
-            // Reuse the least recently used slot.
-            let i = self.tail;
-            self.unlink(i);
-            let node = &mut self.nodes[i as usize];
-            let old_key = std::mem::replace(&mut node.key, key);
-            let old_value = std::mem::replace(&mut node.value, make());
-            self.map.remove(&old_key);
-            evicted = Some((old_key, old_value));
-            i
+            return (&mut self.slots.last_mut().expect("just pushed").value, None);
+        }
+        // Full: sweep to a slot whose used bit is clear (at most one full turn).
+        let victim = loop {
+            let i = self.hand;
+            self.hand = (self.hand + 1) % self.slots.len();
+            let slot = &mut self.slots[i];
+            if !std::mem::replace(&mut slot.used, false) {
+                break i;
+            }
         };
-        self.map.insert(key, i);
-        self.push_front(i);
-        (&mut self.nodes[i as usize].value, evicted)
+        let slot = &mut self.slots[victim];
+        let old_key = std::mem::replace(&mut slot.key, key);
+        let old_value = std::mem::replace(&mut slot.value, make());
+        slot.used = true;
+        self.map.remove(&old_key);
+        self.map.insert(key, victim as u32);
+        (&mut self.slots[victim].value, Some((old_key, old_value)))
     }
 
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key).map(|&i| &self.nodes[i as usize].value)
-    }
-
-    fn touch(&mut self, i: u32) {
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i);
-        }
-    }
-
-    fn unlink(&mut self, i: u32) {
-        let (prev, next) = {
-            let n = &self.nodes[i as usize];
-            (n.prev, n.next)
-        };
-        match prev {
-            NIL => self.head = next,
-            p => self.nodes[p as usize].next = next,
-        }
-        match next {
-            NIL => self.tail = prev,
-            n => self.nodes[n as usize].prev = prev,
-        }
-    }
-
-    fn push_front(&mut self, i: u32) {
-        let old = self.head;
-        {
-            let n = &mut self.nodes[i as usize];
-            n.prev = NIL;
-            n.next = old;
-        }
-        match old {
-            NIL => self.tail = i,
-            o => self.nodes[o as usize].prev = i,
-        }
-        self.head = i;
+        self.map.get(key).map(|&i| &self.slots[i as usize].value)
     }
 }
 
@@ -121,19 +86,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn evicts_least_recently_used() {
+    fn evicts_an_unused_entry_and_stays_bounded() {
         let mut lru = Lru::new(2);
         *lru.entry(1, || 10).0 += 1;
         lru.entry(2, || 20);
-        lru.entry(1, || 0); // 1 is now the most recent
+        // Both used: the sweep clears 1 and 2, then takes 1 (first with a clear bit).
         let (_, evicted) = lru.entry(3, || 30);
+        assert_eq!(evicted, Some((1, 11)));
+        lru.entry(3, || 0); // 3 used again, 2 not since the sweep
+        let (_, evicted) = lru.entry(4, || 40);
         assert_eq!(evicted, Some((2, 20)));
-        assert_eq!(lru.get(&1), Some(&11));
-        assert_eq!(lru.len(), 2);
+        assert_eq!(lru.get(&3), Some(&30));
         for k in 10..1000 {
             lru.entry(k, || k);
         }
         assert_eq!(lru.len(), 2);
-        assert_eq!((lru.get(&998), lru.get(&999)), (Some(&998), Some(&999)));
+        assert_eq!(lru.get(&999), Some(&999));
     }
 }

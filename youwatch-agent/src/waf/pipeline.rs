@@ -70,6 +70,9 @@ pub struct Pipeline {
     metrics: WafMetrics,
     /// Bad-line kinds already logged (each is logged once, then only counted).
     logged: u32,
+    /// The last `time_stamp` text and its value: consecutive entries mostly share a second.
+    stamp: Vec<u8>,
+    stamp_time: Option<u64>,
 }
 
 impl Pipeline {
@@ -85,6 +88,8 @@ impl Pipeline {
             scorer: Scorer::new(cfg.scoring.clone()),
             metrics,
             logged: 0,
+            stamp: Vec::new(),
+            stamp_time: None,
         }
     }
 
@@ -119,7 +124,17 @@ impl Pipeline {
         if verdict.blocked {
             self.metrics.blocked.inc();
         }
-        let time = entry.unix_time().unwrap_or(now);
+        let stamp = entry.time_stamp();
+        let time = if !stamp.is_empty() && stamp == self.stamp.as_slice() {
+            self.stamp_time
+        } else {
+            let t = entry.unix_time();
+            self.stamp.clear();
+            self.stamp.extend_from_slice(&stamp[..stamp.len().min(64)]);
+            self.stamp_time = t;
+            t
+        }
+        .unwrap_or(now);
         let decision = if verdict.ban_classes.is_empty() {
             Decision::Pass
         } else {

@@ -66,6 +66,19 @@ struct Summary {
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    match replay(args) {
+        // `replay ... | head` is fine.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        result => result,
+    }
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref())?;
     let mut waf: WafConfig = config.waf;
     waf.validate().map_err(anyhow::Error::msg)?;
@@ -116,9 +129,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     drop(out);
     let text = summary.render();
     if args.json {
-        eprint!("{text}");
+        std::io::stderr().write_all(text.as_bytes())?;
     } else {
-        print!("{text}");
+        std::io::stdout().write_all(text.as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }

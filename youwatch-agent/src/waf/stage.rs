@@ -71,6 +71,7 @@ impl WafStage {
         opts.poll_interval = config.poll_interval;
         opts.rotate_grace = config.rotate_grace;
         opts.inotify = config.inotify;
+
         opts
     }
 
