@@ -175,10 +175,12 @@ fn attackers() -> BTreeSet<IpAddr> {
 }
 
 fn test_config(waf: &RealWaf) -> WafConfig {
-    let mut cfg = WafConfig::default();
-    cfg.audit_log = waf.audit_log();
-    cfg.start_at = StartAt::Beginning;
-    cfg.poll_interval = Duration::from_millis(100);
+    let mut cfg = WafConfig {
+        audit_log: waf.audit_log(),
+        start_at: StartAt::Beginning,
+        poll_interval: Duration::from_millis(100),
+        ..WafConfig::default()
+    };
     // Our attackers live on 127.0.1.0/24.
     cfg.client_ip.ban_loopback = true;
     cfg

@@ -223,7 +223,7 @@ impl<'a> Walker<'a> {
             while k > 0 && self.b[k - 1] == b'\\' {
                 k -= 1;
             }
-            if (q - k) % 2 == 0 {
+            if (q - k).is_multiple_of(2) {
                 return Ok(q);
             }
             from = q + 1;

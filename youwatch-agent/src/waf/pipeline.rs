@@ -164,3 +164,57 @@ impl Pipeline {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        detection::{Origin, Subject},
+        waf::{config::Report, detect},
+    };
+
+    /// A Coraza entry behind a trusted proxy, repeated until the client is banned.
+    #[test]
+    fn forwarded_attacker_is_banned_with_a_detection() {
+        let line = br#"{"transaction":{"unix_timestamp":1700000000,"id":"u1","client_ip":"10.0.0.2","request":{"method":"GET","uri":"/?q=<script>","headers":{"Host":["Shop.Example:443"],"X-Forwarded-For":["203.0.113.50, 10.0.0.9"]}},"response":{"status":403},"producer":{"rule_engine":"On"},"is_interrupted":true},"messages":[{"message":"m","data":{"id":941100,"msg":"XSS Attack Detected via libinjection","severity":2,"tags":["attack-xss"]}}]}"#;
+        let mut cfg = WafConfig::default();
+        cfg.client_ip.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut p = Pipeline::new(&cfg, WafMetrics::default());
+        let mut bans = Vec::new();
+        for _ in 0..4 {
+            let o = p.process(line, 0).unwrap();
+            assert_eq!(o.time, 1_700_000_000);
+            if let Some(d) = detect::detection(&o, Report::Bans) {
+                bans.push(d);
+            }
+        }
+        assert_eq!(bans.len(), 1, "one ban, then already banned");
+        let d = &bans[0];
+        assert_eq!(d.origin, Origin::Waf);
+        assert_eq!(
+            d.subject,
+            Subject::Attacker {
+                ip: "203.0.113.50".parse().unwrap(),
+                host: Some("shop.example".into()),
+                ban_for: Some(cfg.scoring.ban),
+            }
+        );
+        assert!(
+            d.output.contains("941100") && d.output.contains("xss"),
+            "{}",
+            d.output
+        );
+        assert_eq!(p.metrics().entries.get(), 4);
+    }
+
+    #[test]
+    fn bad_lines_are_counted_not_fatal() {
+        let mut p = Pipeline::new(&WafConfig::default(), WafMetrics::default());
+        for line in [&b"garbage"[..], b"{\"transaction\":", b"{}", b"\xff\x00{"] {
+            assert!(p.process(line, 0).is_err());
+        }
+        assert_eq!(p.metrics().bad_line(BadLine::NotJson).get(), 2);
+        assert_eq!(p.metrics().bad_line(BadLine::Truncated).get(), 1);
+        assert_eq!(p.metrics().bad_line(BadLine::NoTransaction).get(), 1);
+    }
+}
