@@ -64,23 +64,60 @@ impl QuoteIndex {
     pub fn build(&mut self, b: &[u8]) -> &[u64] {
         self.bits.clear();
         self.bits.reserve(b.len().div_ceil(64));
-        let mut prev_escaped = 0u64;
-        let mut chunks = b.chunks_exact(64);
-        for chunk in &mut chunks {
-            let (quote, backslash) = masks64(chunk.try_into().expect("64 bytes"));
-            let escaped = escaped_mask(backslash, &mut prev_escaped);
-            self.bits.push(quote & !escaped);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { build_avx2(b, &mut self.bits) };
+            return &self.bits;
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 64];
-            last[..rest.len()].copy_from_slice(rest);
-            let (quote, backslash) = masks64(&last);
-            let escaped = escaped_mask(backslash, &mut prev_escaped);
-            self.bits.push(quote & !escaped);
-        }
+        build_with(b, &mut self.bits, masks64);
         &self.bits
     }
+}
+
+#[inline(always)]
+fn build_with(b: &[u8], bits: &mut Vec<u64>, masks: impl Fn(&[u8; 64]) -> (u64, u64)) {
+    let mut prev_escaped = 0u64;
+    let mut chunks = b.chunks_exact(64);
+    for chunk in &mut chunks {
+        let (quote, backslash) = masks(chunk.try_into().expect("64 bytes"));
+        let escaped = escaped_mask(backslash, &mut prev_escaped);
+        bits.push(quote & !escaped);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 64];
+        last[..rest.len()].copy_from_slice(rest);
+        let (quote, backslash) = masks(&last);
+        let escaped = escaped_mask(backslash, &mut prev_escaped);
+        bits.push(quote & !escaped);
+    }
+}
+
+/// [`build_with`] compiled for AVX2: two 32-byte compares per 64 bytes instead of four.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn build_avx2(b: &[u8], bits: &mut Vec<u64>) {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+    build_with(b, bits, |chunk| {
+        let (mut quote, mut backslash) = (0u64, 0u64);
+        for k in 0..2 {
+            // SAFETY: AVX2 is enabled for this function; bytes 32k..32k+32 are in the chunk.
+            let (q, bs) = unsafe {
+                let v = _mm256_loadu_si256(chunk.as_ptr().add(32 * k).cast::<__m256i>());
+                (
+                    _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8))) as u32,
+                    _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8)))
+                        as u32,
+                )
+            };
+            quote |= u64::from(q) << (32 * k);
+            backslash |= u64::from(bs) << (32 * k);
+        }
+        (quote, backslash)
+    });
 }
 
 /// Bits of `"` and of `\\` in 64 bytes.
