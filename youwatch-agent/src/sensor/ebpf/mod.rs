@@ -18,7 +18,7 @@ use youwatch_common::{KernelOffsets, counter, names};
 
 pub use decode::{BootClock, boottime_ns, decode};
 pub use offsets::{OffsetsError, VMLINUX_BTF, from_btf_file as offsets_from_btf};
-pub use reader::spawn_reader;
+pub use reader::{StopReader, spawn_reader};
 pub use watch::WatchSet;
 
 use super::SensorConfig;
@@ -32,7 +32,7 @@ pub enum SensorError {
     Offsets(#[from] OffsetsError),
     #[error(
         "loading the eBPF exec sensor needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE); \
-         you are uid {uid}: run it with sudo, or give the DaemonSet those capabilities ({source})"
+         you are uid {uid}: run it with sudo, or give the DaemonSet those capabilities"
     )]
     NotPrivileged {
         uid: u32,
@@ -67,11 +67,12 @@ pub struct SensorCounters {
 
 /// The loaded and attached sensor. Dropping it detaches the program and frees the maps.
 pub struct ExecSensor {
-    // Field order matters for drop: the program (and its link) goes first.
-    ebpf: Ebpf,
+    /// `None` once detached. Dropping it detaches the program and its link.
+    ebpf: Option<Ebpf>,
     watched: WatchSet,
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
+    reader: Option<StopReader>,
 }
 
 impl ExecSensor {
@@ -120,10 +121,11 @@ impl ExecSensor {
         let ring = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS_MAP)?)
             .map_err(|e| map_error(names::EVENTS_MAP, e))?;
         Ok(Self {
-            ebpf,
+            ebpf: Some(ebpf),
             watched,
             counters,
             ring: Some(ring),
+            reader: None,
         })
     }
 
@@ -139,10 +141,12 @@ impl ExecSensor {
         capacity: usize,
     ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
         let ring = self.ring.take().ok_or(SensorError::ReaderTaken)?;
-        spawn_reader(ring, capacity).map_err(|e| SensorError::Map {
+        let (rx, reader) = spawn_reader(ring, capacity).map_err(|e| SensorError::Map {
             name: names::EVENTS_MAP,
             message: e.to_string(),
-        })
+        })?;
+        self.reader = Some(reader);
+        Ok(rx)
     }
 
     /// Current kernel counters, summed over CPUs.
@@ -163,9 +167,20 @@ impl ExecSensor {
         })
     }
 
-    /// Detaches the program now (dropping the sensor does the same).
+    /// Detaches the program, then lets the reader drain the ring and close the event channel:
+    /// every event the kernel stored still reaches the receiver. Dropping the sensor does the same.
     pub fn detach(self) {
-        drop(self.ebpf);
+        drop(self);
+    }
+}
+
+impl Drop for ExecSensor {
+    fn drop(&mut self) {
+        // Order matters: no new events after the program is gone, then the final drain.
+        drop(self.ebpf.take());
+        if let Some(reader) = self.reader.take() {
+            reader.stop();
+        }
     }
 }
 
