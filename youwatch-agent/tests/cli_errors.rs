@@ -12,7 +12,11 @@ fn agent() -> Command {
 
 fn failed_with(out: &Output, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got {}: {stderr}", out.status);
+    assert!(
+        !out.status.success(),
+        "expected failure, got {}: {stderr}",
+        out.status
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     for needle in needles {
         assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
@@ -21,13 +25,26 @@ fn failed_with(out: &Output, needles: &[&str]) {
 
 #[test]
 fn missing_watch_cgroup_is_named() {
-    let out = agent().args(["--dry-run", "--watch-cgroup", "/sys/fs/cgroup/no-such-yw-cgroup"]).output().unwrap();
-    failed_with(&out, &["/sys/fs/cgroup/no-such-yw-cgroup", "does not exist"]);
+    let out = agent()
+        .args([
+            "--dry-run",
+            "--watch-cgroup",
+            "/sys/fs/cgroup/no-such-yw-cgroup",
+        ])
+        .output()
+        .unwrap();
+    failed_with(
+        &out,
+        &["/sys/fs/cgroup/no-such-yw-cgroup", "does not exist"],
+    );
 }
 
 #[test]
 fn non_cgroup_directory_is_refused() {
-    let out = agent().args(["--dry-run", "--watch-cgroup", "/tmp"]).output().unwrap();
+    let out = agent()
+        .args(["--dry-run", "--watch-cgroup", "/tmp"])
+        .output()
+        .unwrap();
     failed_with(&out, &["/tmp", "cgroup v2"]);
 }
 
@@ -36,7 +53,12 @@ fn bad_config_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, "sensor:\n  ring_bufer_bytes: 4096\n").unwrap();
-    let out = agent().arg("--config").arg(&path).arg("--dry-run").output().unwrap();
+    let out = agent()
+        .arg("--config")
+        .arg(&path)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
     failed_with(&out, &["bad.yaml", "ring_bufer_bytes"]);
 }
 
@@ -48,7 +70,12 @@ fn bad_ring_size_is_explained() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ring.yaml");
     std::fs::write(&path, "sensor:\n  ring_buffer_bytes: 5000\n").unwrap();
-    let out = agent().arg("--config").arg(&path).arg("--dry-run").output().unwrap();
+    let out = agent()
+        .arg("--config")
+        .arg(&path)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
     failed_with(&out, &["ring_buffer_bytes", "5000", "power of two"]);
 }
 

@@ -356,13 +356,31 @@ async fn burst(ring_buffer_bytes: u32, read_late: bool) -> (usize, SensorCounter
     }
     // Detaching lets the reader drain the ring and then close the channel: read to the end.
     let counters = sensor.counters().unwrap();
+    let metrics = scrape(&sensor);
+    assert!(
+        metrics.contains(&format!(
+            "youwatch_exec_events_lost_total {}",
+            counters.ringbuf_full
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "youwatch_exec_events_matched_total {}",
+            counters.matched
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("youwatch_watched_cgroups 1"), "{metrics}");
     sensor.detach();
     let rest = async {
         while let Some(ev) = rx.recv().await {
             delivered.push(ev);
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), rest).await.expect("channel closes after detach");
+    tokio::time::timeout(Duration::from_secs(30), rest)
+        .await
+        .expect("channel closes after detach");
     let executed = EXECS + 1; // the sh itself, then every /bin/true (the loop uses builtins)
     assert!(
         delivered
@@ -381,6 +399,15 @@ async fn burst(ring_buffer_bytes: u32, read_late: bool) -> (usize, SensorCounter
         counters.ringbuf_full
     );
     (delivered.len(), counters)
+}
+
+/// The sensor's metrics in Prometheus text format, as a scrape would see them.
+fn scrape(sensor: &ExecSensor) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    sensor.metrics().register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text
 }
 
 async fn run_done(run: tokio::task::JoinHandle<std::io::Result<std::process::ExitStatus>>) {
