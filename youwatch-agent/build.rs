@@ -31,9 +31,49 @@ fn main() {
     // A prebuilt object (e.g. from a packaging step) skips the nested build.
     let object = match env::var_os("YOUWATCH_EBPF_OBJECT") {
         Some(path) => PathBuf::from(path),
-        None => build_ebpf(root, &ebpf_dir),
+        None => {
+            check_toolchain();
+            build_ebpf(root, &ebpf_dir)
+        }
     };
     println!("cargo:rustc-env=YOUWATCH_EBPF_OBJECT={}", object.display());
+}
+
+/// Stops the build with `message` (cargo shows a failed build script's stderr).
+fn fail(message: &str) -> ! {
+    eprintln!("\nerror: {message}\n");
+    std::process::exit(1);
+}
+
+/// Checks what the nested build needs, so a missing piece is named instead of surfacing as a
+/// linker error from deep inside it.
+fn check_toolchain() {
+    let all = "or run `cargo xtask build-ebpf`, which installs every missing piece";
+    let sysroot = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output();
+    let sysroot = match sysroot {
+        Ok(out) if out.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+        _ => fail(&format!(
+            "the eBPF programs need the nightly toolchain (through rustup): run `rustup toolchain install nightly`, {all}"
+        )),
+    };
+    if !sysroot.join("lib/rustlib/src/rust/library/core").exists() {
+        fail(&format!(
+            "the eBPF programs need the nightly rust-src component: run `rustup component add rust-src --toolchain nightly`, {all}"
+        ));
+    }
+    let linker = Command::new("bpf-linker").arg("--version").output();
+    if !linker.is_ok_and(|o| o.status.success()) {
+        fail(&format!(
+            "bpf-linker is not on PATH: run `apt-get install -y llvm-22-dev libpolly-22-dev libzstd-dev && \
+             PATH=/usr/lib/llvm-22/bin:$PATH LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker \
+             --no-default-features --features llvm-22`, {all}"
+        ));
+    }
 }
 
 /// `cargo build --release` in youwatch-ebpf with its own toolchain file and target config,
@@ -78,14 +118,14 @@ fn build_ebpf(root: &Path, ebpf_dir: &Path) -> PathBuf {
     }
     let hint = "run `cargo xtask build-ebpf` once: it installs the nightly rust-src component, \
                 LLVM 22 and bpf-linker, then builds the kernel programs";
-    let status = match cmd.status() {
-        Ok(status) => status,
-        Err(err) => panic!(
+    match cmd.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => fail(&format!(
+            "building youwatch-ebpf failed ({status}); if a toolchain piece is missing, {hint}"
+        )),
+        Err(err) => fail(&format!(
             "could not run `rustup run nightly cargo` to build youwatch-ebpf ({err}); {hint}"
-        ),
-    };
-    if !status.success() {
-        panic!("building youwatch-ebpf failed ({status}); if a toolchain piece is missing, {hint}");
+        )),
     }
     target_dir.join("bpfel-unknown-none/release/youwatch-ebpf")
 }
