@@ -102,6 +102,10 @@ fn exec_loop(cgroup: &Path, execs: u32) -> Sample {
         });
     }
     let start = Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped below with wait4, for its rusage"
+    )]
     let child = cmd.spawn().expect("running the exec loop");
     // wait4 rather than Child::wait: it also returns the CPU time of the loop and of every
     // /bin/true it waited for, which is where the sensor's cost is charged.
