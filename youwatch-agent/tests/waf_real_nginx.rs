@@ -2,8 +2,7 @@
 //! audit log, benign users and attackers sending from distinct loopback addresses. No
 //! hand-written log here: whatever ModSecurity writes is what the pipeline must get right.
 
-#[path = "support/nginx_waf.rs"]
-mod nginx_waf;
+mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -11,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nginx_waf::RealWaf;
+use support::nginx_waf::{self, RealWaf};
 use youwatch_agent::{
     detection::Subject,
     tail::StartAt,
@@ -188,7 +187,8 @@ fn test_config(waf: &RealWaf) -> WafConfig {
 
 #[test]
 fn real_modsecurity_crs_attackers_and_only_attackers_are_ban_candidates() {
-    if !nginx_waf::available() {
+    if !nginx_waf::available("real_modsecurity_crs_attackers_and_only_attackers_are_ban_candidates")
+    {
         return;
     }
     let waf = RealWaf::start("");
