@@ -90,6 +90,21 @@ impl Class {
         }
     }
 
+    /// Attacks a benign client does not send by accident. Not: protocol anomalies (broken
+    /// clients), generic, leakage (the response's fault), dos and reputation (not about the
+    /// request's content), other.
+    pub fn bans_by_default(self) -> bool {
+        !matches!(
+            self,
+            Class::Dos
+                | Class::Reputation
+                | Class::Protocol
+                | Class::Generic
+                | Class::Leakage
+                | Class::Other
+        )
+    }
+
     /// The class a CRS `attack-*` tag names.
     pub fn from_tag(tag: &[u8]) -> Option<Class> {
         let rest = tag.strip_prefix(b"attack-")?;

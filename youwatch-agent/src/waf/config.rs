@@ -42,18 +42,10 @@ impl Default for WafConfig {
             poll_interval: Duration::from_secs(1),
             rotate_grace: Duration::from_secs(2),
             inotify: true,
-            ban_classes: vec![
-                Class::Sqli,
-                Class::Xss,
-                Class::Rce,
-                Class::Lfi,
-                Class::Rfi,
-                Class::Php,
-                Class::Injection,
-                Class::Java,
-                Class::Fixation,
-                Class::Scanner,
-            ],
+            ban_classes: Class::ALL
+                .into_iter()
+                .filter(|c| c.bans_by_default())
+                .collect(),
             report: Report::Bans,
             scoring: ScoringConfig::default(),
             client_ip: ClientIpConfig::default(),
