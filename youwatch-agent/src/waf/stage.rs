@@ -94,6 +94,7 @@ impl WafStage {
     fn run(self, mut follower: Follower, tx: mpsc::Sender<Detection>) {
         let mut pipeline = Pipeline::new(&self.config, self.metrics.clone());
         let mut failing = false;
+        let mut commit_failing = false;
         while !tx.is_closed() {
             let batch = match follower.next_batch(Duration::from_millis(500)) {
                 Ok(batch) => batch,
@@ -118,19 +119,24 @@ impl WafStage {
                 {
                     // Shutting down: keep what was handed over, read the rest next time.
                     if let Some(done) = done {
-                        commit(&mut follower, done);
+                        commit(&mut follower, done, &mut commit_failing);
                     }
                     return;
                 }
                 done = Some(line.end);
             }
-            commit(&mut follower, end);
+            commit(&mut follower, end, &mut commit_failing);
         }
     }
 }
 
-fn commit(follower: &mut Follower, end: Position) {
-    if let Err(e) = follower.commit(end) {
-        tracing::warn!(error = %e, "cannot save the WAF tail cursor; a restart may read some entries again");
+/// Saves the cursor; a failure is logged once until saving works again.
+fn commit(follower: &mut Follower, end: Position, failing: &mut bool) {
+    match follower.commit(end) {
+        Err(e) if !std::mem::replace(failing, true) => {
+            tracing::warn!(error = %e, "cannot save the WAF tail cursor; a restart may read some entries again");
+        }
+        Err(_) => {}
+        Ok(()) => *failing = false,
     }
 }
