@@ -3,81 +3,83 @@
 //!
 //! CLOCK (second chance), the classic approximation of LRU: each entry has a "used" bit set
 //! on access; eviction sweeps a hand over the entries, clearing bits, and takes the first
-//! entry whose bit was already clear. A hit writes only its own entry (a linked-list LRU
-//! writes two neighbours too: three cache misses per hit on a large map).
+//! entry whose bit was already clear. A hit touches only its own entry (a linked-list LRU
+//! writes two neighbours too: more cache misses per hit on a large map).
 
-use std::{collections::HashMap, hash::Hash};
-
-struct Slot<K, V> {
-    key: K,
-    value: V,
-    used: bool,
-}
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    hash::Hash,
+};
 
 pub struct Lru<K, V> {
-    map: HashMap<K, u32>,
-    slots: Vec<Slot<K, V>>,
+    /// Value and "used" bit, stored in the map itself: a hit is one probe, one cache line.
+    map: HashMap<K, (V, bool)>,
+    /// The keys in insertion slots, for the clock hand to sweep.
+    keys: Vec<K>,
     hand: usize,
     cap: usize,
 }
 
 impl<K: Hash + Eq + Copy, V> Lru<K, V> {
-    /// `cap` ≥ 1 entries (at most `u32::MAX`).
+    /// `cap` ≥ 1 entries.
     pub fn new(cap: usize) -> Lru<K, V> {
-        let cap = cap.clamp(1, u32::MAX as usize);
+        let cap = cap.max(1);
         Lru {
             map: HashMap::with_capacity(cap.min(1 << 16)),
-            slots: Vec::with_capacity(cap.min(1 << 16)),
+            keys: Vec::with_capacity(cap.min(1 << 16)),
             hand: 0,
             cap,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.keys.is_empty()
     }
 
     /// The entry for `key`, marked used; created with `make` if absent, which may evict an
     /// entry not used since the hand last passed it (returned).
     pub fn entry(&mut self, key: K, make: impl FnOnce() -> V) -> (&mut V, Option<(K, V)>) {
-        if let Some(&i) = self.map.get(&key) {
-            let slot = &mut self.slots[i as usize];
-            slot.used = true;
-            return (&mut slot.value, None);
+        let mut evicted = None;
+        if self.keys.len() >= self.cap && !self.map.contains_key(&key) {
+            // Full: sweep to a key whose used bit is clear (at most one full turn), and give
+            // its place to the new key.
+            let victim = loop {
+                let i = self.hand;
+                self.hand = (self.hand + 1) % self.keys.len();
+                let slot = self
+                    .map
+                    .get_mut(&self.keys[i])
+                    .expect("every key is mapped");
+                if !std::mem::replace(&mut slot.1, false) {
+                    break i;
+                }
+            };
+            let old_key = std::mem::replace(&mut self.keys[victim], key);
+            let (old_value, _) = self.map.remove(&old_key).expect("every key is mapped");
+            evicted = Some((old_key, old_value));
         }
-        if self.slots.len() < self.cap {
-            self.map.insert(key, self.slots.len() as u32);
-            self.slots.push(Slot {
-                key,
-                value: make(),
-                used: true,
-            });
-            return (&mut self.slots.last_mut().expect("just pushed").value, None);
-        }
-        // Full: sweep to a slot whose used bit is clear (at most one full turn).
-        let victim = loop {
-            let i = self.hand;
-            self.hand = (self.hand + 1) % self.slots.len();
-            let slot = &mut self.slots[i];
-            if !std::mem::replace(&mut slot.used, false) {
-                break i;
+        let slot = match self.map.entry(key) {
+            Entry::Occupied(o) => {
+                let slot = o.into_mut();
+                slot.1 = true;
+                slot
+            }
+            Entry::Vacant(v) => {
+                if evicted.is_none() {
+                    self.keys.push(key);
+                }
+                v.insert((make(), true))
             }
         };
-        let slot = &mut self.slots[victim];
-        let old_key = std::mem::replace(&mut slot.key, key);
-        let old_value = std::mem::replace(&mut slot.value, make());
-        slot.used = true;
-        self.map.remove(&old_key);
-        self.map.insert(key, victim as u32);
-        (&mut self.slots[victim].value, Some((old_key, old_value)))
+        (&mut slot.0, evicted)
     }
 
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key).map(|&i| &self.slots[i as usize].value)
+        self.map.get(key).map(|(v, _)| v)
     }
 }
 
