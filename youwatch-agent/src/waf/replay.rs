@@ -59,8 +59,9 @@ pub struct ReplayArgs {
 struct Summary {
     entries: u64,
     bad_lines: u64,
-    classes: BTreeMap<Class, u64>,
-    decisions: BTreeMap<&'static str, u64>,
+    /// Per `Class as usize` / `DecisionKind as usize` (arrays: this runs per entry).
+    classes: [u64; Class::ALL.len()],
+    decisions: [u64; DecisionKind::ALL.len()],
     /// IP → (longest ban, offenses, first ban time, classes seen).
     bans: BTreeMap<IpAddr, (Duration, u32, u64, String)>,
 }
@@ -203,12 +204,9 @@ impl Summary {
     fn add(&mut self, o: &Outcome<'_>) {
         self.entries += 1;
         for c in o.verdict.classes.iter() {
-            *self.classes.entry(c).or_default() += 1;
+            self.classes[c as usize] += 1;
         }
-        *self
-            .decisions
-            .entry(o.decision.kind().as_str())
-            .or_default() += 1;
+        self.decisions[o.decision.kind() as usize] += 1;
         if let Decision::Scored(ip, Score::Ban { ttl, offense }) = o.decision {
             let classes = o.verdict.ban_classes.join(",");
             let e = self
@@ -229,16 +227,24 @@ impl Summary {
             self.entries, self.bad_lines
         );
         let _ = writeln!(s, "entries by class:");
-        if self.classes.is_empty() {
+        if self.classes.iter().all(|&n| n == 0) {
             let _ = writeln!(s, "  (none)");
         }
-        for (class, n) in &self.classes {
-            let _ = writeln!(s, "  {:<12} {n}", class.as_str());
+        for class in Class::ALL {
+            match self.classes[class as usize] {
+                0 => {}
+                n => {
+                    let _ = writeln!(s, "  {:<12} {n}", class.as_str());
+                }
+            }
         }
         let _ = writeln!(s, "decisions:");
         for kind in DecisionKind::ALL {
-            if let Some(n) = self.decisions.get(kind.as_str()) {
-                let _ = writeln!(s, "  {:<15} {n}", kind.as_str());
+            match self.decisions[kind as usize] {
+                0 => {}
+                n => {
+                    let _ = writeln!(s, "  {:<15} {n}", kind.as_str());
+                }
             }
         }
         let _ = writeln!(s, "would ban {} IP(s):", self.bans.len());
