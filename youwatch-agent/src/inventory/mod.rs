@@ -38,6 +38,33 @@ pub use metrics::InventoryMetrics;
 pub use mode::{InventoryMode, Targets};
 pub use stage::{CgroupWatch, InventoryError, spawn};
 
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use crate::event::{EnrichedExec, ExecEvent};
+
+/// Chooses the mode (logging which and why), then starts the stage: see [`mode::choose`] and
+/// [`spawn`]. `explicit` are the `--watch-cgroup` cgroups (path, id).
+pub async fn start<W: CgroupWatch>(
+    config: &InventoryConfig,
+    node_name: String,
+    watch: W,
+    explicit: Vec<(PathBuf, u64)>,
+    execs: mpsc::Receiver<ExecEvent>,
+    metrics: InventoryMetrics,
+) -> Result<mpsc::Receiver<EnrichedExec>, InventoryError> {
+    let (targets, decision) = mode::choose(config.mode, node_name).await?;
+    match &decision {
+        mode::Decision::Cluster(why) => tracing::info!(why, "inventory mode: cluster"),
+        mode::Decision::NodeLocal(why) => {
+            tracing::info!(why, "inventory mode: node-local (no cluster)")
+        }
+    }
+    let (enriched, _task) = spawn(config, targets, watch, explicit, execs, metrics)?;
+    Ok(enriched)
+}
+
 /// `inventory:` section.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

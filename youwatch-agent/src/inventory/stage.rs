@@ -72,6 +72,8 @@ pub enum InventoryError {
     NodeLocal(#[from] NodeLocalError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Mode(#[from] super::mode::ModeError),
     #[error("watching cgroup {path}: {message}")]
     Watch { path: PathBuf, message: String },
 }
@@ -154,6 +156,12 @@ async fn run<W: CgroupWatch>(
             event = inputs.execs.recv() => match event {
                 Some(event) => state.on_exec(event),
                 None => {
+                    // Shutting down: what is held goes out with the attribution it has.
+                    for enriched in state.release_all() {
+                        if out.send(enriched).await.is_err() {
+                            break;
+                        }
+                    }
                     tracing::info!("exec events ended; inventory stops");
                     return;
                 }
@@ -679,6 +687,12 @@ impl<W: CgroupWatch> State<W> {
             }
         }
         out
+    }
+
+    /// Every held exec, oldest first (at shutdown).
+    fn release_all(&mut self) -> Vec<EnrichedExec> {
+        let held = std::mem::take(&mut self.held);
+        held.into_iter().map(|h| self.finish(h)).collect()
     }
 
     /// Held execs of these pods whose container is now listed.
