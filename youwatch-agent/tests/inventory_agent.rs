@@ -78,7 +78,10 @@ impl Agent {
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("no exec with {marker:?} on stdout"));
             let v: Value = serde_json::from_str(&line).expect("stdout lines are JSON");
-            if v["event"]["argv"].as_array().is_some_and(|a| a.iter().any(|x| x == marker)) {
+            if v["event"]["argv"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == marker))
+            {
                 return v;
             }
         }
@@ -131,7 +134,10 @@ async fn cluster_mode_from_kubeconfig_prints_enriched_execs() {
                 "restartCount": 0, "containerID": format!("containerd://{ID}")}]},
         }),
     );
-    let uid = created["metadata"]["uid"].as_str().unwrap().replace('-', "_");
+    let uid = created["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .replace('-', "_");
     let ctr = format!("kubepods.slice/kubepods-pod{uid}.slice/cri-containerd-{ID}.scope");
     tree.mkdir(&ctr);
 

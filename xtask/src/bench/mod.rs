@@ -2,6 +2,7 @@
 //! in one run (the machine is shared and noisy). Nothing here asserts a time.
 
 mod exec;
+mod inventory;
 
 use clap::Subcommand;
 
@@ -9,10 +10,13 @@ use clap::Subcommand;
 pub enum Which {
     /// Exec overhead with the sensor attached vs detached, and kernel → user latency.
     Exec(exec::Args),
+    /// Pod visible in a watch event → its cgroup in the kernel's WATCHED map.
+    Inventory(inventory::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Exec(args) => exec::run(args),
+        Which::Inventory(args) => inventory::run(args),
     }
 }

@@ -91,7 +91,7 @@ fn route(
         }
         (Method::POST, None, None) => {
             let object = parse_body(body)?;
-            let created = shared.store().create(rt, &ns, object, dry_run)?;
+            let created = shared.store().create(rt, &ns, object, dry_run, false)?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
         (Method::POST, Some(name), Some("eviction")) => {

@@ -41,8 +41,8 @@ use resources::ResourceType;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinSet};
 
-pub use store::Preconditions;
 use store::{Part, Store};
+pub use store::{Preconditions, uuid};
 
 /// Requests remembered for [`ApiServer::requests`].
 const REQUEST_LOG: usize = 1000;
@@ -325,7 +325,17 @@ impl ApiServer {
 
     pub fn try_create(&self, resource: &str, ns: &str, object: Value) -> Result<Value, ApiError> {
         let rt = self.shared.resource_by_key(resource);
-        self.shared.store().create(&rt, ns, object, false)
+        self.shared.store().create(&rt, ns, object, false, false)
+    }
+
+    /// Creates an object keeping its `metadata.uid` (a real API server assigns its own; tests
+    /// that must know a pod's UID before it is announced use this).
+    pub fn create_with_uid(&self, resource: &str, ns: &str, object: Value) -> Value {
+        let rt = self.shared.resource_by_key(resource);
+        self.shared
+            .store()
+            .create(&rt, ns, object, false, true)
+            .unwrap_or_else(|e| panic!("creating {resource} in {ns}: {}", e.message))
     }
 
     pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {

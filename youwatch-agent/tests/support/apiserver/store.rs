@@ -140,12 +140,15 @@ impl Store {
     }
 
     /// Stores a new object (metadata filled in as the API server does) and notifies watches.
+    /// `keep_uid`: keep the object's own `metadata.uid` (test controls only; the API ignores
+    /// a client's uid).
     pub fn create(
         &mut self,
         rt: &ResourceType,
         ns: &str,
         mut object: Value,
         dry_run: bool,
+        keep_uid: bool,
     ) -> Result<Value, ApiError> {
         let meta = object
             .get_mut("metadata")
@@ -172,7 +175,9 @@ impl Store {
         {
             return Err(ApiError::already_exists(rt, &name));
         }
-        meta.insert("uid".into(), uuid().into());
+        if !keep_uid || !meta.get("uid").is_some_and(Value::is_string) {
+            meta.insert("uid".into(), uuid().into());
+        }
         meta.insert("creationTimestamp".into(), now_rfc3339().into());
         meta.insert("generation".into(), 1.into());
         meta.remove("resourceVersion");
