@@ -42,7 +42,13 @@ use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinSet};
 
 use store::{Part, Store};
-pub use store::{Preconditions, uuid};
+pub use store::Preconditions;
+
+/// A random UID, as the API server assigns to `metadata.uid` (for
+/// [`ApiServer::create_with_uid`]).
+pub fn uuid() -> String {
+    store::uuid()
+}
 
 /// Requests remembered for [`ApiServer::requests`].
 const REQUEST_LOG: usize = 1000;
