@@ -94,7 +94,7 @@ impl ProcFs {
 
 /// `pid (comm) state ppid ... starttime ...`; comm may hold spaces and `)`, so fields are
 /// counted from the last `)`.
-fn parse_stat(line: &str) -> Option<Stat> {
+pub fn parse_stat(line: &str) -> Option<Stat> {
     let after = &line[line.rfind(')')? + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     // After the comm: state is field 3, ppid field 4, starttime field 22.

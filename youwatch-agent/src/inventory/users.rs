@@ -117,7 +117,7 @@ fn read_in_root(root: &std::path::Path, relative: &str) -> Option<Vec<u8>> {
 }
 
 /// `name:x:uid:gid:...` lines; malformed lines are skipped.
-fn parse_passwd(bytes: &[u8]) -> HashMap<u32, String> {
+pub fn parse_passwd(bytes: &[u8]) -> HashMap<u32, String> {
     let mut names = HashMap::new();
     for line in bytes.split(|&b| b == b'\n') {
         if names.len() >= USERS_MAX {
