@@ -11,12 +11,8 @@
 //! the cgroup after it sees the pod), from the cgroup's mkdir until it is watched (inotify).
 //! Medians, p90, p99 and max; ratios against the baseline are measured side by side.
 
-#[path = "../tests/support/apiserver/mod.rs"]
-#[allow(dead_code)]
-mod apiserver;
-#[path = "../tests/support/cgroup_tree.rs"]
-#[allow(dead_code)]
-mod cgroup_tree;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::{
     collections::HashMap,
@@ -24,8 +20,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use apiserver::ApiServer;
-use cgroup_tree::CgroupTree;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
@@ -33,13 +27,12 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
-use youwatch_agent::{
-    inventory::{self, CgroupConfig, InventoryConfig, InventoryMetrics, Targets},
-    sensor::{
-        SensorConfig,
-        ebpf::{ExecSensor, WatchSet},
-    },
+use support::{
+    apiserver::{self, ApiServer},
+    cgroup_tree::CgroupTree,
+    inventory_stage,
 };
+use youwatch_agent::{inventory::InventoryConfig, sensor::ebpf::WatchSet};
 
 const NODE: &str = "bench-node";
 
@@ -122,32 +115,13 @@ async fn main() {
     let tree = CgroupTree::new("bench-inventory");
     tree.mkdir("kubepods.slice/kubepods-besteffort.slice");
     let server = ApiServer::start().await;
-    let mut sensor =
-        ExecSensor::load(&SensorConfig::default()).expect("loading the sensor (root?)");
-    let watch = sensor.watch_set();
-    let events = sensor.events(4096).unwrap();
     let config = InventoryConfig {
         pod_name_pattern: String::new(),
-        cgroup: CgroupConfig {
-            kubepods: tree.root().join("kubepods.slice").display().to_string(),
-            ..Default::default()
-        },
         ..Default::default()
     };
-    let targets = Targets::Cluster {
-        client: server.client(),
-        node_name: NODE.into(),
-        own_namespace: None,
-    };
-    let (_enriched, _task) = inventory::spawn(
-        &config,
-        targets,
-        watch.clone(),
-        Vec::new(),
-        events,
-        InventoryMetrics::default(),
-    )
-    .expect("starting the inventory");
+    let stage =
+        inventory_stage::start(&server, NODE, &tree.root().join("kubepods.slice"), config).await;
+    let watch = stage.watch.clone();
 
     // The baseline: a bare kube watcher on the same watch, noting when each pod arrives.
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -164,6 +138,7 @@ async fn main() {
         }
     });
     server.wait_for_watches(2, Duration::from_secs(10)).await;
+    let _stage = stage;
 
     let (mut delivered, mut watched, mut inventory_part, mut appeared) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

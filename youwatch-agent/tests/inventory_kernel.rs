@@ -9,15 +9,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{apiserver::ApiServer, cgroup_tree::CgroupTree, require};
+use support::{apiserver::ApiServer, cgroup_tree::CgroupTree, inventory_stage, require};
 use tokio::sync::mpsc::Receiver;
 use youwatch_agent::{
     event::EnrichedExec,
-    inventory::{self, CgroupConfig, InventoryConfig, InventoryMetrics, Targets},
-    sensor::{
-        SensorConfig,
-        ebpf::{ExecSensor, WatchSet},
-    },
+    inventory::InventoryConfig,
+    sensor::ebpf::{ExecSensor, WatchSet},
 };
 
 const NODE: &str = "node-a";
@@ -42,35 +39,17 @@ impl Harness {
         let tree = CgroupTree::new(label);
         tree.mkdir(root);
         let server = ApiServer::start().await;
-        let mut sensor = ExecSensor::load(&SensorConfig::default()).expect("loading the sensor");
-        let watch = sensor.watch_set();
-        let events = sensor.events(4096).unwrap();
-        let config = InventoryConfig {
-            cgroup: CgroupConfig {
-                kubepods: tree.root().join(root).display().to_string(),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let targets = Targets::Cluster {
-            client: server.client(),
-            node_name: NODE.into(),
-            own_namespace: Some("youwatch".into()),
-        };
-        let (rx, _task) = inventory::spawn(
-            &config,
-            targets,
-            watch.clone(),
-            Vec::new(),
-            events,
-            InventoryMetrics::default(),
+        let stage = inventory_stage::start(
+            &server,
+            NODE,
+            &tree.root().join(root),
+            InventoryConfig::default(),
         )
-        .expect("starting the inventory");
-        server.wait_for_watches(1, Duration::from_secs(10)).await;
+        .await;
         Harness {
-            rx,
-            watch,
-            _sensor: sensor,
+            rx: stage.rx,
+            watch: stage.watch,
+            _sensor: stage.sensor,
             server,
             tree,
             root: root.into(),

@@ -153,50 +153,48 @@ mod tests {
     const UID: &str = "6f1b2c3d-aaaa-4bbb-8ccc-0123456789ab";
 
     #[test]
-    fn systemd_paths_for_every_qos_class() {
-        let root = KubepodsRoot::new("/sys/fs/cgroup/kubepods.slice".into());
-        assert_eq!(root.driver, Driver::Systemd);
+    fn both_drivers_for_every_qos_class() {
         let u = UID.replace('-', "_");
+        let systemd = KubepodsRoot::new("/c/kubepods.slice".into());
+        let cgroupfs = KubepodsRoot::new("/c/kubepods".into());
         assert_eq!(
-            root.pod_dir(UID, Qos::Guaranteed),
-            PathBuf::from(format!(
-                "/sys/fs/cgroup/kubepods.slice/kubepods-pod{u}.slice"
-            ))
+            (systemd.driver, cgroupfs.driver),
+            (Driver::Systemd, Driver::Cgroupfs)
         );
-        assert_eq!(
-            root.pod_dir(UID, Qos::Burstable),
-            PathBuf::from(format!(
-                "/sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice"
-            ))
-        );
-        assert_eq!(
-            root.pod_dir(UID, Qos::BestEffort),
-            PathBuf::from(format!(
-                "/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice"
-            ))
-        );
-    }
-
-    #[test]
-    fn cgroupfs_paths_for_every_qos_class() {
-        let root = KubepodsRoot::new("/sys/fs/cgroup/unified/kubepods".into());
-        assert_eq!(root.driver, Driver::Cgroupfs);
-        assert_eq!(
-            root.pod_dir(UID, Qos::Guaranteed),
-            PathBuf::from(format!("/sys/fs/cgroup/unified/kubepods/pod{UID}"))
-        );
-        assert_eq!(
-            root.pod_dir(UID, Qos::Burstable),
-            PathBuf::from(format!(
-                "/sys/fs/cgroup/unified/kubepods/burstable/pod{UID}"
-            ))
-        );
-        assert_eq!(
-            root.pod_dir(UID, Qos::BestEffort),
-            PathBuf::from(format!(
-                "/sys/fs/cgroup/unified/kubepods/besteffort/pod{UID}"
-            ))
-        );
+        for (root, qos, expected) in [
+            (
+                &systemd,
+                Qos::Guaranteed,
+                format!("/c/kubepods.slice/kubepods-pod{u}.slice"),
+            ),
+            (
+                &systemd,
+                Qos::Burstable,
+                format!(
+                    "/c/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice"
+                ),
+            ),
+            (
+                &systemd,
+                Qos::BestEffort,
+                format!(
+                    "/c/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice"
+                ),
+            ),
+            (&cgroupfs, Qos::Guaranteed, format!("/c/kubepods/pod{UID}")),
+            (
+                &cgroupfs,
+                Qos::Burstable,
+                format!("/c/kubepods/burstable/pod{UID}"),
+            ),
+            (
+                &cgroupfs,
+                Qos::BestEffort,
+                format!("/c/kubepods/besteffort/pod{UID}"),
+            ),
+        ] {
+            assert_eq!(root.pod_dir(UID, qos), PathBuf::from(expected), "{qos:?}");
+        }
     }
 
     #[test]

@@ -3,4 +3,5 @@
 
 pub mod apiserver;
 pub mod cgroup_tree;
+pub mod inventory_stage;
 pub mod require;

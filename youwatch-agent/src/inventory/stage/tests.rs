@@ -69,6 +69,24 @@ impl Fixture {
         ))
     }
 
+    /// A `kubectl debug` shell: the debug container is declared and its cgroup exists, but
+    /// its status is not posted yet. The exec must be held.
+    fn debug_shell_before_its_status(&mut self, change: impl FnOnce(&mut serde_json::Value)) {
+        let pod_id = self.mkdir(&self.pod_dir());
+        let debug_id = self.mkdir(&self.pod_dir().join(format!("cri-containerd-{EID}.scope")));
+        let mut json = pod_json();
+        json["status"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ephemeralContainerStatuses");
+        change(&mut json);
+        self.state.on_pod_update(PodUpdate::Apply(record(json)));
+        assert!(
+            self.state.on_exec(exec_in(debug_id, pod_id)).is_empty(),
+            "held"
+        );
+    }
+
     fn mkdir(&self, path: &Path) -> u64 {
         std::fs::create_dir_all(path).unwrap();
         std::fs::metadata(path).unwrap().ino()
@@ -235,19 +253,7 @@ fn exec_names_pod_container_and_image() {
 #[test]
 fn unlisted_container_waits_for_the_status() {
     let mut f = Fixture::new(60_000);
-    let pod_id = f.mkdir(&f.pod_dir());
-    let debug_id = f.mkdir(&f.pod_dir().join(format!("cri-containerd-{EID}.scope")));
-    // The debug container is declared but its status is not posted yet.
-    let mut json = pod_json();
-    json["status"]
-        .as_object_mut()
-        .unwrap()
-        .remove("ephemeralContainerStatuses");
-    f.state.on_pod_update(PodUpdate::Apply(record(json)));
-    assert!(
-        f.state.on_exec(exec_in(debug_id, pod_id)).is_empty(),
-        "held"
-    );
+    f.debug_shell_before_its_status(|_| {});
     let out = f.state.on_pod_update(PodUpdate::Apply(record(pod_json())));
     assert_eq!(out.len(), 1);
     let c = out[0].container.as_ref().unwrap();
@@ -257,19 +263,12 @@ fn unlisted_container_waits_for_the_status() {
 #[test]
 fn unlisted_container_after_the_wait_gets_the_best_attribution() {
     let mut f = Fixture::new(60_000);
-    let pod_id = f.mkdir(&f.pod_dir());
-    let debug_id = f.mkdir(&f.pod_dir().join(format!("cri-containerd-{EID}.scope")));
-    let mut json = pod_json();
-    json["status"]
-        .as_object_mut()
-        .unwrap()
-        .remove("ephemeralContainerStatuses");
-    json["spec"]
-        .as_object_mut()
-        .unwrap()
-        .remove("initContainers");
-    f.state.on_pod_update(PodUpdate::Apply(record(json)));
-    assert!(f.state.on_exec(exec_in(debug_id, pod_id)).is_empty());
+    f.debug_shell_before_its_status(|json| {
+        json["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("initContainers");
+    });
     assert!(f.state.release_expired(Instant::now()).is_empty());
     let out = f
         .state

@@ -76,10 +76,11 @@ fn route(
         target.sub.as_deref(),
     ) {
         (Method::GET, None, None) => {
+            let selectors = selectors(rt, query)?;
             if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
-                watch(shared, &target, query)
+                watch(shared, &target, selectors, query)
             } else {
-                list(shared, &target, query)
+                list(shared, &target, selectors, query)
             }
         }
         (Method::GET, Some(name), None | Some("status" | "ephemeralcontainers")) => {
@@ -229,10 +230,10 @@ fn selectors(
 fn list(
     shared: &Shared,
     target: &Target,
+    (labels, fields): (LabelSelector, FieldSelector),
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let rt = &target.rt;
-    let (labels, fields) = selectors(rt, query)?;
     let store = shared.store();
     let mut items: Vec<&Value> = store
         .list(&rt.plural_key(), target.ns.as_deref())
@@ -287,10 +288,10 @@ fn list(
 fn watch(
     shared: &Shared,
     target: &Target,
+    (labels, fields): (LabelSelector, FieldSelector),
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let rt = &target.rt;
-    let (labels, fields) = selectors(rt, query)?;
     let from = match query.get("resourceVersion").map(String::as_str) {
         None | Some("" | "0") => None,
         Some(rv) => Some(

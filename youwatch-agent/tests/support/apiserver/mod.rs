@@ -41,8 +41,8 @@ use resources::ResourceType;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinSet};
 
-use store::{Part, Store};
 pub use store::Preconditions;
+use store::{Part, Store};
 
 /// A random UID, as the API server assigns to `metadata.uid` (for
 /// [`ApiServer::create_with_uid`]).

@@ -182,19 +182,7 @@ impl Store {
         meta.insert("generation".into(), 1.into());
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
-        object["apiVersion"] = rt.api_version().into();
-        object["kind"] = rt.kind.clone().into();
-        if dry_run {
-            return Ok(object);
-        }
-        self.rv += 1;
-        object["metadata"]["resourceVersion"] = self.rv.to_string().into();
-        self.objects
-            .entry(rt.plural_key())
-            .or_default()
-            .insert(key, object.clone());
-        self.record(rt, EventType::Added, object.clone(), None);
-        Ok(object)
+        self.store(rt, key, object, None, dry_run)
     }
 
     /// Replaces an object. A resourceVersion in `object` must equal the stored one (409
@@ -209,10 +197,7 @@ impl Store {
         part: Part,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
-        let current = self
-            .get(&rt.plural_key(), ns, name)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let current = self.current(rt, ns, name)?;
         let given_rv = object["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or_default()
@@ -279,19 +264,13 @@ impl Store {
                     object["spec"]["ephemeralContainers"].take();
             }
         }
-        updated["apiVersion"] = rt.api_version().into();
-        updated["kind"] = rt.kind.clone().into();
-        if dry_run {
-            return Ok(updated);
-        }
-        self.rv += 1;
-        updated["metadata"]["resourceVersion"] = self.rv.to_string().into();
-        self.objects
-            .entry(rt.plural_key())
-            .or_default()
-            .insert((ns.to_owned(), name.to_owned()), updated.clone());
-        self.record(rt, EventType::Modified, updated.clone(), Some(current));
-        Ok(updated)
+        self.store(
+            rt,
+            (ns.to_owned(), name.to_owned()),
+            updated,
+            Some(current),
+            dry_run,
+        )
     }
 
     /// Deletes an object, checking the uid and resourceVersion preconditions (409 when they
@@ -304,10 +283,7 @@ impl Store {
         preconditions: &Preconditions,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
-        let current = self
-            .get(&rt.plural_key(), ns, name)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let current = self.current(rt, ns, name)?;
         if let Some(uid) = &preconditions.uid
             && current["metadata"]["uid"] != uid.as_str()
         {
@@ -345,6 +321,42 @@ impl Store {
         gone["metadata"]["resourceVersion"] = self.rv.to_string().into();
         self.record(rt, EventType::Deleted, gone.clone(), None);
         Ok(gone)
+    }
+
+    fn current(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
+        self.get(&rt.plural_key(), ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))
+    }
+
+    /// Writes a created (`old` None) or updated object at the next resourceVersion and tells
+    /// the watches; with `dry_run` only returns what would be stored.
+    fn store(
+        &mut self,
+        rt: &ResourceType,
+        key: (String, String),
+        mut object: Value,
+        old: Option<Value>,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        object["apiVersion"] = rt.api_version().into();
+        object["kind"] = rt.kind.clone().into();
+        if dry_run {
+            return Ok(object);
+        }
+        self.rv += 1;
+        object["metadata"]["resourceVersion"] = self.rv.to_string().into();
+        self.objects
+            .entry(rt.plural_key())
+            .or_default()
+            .insert(key, object.clone());
+        let kind = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(rt, kind, object.clone(), old);
+        Ok(object)
     }
 
     fn record(&mut self, rt: &ResourceType, kind: EventType, object: Value, old: Option<Value>) {
