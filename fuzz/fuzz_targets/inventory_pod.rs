@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(record) = PodRecord::from_pod(&pod) {
         let root = KubepodsRoot::new("/sys/fs/cgroup/kubepods.slice".into());
-        for dir in root.pod_dirs(&record.info.uid, record.qos) {
+        for dir in root.pod_dirs(&record.cgroup_uid, record.qos) {
             assert!(dir.starts_with(&root.path));
             assert!(!dir.to_string_lossy().contains(".."), "{dir:?}");
         }

@@ -44,6 +44,10 @@ impl PodContainer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodRecord {
     pub info: PodInfo,
+    /// The UID the kubelet names the pod's cgroup after: `metadata.uid`, except for static
+    /// pods, whose API object is a mirror with its own uid while the kubelet uses the
+    /// manifest hash (annotation `kubernetes.io/config.mirror`).
+    pub cgroup_uid: String,
     pub node_name: String,
     pub qos: Option<Qos>,
     pub containers: Vec<PodContainer>,
@@ -72,16 +76,24 @@ impl PodRecord {
             namespace: namespace.clone(),
             name: name.clone(),
         })?;
+        let cgroup_uid = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(MIRROR_ANNOTATION))
+            .cloned()
+            .unwrap_or_else(|| uid.clone());
         // The UID becomes part of a filesystem path: accept only what a UUID may contain.
-        if uid.is_empty()
-            || uid.len() > 64
-            || !uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-        {
-            return Err(PodError::BadUid {
-                namespace,
-                name,
-                uid,
-            });
+        for id in [&uid, &cgroup_uid] {
+            if id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            {
+                return Err(PodError::BadUid {
+                    namespace,
+                    name,
+                    uid: id.clone(),
+                });
+            }
         }
         let labels = meta.labels.clone().unwrap_or_default();
         let owner = top_owner(pod, &labels);
@@ -118,6 +130,7 @@ impl PodRecord {
             }
         }
         Ok(PodRecord {
+            cgroup_uid,
             info: PodInfo {
                 namespace,
                 name,
@@ -147,6 +160,9 @@ impl PodRecord {
         unstarted.next().is_none().then_some(first)
     }
 }
+
+/// Set by the kubelet on the API mirror of a static pod: the static pod's own UID.
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// A declared container, with the image and id its status reports (a status without a spec
 /// entry is ignored: the spec is the list of what may run).
@@ -282,6 +298,17 @@ pub(crate) mod tests {
             rec.info.owner,
             Some(("ReplicaSet".to_owned(), "juice-shop-7d9f8b6c5".to_owned()))
         );
+    }
+
+    #[test]
+    fn static_pods_are_found_by_their_manifest_hash() {
+        let mut json = pod_json();
+        json["metadata"]["annotations"] =
+            serde_json::json!({"kubernetes.io/config.mirror": "6d4b0c7e1f2a3b4c5d6e7f8091a2b3c4"});
+        let rec = PodRecord::from_pod(&serde_json::from_value(json).unwrap()).unwrap();
+        assert_eq!(rec.cgroup_uid, "6d4b0c7e1f2a3b4c5d6e7f8091a2b3c4");
+        assert_eq!(rec.info.uid, UID);
+        assert_eq!(PodRecord::from_pod(&pod()).unwrap().cgroup_uid, UID);
     }
 
     #[test]

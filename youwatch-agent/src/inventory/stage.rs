@@ -442,7 +442,7 @@ impl<W: CgroupWatch> State<W> {
             return true;
         }
         let found = root
-            .pod_dirs(uid, guarded.record.qos)
+            .pod_dirs(&guarded.record.cgroup_uid, guarded.record.qos)
             .into_iter()
             .find_map(|dir| {
                 std::fs::metadata(&dir)
