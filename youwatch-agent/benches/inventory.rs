@@ -36,9 +36,12 @@ use youwatch_agent::{inventory::InventoryConfig, sensor::ebpf::WatchSet};
 
 const NODE: &str = "bench-node";
 
-fn pods_arg() -> usize {
+/// Pods to measure. `cargo bench` passes --bench; `cargo test --all-targets` runs this binary
+/// without it (and maybe with a test filter), and then a 5-pod smoke run checks the bench works.
+fn pods_arg() -> (usize, bool) {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let mut pods = if benching { 200 } else { 5 };
     let mut args = std::env::args().skip(1);
-    let mut pods = 200;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--pods" => {
@@ -48,10 +51,11 @@ fn pods_arg() -> usize {
                     .expect("a number after --pods")
             }
             "--bench" => {}
-            other => panic!("unknown argument {other}; use --pods N"),
+            other if benching => panic!("unknown argument {other}; use --pods N"),
+            _ => {}
         }
     }
-    pods
+    (pods, benching)
 }
 
 fn pod(name: &str, uid: &str) -> serde_json::Value {
@@ -111,7 +115,10 @@ impl Stats {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let pods = pods_arg();
+    let (pods, benching) = pods_arg();
+    if !benching && !support::require::root_and_cgroup2("inventory bench smoke run") {
+        return;
+    }
     let tree = CgroupTree::new("bench-inventory");
     tree.mkdir("kubepods.slice/kubepods-besteffort.slice");
     let server = ApiServer::start().await;

@@ -1,5 +1,5 @@
 //! Container ids from cgroup directory names, for every runtime layout we know:
-//! containerd (`cri-containerd-<id>.scope`), CRI-O (`crio-<id>.scope`, `crio-<id>`), docker
+//! containerd (`cri-containerd-<id>.scope`, `nerdctl-<id>.scope`), CRI-O (`crio-<id>.scope`, `crio-<id>`), docker
 //! (`docker-<id>.scope`), podman (`libpod-<id>.scope`) and the cgroupfs driver's plain `<id>`.
 //! Also the `scheme://<id>` form the Kubernetes API uses in container statuses.
 
@@ -20,8 +20,10 @@ pub enum Runtime {
 /// Prefixes of systemd-driver scopes, and the runtime each names. Monitor scopes
 /// (`crio-conmon-<id>`, `libpod-conmon-<id>`) hold the runtime's helper, not the container,
 /// and do not parse (the id check fails on `conmon-`).
-const PREFIXES: [(&str, Runtime); 4] = [
+const PREFIXES: [(&str, Runtime); 5] = [
     ("cri-containerd-", Runtime::Containerd),
+    // containerd without Kubernetes (nerdctl, systemd driver).
+    ("nerdctl-", Runtime::Containerd),
     ("crio-", Runtime::CriO),
     ("docker-", Runtime::Docker),
     ("libpod-", Runtime::Podman),
@@ -78,6 +80,7 @@ mod tests {
     fn every_runtime_layout_parses() {
         let cases = [
             (format!("cri-containerd-{ID}.scope"), Runtime::Containerd),
+            (format!("nerdctl-{ID}.scope"), Runtime::Containerd),
             (format!("crio-{ID}.scope"), Runtime::CriO),
             (format!("crio-{ID}"), Runtime::CriO),
             (format!("docker-{ID}.scope"), Runtime::Docker),
