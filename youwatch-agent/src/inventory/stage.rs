@@ -145,6 +145,8 @@ async fn run<W: CgroupWatch>(
                 }
             },
             () = inputs.appear.changed() => {
+                // A new QoS directory needs its own watch before pods appear in it.
+                state.watch_parent_dirs(&mut inputs.appear);
                 state.resolve_pending();
                 Vec::new()
             }
@@ -501,17 +503,22 @@ impl<W: CgroupWatch> State<W> {
     // ---- periodic ----------------------------------------------------------------------------
 
     fn on_tick(&mut self, appear: &mut CgroupAppear) {
-        if self.selector.is_some()
-            && let Some(root) = self.kubepods_root()
-        {
-            appear.watch_dirs(&root.parent_dirs());
-        }
+        self.watch_parent_dirs(appear);
         self.forget_vanished_cgroups();
         self.resolve_pending();
         self.rescan_local();
         self.metrics
             .process_table_entries
             .set(self.table.len() as i64);
+    }
+
+    /// Where new pod cgroups appear: the kubepods root and its QoS directories.
+    fn watch_parent_dirs(&mut self, appear: &mut CgroupAppear) {
+        if self.selector.is_some()
+            && let Some(root) = self.kubepods_root()
+        {
+            appear.watch_dirs(&root.parent_dirs());
+        }
     }
 
     /// A pod cgroup that disappeared (or was re-created: a new id) is unwatched and looked
