@@ -5,7 +5,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 
-use crate::{cgroupfs, cli::RunArgs, config::Config, sensor::ebpf::ExecSensor};
+use crate::{cgroupfs, cli::RunArgs, config::Config, inventory, sensor::ebpf::ExecSensor};
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref())?;
@@ -27,17 +27,8 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut sensor = ExecSensor::load(&config.sensor).context("starting the eBPF exec sensor")?;
     let watch = sensor.watch_set();
-    let mut events = sensor.events(config.sensor.channel_capacity)?;
+    let events = sensor.events(config.sensor.channel_capacity)?;
     let mut sensor = Some(sensor);
-    for (path, id) in &explicit {
-        watch.watch(*id)?;
-        tracing::info!(path = %path.display(), cgroup_id = id, "watching cgroup subtree");
-    }
-    if explicit.is_empty() {
-        tracing::warn!(
-            "no cgroup is watched: pass --watch-cgroup PATH to see execs in a cgroup subtree"
-        );
-    }
     if args.dry_run {
         tracing::info!("dry-run: reporting only, no action is taken");
     }
@@ -45,15 +36,26 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(waf) = crate::waf::WafStage::new(&config.waf, &config.agent.state_dir)? {
         waf.spawn(detection_tx)?;
     }
+    // The inventory sits between the sensor and the rules: it keeps the watched cgroups in
+    // step with the guarded workloads and enriches each exec.
+    let mut enriched = inventory::start(
+        &config.inventory,
+        config.node_name(),
+        watch,
+        explicit,
+        events,
+        inventory::InventoryMetrics::default(),
+    )
+    .await?;
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            event = events.recv() => {
-                // Closes after the detach below, once the ring is drained.
-                let Some(event) = event else { break };
-                print_json_line(&event)?;
+            exec = enriched.recv() => {
+                // Closes after the detach below, once the ring is drained and enriched.
+                let Some(exec) = exec else { break };
+                print_json_line(&exec)?;
             }
             Some(detection) = detections.recv() => print_json_line(&detection)?,
             signal = &mut shutdown, if sensor.is_some() => {

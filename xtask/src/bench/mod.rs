@@ -3,6 +3,7 @@
 
 mod exec;
 mod waf;
+mod inventory;
 
 use clap::Subcommand;
 
@@ -13,11 +14,14 @@ pub enum Which {
     /// WAF audit-log pipeline: throughput on a >= 1 GB log of real ModSecurity entries vs
     /// Python json.loads and wc -l (one core each), and line-appended -> decision latency.
     Waf(waf::Args),
+    /// Pod visible in a watch event → its cgroup in the kernel's WATCHED map.
+    Inventory(inventory::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Exec(args) => exec::run(args),
         Which::Waf(args) => waf::run(args),
+        Which::Inventory(args) => inventory::run(args),
     }
 }
