@@ -2,8 +2,8 @@
 //! in one run (the machine is shared and noisy). Nothing here asserts a time.
 
 mod exec;
-mod waf;
 mod inventory;
+mod waf;
 
 use clap::Subcommand;
 
