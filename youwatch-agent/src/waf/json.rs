@@ -356,43 +356,36 @@ impl<'a> Walker<'a> {
         &mut self,
         mut f: impl FnMut(&mut Self, &'a [u8]) -> Result<(), JsonError>,
     ) -> Result<bool, JsonError> {
-        if self.peek() != Some(b'{') {
-            self.skip()?;
-            return Ok(false);
-        }
-        self.i += 1;
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(true);
-        }
-        loop {
-            let key = self.string()?;
-            self.eat(b':')?;
-            f(self, key.get(self.b))?;
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(true);
-                }
-                Some(_) => return Err(JsonError::Syntax),
-                None => return Err(JsonError::Truncated),
-            }
-        }
+        self.sequence(b'{', b'}', |w| {
+            let key = w.string()?;
+            w.eat(b':')?;
+            f(w, key.get(w.b))
+        })
     }
 
     /// Visits each element of an array; `f` must consume it. A non-array value is skipped.
     #[inline]
     pub fn array(
         &mut self,
+        f: impl FnMut(&mut Self) -> Result<(), JsonError>,
+    ) -> Result<bool, JsonError> {
+        self.sequence(b'[', b']', f)
+    }
+
+    /// `open` item (`,` item)* `close`, each item consumed by `f`; any other value is skipped.
+    #[inline(always)]
+    fn sequence(
+        &mut self,
+        open: u8,
+        close: u8,
         mut f: impl FnMut(&mut Self) -> Result<(), JsonError>,
     ) -> Result<bool, JsonError> {
-        if self.peek() != Some(b'[') {
+        if self.peek() != Some(open) {
             self.skip()?;
             return Ok(false);
         }
         self.i += 1;
-        if self.peek() == Some(b']') {
+        if self.peek() == Some(close) {
             self.i += 1;
             return Ok(true);
         }
@@ -400,7 +393,7 @@ impl<'a> Walker<'a> {
             f(self)?;
             match self.peek() {
                 Some(b',') => self.i += 1,
-                Some(b']') => {
+                Some(c) if c == close => {
                     self.i += 1;
                     return Ok(true);
                 }
