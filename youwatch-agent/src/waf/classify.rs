@@ -291,14 +291,8 @@ impl Classifier {
 /// A message's class: its `attack-*` tag, else its rule-id range, else `Other` for rules
 /// outside CRS bookkeeping; `None` for CRS's own bookkeeping rules (9xx outside the ranges).
 pub fn message_class(e: &Entry<'_>, m: &Message) -> Option<Class> {
-    let mut from_tag = None;
-    e.tags(m, |t| {
-        if from_tag.is_none() {
-            from_tag = Class::from_tag(t);
-        }
-    });
-    if from_tag.is_some() {
-        return from_tag;
+    if let Some(class) = Class::from_tag(e.attack_tag(m)) {
+        return Some(class);
     }
     match m.rule_id {
         Some(id) => Class::from_rule_id(id)

@@ -104,6 +104,9 @@ pub struct Message {
     pub severity: Option<u8>,
     /// The whole `tags` array value, brackets included.
     tags: Option<Span>,
+    /// The first `attack-*` tag (CRS names the attack class there), found while parsing so
+    /// classifying needs no second walk over the tags.
+    attack_tag: Option<Span>,
     msg: Option<Span>,
     data: Option<Span>,
 }
@@ -299,7 +302,18 @@ fn details(w: &mut Walker<'_>, key: &[u8], m: &mut Message) -> Result<(), JsonEr
         b"tags" if m.tags.is_none() => {
             w.peek();
             let start = w.offset();
-            if w.array(|w| w.skip())? {
+            let input = w.input();
+            let attack_tag = &mut m.attack_tag;
+            let walked = w.array(|w| {
+                if let Some(t) = w.opt_string()?
+                    && attack_tag.is_none()
+                    && t.get(input).starts_with(b"attack-")
+                {
+                    *attack_tag = Some(t);
+                }
+                Ok(())
+            })?;
+            if walked {
                 m.tags = Some(Span {
                     start,
                     end: w.offset(),
@@ -431,6 +445,11 @@ impl<'a> Entry<'a> {
 
     pub fn data(&self, m: &Message) -> &'a [u8] {
         self.span(m.data)
+    }
+
+    /// The message's first `attack-*` tag (raw), empty when none.
+    pub fn attack_tag(&self, m: &Message) -> &'a [u8] {
+        self.span(m.attack_tag)
     }
 
     /// Calls `f` with each tag (raw) of a message.
