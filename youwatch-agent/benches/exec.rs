@@ -154,11 +154,6 @@ fn main() {
     let outside = Cgroup::new(&top.0, "outside");
     let watched_id = cgroupfs::cgroup_id(&watched.0).unwrap();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut times: [[Vec<Sample>; 2]; 2] = Default::default(); // [attached][where]
     let mut latencies_ns: Vec<u64> = Vec::new();
     let mut delivered = 0u64;
@@ -186,37 +181,34 @@ fn main() {
                 &outside.0
             };
             let elapsed = if attached {
-                runtime.block_on(async {
-                    let mut sensor =
-                        ExecSensor::load(&SensorConfig::default()).expect("loading the sensor");
-                    sensor.watch_set().watch(watched_id).unwrap();
-                    let mut rx = sensor.events(4096).unwrap();
-                    // Consume like the agent does, stamping receipt time.
-                    let consumer = tokio::spawn(async move {
-                        let mut lat = Vec::new();
-                        while let Some(ev) = rx.recv().await {
-                            lat.push(boottime_ns().saturating_sub(ev.ktime_ns));
-                        }
-                        lat
-                    });
-                    let cg = cgroup.clone();
-                    let execs = opts.execs;
-                    let elapsed = tokio::task::spawn_blocking(move || exec_loop(&cg, execs))
-                        .await
-                        .unwrap();
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let counters = sensor.counters().unwrap();
-                    drop(sensor); // closes the channel once the reader sees the ring go away
-                    let lat = tokio::time::timeout(Duration::from_secs(2), consumer).await;
-                    if place == Where::Inside {
-                        lost += counters.ringbuf_full;
-                        if let Ok(Ok(lat)) = lat {
-                            delivered += lat.len() as u64;
-                            latencies_ns.extend(lat);
-                        }
+                let config = SensorConfig::default();
+                let mut sensor = ExecSensor::load(&config).expect("loading the sensor");
+                sensor.watch_set().watch(watched_id).unwrap();
+                let mut rx = sensor.events(4096).unwrap();
+                // The first stage after the reader, at the reader's priority: it stamps
+                // receipt, so the figure includes the hand-off through the channel.
+                let nice = config.reader_nice;
+                let consumer = std::thread::spawn(move || {
+                    // SAFETY: plain syscall on this thread.
+                    unsafe {
+                        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice)
+                    };
+                    let mut lat = Vec::new();
+                    while let Some(ev) = rx.blocking_recv() {
+                        lat.push(boottime_ns().saturating_sub(ev.ktime_ns));
                     }
-                    elapsed
-                })
+                    lat
+                });
+                let elapsed = exec_loop(cgroup, opts.execs);
+                let counters = sensor.counters().unwrap();
+                sensor.detach(); // the reader drains the ring, then closes the channel
+                let lat = consumer.join().expect("consumer thread");
+                if place == Where::Inside {
+                    lost += counters.ringbuf_full;
+                    delivered += lat.len() as u64;
+                    latencies_ns.extend(lat);
+                }
+                elapsed
             } else {
                 exec_loop(cgroup, opts.execs)
             };

@@ -32,6 +32,7 @@ fn sensor(ring_buffer_bytes: u32, channel_capacity: usize) -> (ExecSensor, Recei
     let config = SensorConfig {
         ring_buffer_bytes,
         channel_capacity,
+        ..SensorConfig::default()
     };
     let mut sensor = ExecSensor::load(&config).expect("loading the exec sensor");
     let rx = sensor.events(channel_capacity).unwrap();

@@ -16,6 +16,10 @@ pub struct SensorConfig {
     /// Exec events buffered between the ring-buffer reader and the next stage. When full the
     /// reader waits, the ring buffer fills, and the kernel counts what it could not store.
     pub channel_capacity: usize,
+    /// Nice value of the ring-buffer reader thread (-20..19, lower is more urgent). Raised by
+    /// default so exec events keep flowing within a millisecond on a saturated node; needs
+    /// CAP_SYS_NICE, else the reader stays at the default priority (logged once).
+    pub reader_nice: i32,
 }
 
 impl Default for SensorConfig {
@@ -23,6 +27,7 @@ impl Default for SensorConfig {
         Self {
             ring_buffer_bytes: youwatch_common::limits::DEFAULT_RING_BYTES,
             channel_capacity: 4096,
+            reader_nice: -10,
         }
     }
 }

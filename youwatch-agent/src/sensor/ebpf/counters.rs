@@ -6,7 +6,7 @@ use aya::maps::{Map, MapData, PerCpuArray};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{counter::ConstCounter, gauge::ConstGauge},
+    metrics::{counter::ConstCounter, gauge::ConstGauge, histogram::Histogram},
 };
 use youwatch_common::{counter, names};
 
@@ -58,6 +58,14 @@ impl CounterMap {
 pub struct SensorMetrics {
     pub(super) counters: CounterMap,
     pub(super) watched: WatchSet,
+    pub(super) latency: Histogram,
+}
+
+/// Kernel timestamp → reader receipt, in seconds: 10 µs to ~10 ms in ×2 steps.
+pub(super) fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        10e-6, 2.0, 11,
+    ))
 }
 
 impl std::fmt::Debug for SensorMetrics {
@@ -69,6 +77,11 @@ impl std::fmt::Debug for SensorMetrics {
 impl SensorMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register_collector(Box::new(self.clone()));
+        registry.register(
+            "youwatch_exec_delivery_latency_seconds",
+            "Kernel timestamp of an exec to its receipt by the agent's ring-buffer reader.",
+            self.latency.clone(),
+        );
     }
 }
 

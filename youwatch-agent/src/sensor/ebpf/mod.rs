@@ -16,6 +16,7 @@ use aya::{
     programs::RawTracePoint,
 };
 use counters::CounterMap;
+use prometheus_client::metrics::histogram::Histogram;
 use youwatch_common::{KernelOffsets, names};
 
 pub use counters::{SensorCounters, SensorMetrics};
@@ -63,6 +64,8 @@ pub struct ExecSensor {
     counters: CounterMap,
     ring: Option<RingBuf<MapData>>,
     reader: Option<StopReader>,
+    reader_nice: i32,
+    latency: Histogram,
 }
 
 impl ExecSensor {
@@ -115,6 +118,8 @@ impl ExecSensor {
             counters,
             ring: Some(ring),
             reader: None,
+            reader_nice: config.reader_nice,
+            latency: counters::latency_histogram(),
         })
     }
 
@@ -123,17 +128,21 @@ impl ExecSensor {
         self.watched.clone()
     }
 
-    /// Starts the ring-buffer reader; events arrive on the returned bounded channel.
-    /// Must be called from a Tokio runtime; only once.
+    /// Starts the ring-buffer reader thread; events arrive on the returned bounded channel.
+    /// Only once per sensor.
     pub fn events(
         &mut self,
         capacity: usize,
     ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
         let ring = self.ring.take().ok_or(SensorError::ReaderTaken)?;
-        let (rx, reader) = spawn_reader(ring, capacity).map_err(|e| SensorError::Map {
-            name: names::EVENTS_MAP,
-            message: e.to_string(),
-        })?;
+        let latency = self.latency.clone();
+        let (rx, reader) =
+            spawn_reader(ring, capacity, self.reader_nice, latency).map_err(|e| {
+                SensorError::Map {
+                    name: names::EVENTS_MAP,
+                    message: e.to_string(),
+                }
+            })?;
         self.reader = Some(reader);
         Ok(rx)
     }
@@ -143,11 +152,13 @@ impl ExecSensor {
         self.counters.read()
     }
 
-    /// Prometheus metrics of this sensor (kernel counters and watched cgroups), read at scrape.
+    /// Prometheus metrics of this sensor: kernel counters and watched cgroups (read at
+    /// scrape), and the delivery latency histogram.
     pub fn metrics(&self) -> SensorMetrics {
         SensorMetrics {
             counters: self.counters.clone(),
             watched: self.watched.clone(),
+            latency: self.latency.clone(),
         }
     }
 

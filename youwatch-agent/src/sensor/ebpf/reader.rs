@@ -1,94 +1,196 @@
-//! Async ring-buffer reader: kernel records → decoded events on a bounded channel.
+//! Ring-buffer reader: kernel records → decoded events on a bounded channel.
+//!
+//! A dedicated thread, not an async task: it blocks in `poll(2)` on the ring's fd and runs at a
+//! raised priority (`sensor.reader_nice`), so a node whose CPUs are saturated — often the very
+//! moment something is wrong — still sees exec events within a millisecond.
 //!
 //! When the channel is full the reader waits; the ring buffer then fills and the kernel counts
 //! what it cannot store (`RINGBUF_FULL`). Nothing is dropped in user space without a count.
 
-use aya::maps::{MapData, RingBuf};
-use tokio::{
-    io::unix::AsyncFd,
-    sync::{mpsc, watch},
+use std::{
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    thread::JoinHandle,
 };
 
-use super::decode::{BootClock, decode};
+use aya::maps::{MapData, RingBuf};
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::mpsc;
+
+use super::decode::{BootClock, boottime_ns, decode};
 use crate::event::ExecEvent;
 
-/// Records decoded per wake-up before they are handed on (keeps the ring moving in bursts).
-const BATCH: usize = 256;
-
-/// Tells the reader to drain what is left in the ring and stop. Send it after the program is
-/// detached, so that nothing arrives after the final drain.
-pub struct StopReader(watch::Sender<bool>);
+/// Stops the reader: it drains what is left in the ring, then closes the channel. Call it after
+/// the program is detached, so that nothing arrives after the final drain.
+pub struct StopReader {
+    wake: OwnedFd,
+    thread: Option<JoinHandle<()>>,
+}
 
 impl StopReader {
-    pub fn stop(self) {
-        let _ = self.0.send(true);
+    pub fn stop(mut self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes to our own eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&raw const one).cast(), 8) };
+        // The thread may be blocked on a full channel whose receiver is this thread's caller:
+        // do not join, it ends on its own once the channel is drained or dropped.
+        drop(self.thread.take());
     }
 }
 
-/// Spawns the reader on the current Tokio runtime. It ends when the receiver is dropped, or
-/// after [`StopReader::stop`] once the ring is drained (then the channel closes).
+/// Starts the reader thread. `nice` is applied to it (lower is more urgent); without the
+/// privilege to raise priority it runs at the default and says so once.
 pub fn spawn_reader(
     ring: RingBuf<MapData>,
     capacity: usize,
+    nice: i32,
+    latency: Histogram,
 ) -> std::io::Result<(mpsc::Receiver<ExecEvent>, StopReader)> {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    // SAFETY: the RingBuf owns its map fd and the AsyncFd owns the RingBuf, so the fd stays
-    // open and the same for the AsyncFd's whole life.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
-    tokio::spawn(async move {
-        loop {
-            let batch = tokio::select! {
-                guard = fd.readable_mut() => {
-                    let mut guard = match guard {
-                        Ok(guard) => guard,
-                        Err(err) => {
-                            tracing::error!(%err, "exec ring buffer became unreadable; exec events stop");
-                            return;
-                        }
-                    };
-                    let batch = read_batch(guard.get_inner_mut(), BATCH);
-                    if batch.len() < BATCH {
-                        guard.clear_ready();
-                    }
-                    batch
-                }
-                _ = stop_rx.changed() => {
-                    // The program is detached: whatever is in the ring is all there will be.
-                    let rest = read_batch(fd.get_mut(), usize::MAX);
-                    send_all(&tx, rest).await;
-                    return;
-                }
-            };
-            if !send_all(&tx, batch).await {
-                return;
-            }
-        }
-    });
-    Ok((rx, StopReader(stop_tx)))
+    // SAFETY: plain syscall; the fd is owned right away.
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    let wake = unsafe { OwnedFd::from_raw_fd(raw) };
+    let wake_fd = wake.try_clone()?;
+    let thread = std::thread::Builder::new()
+        .name("yw-exec-reader".into())
+        .spawn(move || {
+            set_nice(nice);
+            read_loop(ring, &wake_fd, &tx, &latency);
+        })?;
+    Ok((
+        rx,
+        StopReader {
+            wake,
+            thread: Some(thread),
+        },
+    ))
 }
 
-/// Decodes up to `max` records. Each record is released back to the kernel as it is decoded.
-fn read_batch(ring: &mut RingBuf<MapData>, max: usize) -> Vec<ExecEvent> {
+/// While events keep coming the reader sleeps this long between drains instead of waiting in
+/// poll(2): the kernel's wake-up then finds nobody to wake, which spares the exec'ing task a
+/// cross-CPU wake-up per event (costly on virtual machines). Bounds the added latency.
+const BUSY_INTERVAL: std::time::Duration = std::time::Duration::from_micros(200);
+/// Empty drains in a row before the reader goes back to waiting in poll(2).
+const BUSY_ROUNDS: u32 = 5;
+
+fn read_loop(
+    mut ring: RingBuf<MapData>,
+    wake: &OwnedFd,
+    tx: &mpsc::Sender<ExecEvent>,
+    latency: &Histogram,
+) {
+    let mut idle_rounds = BUSY_ROUNDS;
+    loop {
+        let stopping = if idle_rounds < BUSY_ROUNDS {
+            std::thread::sleep(BUSY_INTERVAL);
+            readable(wake, 0)
+        } else {
+            // Idle: block until the kernel signals data (or stop is requested).
+            match wait_readable(&ring, wake) {
+                Ok(stopping) => stopping,
+                Err(err) => {
+                    tracing::error!(%err, "polling the exec ring buffer failed; exec events stop");
+                    return;
+                }
+            }
+        };
+        match drain(&mut ring, tx, latency) {
+            None => return,
+            Some(0) => idle_rounds = idle_rounds.saturating_add(1),
+            Some(_) => idle_rounds = 0,
+        }
+        if stopping {
+            // The program is detached: what was in the ring is all there will be.
+            return;
+        }
+    }
+}
+
+/// Blocks until the ring or the stop eventfd is readable; true when stop was requested.
+fn wait_readable(ring: &RingBuf<MapData>, wake: &OwnedFd) -> std::io::Result<bool> {
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: ring.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: valid array of two pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } >= 0 {
+            return Ok(fds[1].revents != 0);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// True when `fd` is readable within `timeout_ms`.
+fn readable(fd: &OwnedFd, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, timeout_ms) > 0 }
+}
+
+/// Hands every record in the ring to the channel: how many, or `None` when the receiver is gone.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<ExecEvent>,
+    latency: &Histogram,
+) -> Option<usize> {
     let clock = BootClock::now();
-    let mut batch = Vec::new();
-    while batch.len() < max {
-        let Some(record) = ring.next() else { break };
-        match decode(&record, clock) {
-            Ok(event) => batch.push(event),
+    let mut count = 0;
+    while let Some(record) = ring.next() {
+        count += 1;
+        let event = decode(&record, clock);
+        // Release the record to the kernel before possibly waiting on a full channel.
+        drop(record);
+        match event {
+            Ok(event) => {
+                latency.observe(boottime_ns().saturating_sub(event.ktime_ns) as f64 / 1e9);
+                if tx.blocking_send(event).is_err() {
+                    return None;
+                }
+            }
             Err(err) => tracing::error!(%err, "dropping an undecodable exec record"),
         }
     }
-    batch
+    Some(count)
 }
 
-/// False when the receiver is gone.
-async fn send_all(tx: &mpsc::Sender<ExecEvent>, batch: Vec<ExecEvent>) -> bool {
-    for event in batch {
-        if tx.send(event).await.is_err() {
-            return false;
-        }
+/// Sets this thread's nice value. Raising priority needs CAP_SYS_NICE.
+fn set_nice(nice: i32) {
+    if nice == 0 {
+        return;
     }
-    true
+    // SAFETY: plain syscalls on the calling thread's own id.
+    let (tid, rc) = unsafe {
+        let tid = libc::gettid();
+        (
+            tid,
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice),
+        )
+    };
+    if rc != 0 {
+        tracing::info!(
+            nice,
+            tid,
+            err = %std::io::Error::last_os_error(),
+            "exec reader keeps the default priority (raising it needs CAP_SYS_NICE)"
+        );
+    }
 }
