@@ -39,6 +39,9 @@ pub enum Command {
     /// Print or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check Falco rule files, or list the rules the agent loads.
+    #[command(subcommand)]
+    Rules(crate::rules::cli::RulesCommand),
 }
 
 #[derive(Clone, Debug, Default, Args)]
@@ -82,5 +85,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{config:#?}");
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Rules(cmd)) => crate::rules::cli::run(cmd),
     }
 }
