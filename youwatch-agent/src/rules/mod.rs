@@ -21,6 +21,7 @@ mod matcher;
 pub mod output;
 pub mod program;
 mod ruleset;
+pub mod sample;
 pub mod source;
 
 use std::{path::PathBuf, sync::Arc};

@@ -159,14 +159,14 @@ impl RuleSet {
     pub fn unsupported_warnings(&self) -> Vec<Warning> {
         self.infos
             .iter()
-            .filter(|i| {
-                i.enabled
-                    && matches!(&i.status, Status::Unsupported(u) if *u != Unsupported::Broken)
-            })
-            .map(|i| Warning {
-                pos: i.pos.clone(),
-                what: rule_what(&i.name),
-                message: format!("disabled: {}", i.status),
+            .filter(|i| i.enabled)
+            .filter_map(|i| match &i.status {
+                Status::Unsupported(u) if *u != Unsupported::Broken => Some(Warning {
+                    pos: i.pos.clone(),
+                    what: rule_what(&i.name),
+                    message: format!("disabled: {u}"),
+                }),
+                _ => None,
             })
             .collect()
     }
