@@ -7,6 +7,9 @@ use std::{
 
 use anyhow::{Context, bail};
 
+#[path = "../../youwatch-agent/ebpf_build.rs"]
+mod ebpf_build;
+
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -64,31 +67,11 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-/// Builds youwatch-ebpf exactly as youwatch-agent's build.rs does, by building the agent's
-/// build script's input: `cargo build -p youwatch-agent` would also do it, this is faster.
+/// Builds youwatch-ebpf exactly as youwatch-agent's build.rs does (same code).
 pub fn build_ebpf() -> anyhow::Result<()> {
-    let root = workspace_root();
-    let target_dir = root.join("target/ebpf");
-    let mut cmd = Command::new("rustup");
-    cmd.args([
-        "run",
-        "nightly",
-        "cargo",
-        "build",
-        "--release",
-        "--target-dir",
-    ])
-    .arg(&target_dir)
-    .current_dir(root.join("youwatch-ebpf"))
-    .env_remove("RUSTUP_TOOLCHAIN")
-    .env_remove("CARGO")
-    .env_remove("RUSTC");
-    run_checked(&mut cmd)?;
-    println!(
-        "built {}",
-        target_dir
-            .join("bpfel-unknown-none/release/youwatch-ebpf")
-            .display()
-    );
+    let object = ebpf_build::check_toolchain()
+        .and_then(|()| ebpf_build::build(&workspace_root()))
+        .map_err(anyhow::Error::msg)?;
+    println!("built {}", object.display());
     Ok(())
 }

@@ -27,6 +27,8 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut sensor = ExecSensor::load(&config.sensor).context("starting the eBPF exec sensor")?;
     let watch = sensor.watch_set();
+    let mut events = sensor.events(config.sensor.channel_capacity)?;
+    let mut sensor = Some(sensor);
     for (path, id) in &explicit {
         watch.watch(*id)?;
         tracing::info!(path = %path.display(), cgroup_id = id, "watching cgroup subtree");
@@ -39,30 +41,35 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         tracing::info!("dry-run: reporting only, no action is taken");
     }
-    let mut events = sensor.events(config.sensor.channel_capacity)?;
 
-    let mut stdout = std::io::stdout().lock();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             event = events.recv() => {
+                // Closes after the detach below, once the ring is drained.
                 let Some(event) = event else { break };
-                serde_json::to_writer(&mut stdout, &event)?;
-                stdout.write_all(b"\n")?;
-                stdout.flush()?;
+                print_json_line(&event)?;
             }
-            signal = &mut shutdown => {
-                tracing::info!(signal, "shutting down");
-                break;
+            signal = &mut shutdown, if sensor.is_some() => {
+                if let Some(sensor) = sensor.take() {
+                    tracing::info!(signal, counters = ?sensor.counters().ok(), "shutting down: detaching the exec sensor");
+                    sensor.detach();
+                }
             }
         }
     }
-    let counters = sensor.counters()?;
-    tracing::info!(?counters, "exec sensor counters at exit");
-    sensor.detach();
-    tracing::info!("exec sensor detached");
+    tracing::info!("exec sensor detached, every stored event reported");
     Ok(ExitCode::SUCCESS)
+}
+
+/// One JSON object per line on stdout, flushed (dry-run output is read by people and pipes).
+fn print_json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer(&mut stdout, value)?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()?;
+    Ok(())
 }
 
 /// Resolves on the first SIGINT or SIGTERM, with the signal's name.

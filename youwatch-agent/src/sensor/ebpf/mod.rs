@@ -2,6 +2,7 @@
 //! `sched_process_exec`, keeps the kernel's watched-cgroup map, and streams decoded
 //! [`ExecEvent`](crate::event::ExecEvent)s on a bounded channel.
 
+mod counters;
 mod decode;
 mod offsets;
 mod reader;
@@ -11,14 +12,16 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, RingBuf},
     programs::RawTracePoint,
 };
-use youwatch_common::{KernelOffsets, counter, names};
+use counters::CounterMap;
+use youwatch_common::{KernelOffsets, names};
 
+pub use counters::{SensorCounters, SensorMetrics};
 pub use decode::{BootClock, boottime_ns, decode};
 pub use offsets::{OffsetsError, VMLINUX_BTF, from_btf_file as offsets_from_btf};
-pub use reader::spawn_reader;
+pub use reader::{StopReader, spawn_reader};
 pub use watch::WatchSet;
 
 use super::SensorConfig;
@@ -32,7 +35,7 @@ pub enum SensorError {
     Offsets(#[from] OffsetsError),
     #[error(
         "loading the eBPF exec sensor needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE); \
-         you are uid {uid}: run it with sudo, or give the DaemonSet those capabilities ({source})"
+         you are uid {uid}: run it with sudo, or give the DaemonSet those capabilities"
     )]
     NotPrivileged {
         uid: u32,
@@ -52,26 +55,14 @@ pub enum SensorError {
     ReaderTaken,
 }
 
-/// Counters the kernel keeps per CPU, summed. `matched == delivered + ringbuf_full` for the
-/// events that reached user space.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SensorCounters {
-    /// Execs in watched cgroups (delivered or not).
-    pub matched: u64,
-    /// Matched execs lost because the ring buffer was full.
-    pub ringbuf_full: u64,
-    pub args_truncated: u64,
-    pub filename_truncated: u64,
-    pub read_failed: u64,
-}
-
 /// The loaded and attached sensor. Dropping it detaches the program and frees the maps.
 pub struct ExecSensor {
-    // Field order matters for drop: the program (and its link) goes first.
-    ebpf: Ebpf,
+    /// `None` once detached. Dropping it detaches the program and its link.
+    ebpf: Option<Ebpf>,
     watched: WatchSet,
-    counters: PerCpuArray<MapData, u64>,
+    counters: CounterMap,
     ring: Option<RingBuf<MapData>>,
+    reader: Option<StopReader>,
 }
 
 impl ExecSensor {
@@ -115,15 +106,15 @@ impl ExecSensor {
             .map_err(|e| privileged_or(e, |e| SensorError::Attach(error_chain(&e))))?;
 
         let watched = WatchSet::new(take_map(&mut ebpf, names::WATCHED_MAP)?)?;
-        let counters = PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS_MAP)?)
-            .map_err(|e| map_error(names::COUNTERS_MAP, e))?;
+        let counters = CounterMap::new(take_map(&mut ebpf, names::COUNTERS_MAP)?)?;
         let ring = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS_MAP)?)
             .map_err(|e| map_error(names::EVENTS_MAP, e))?;
         Ok(Self {
-            ebpf,
+            ebpf: Some(ebpf),
             watched,
             counters,
             ring: Some(ring),
+            reader: None,
         })
     }
 
@@ -139,33 +130,41 @@ impl ExecSensor {
         capacity: usize,
     ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
         let ring = self.ring.take().ok_or(SensorError::ReaderTaken)?;
-        spawn_reader(ring, capacity).map_err(|e| SensorError::Map {
+        let (rx, reader) = spawn_reader(ring, capacity).map_err(|e| SensorError::Map {
             name: names::EVENTS_MAP,
             message: e.to_string(),
-        })
+        })?;
+        self.reader = Some(reader);
+        Ok(rx)
     }
 
     /// Current kernel counters, summed over CPUs.
     pub fn counters(&self) -> Result<SensorCounters, SensorError> {
-        let sum = |index: u32| -> Result<u64, SensorError> {
-            let values = self
-                .counters
-                .get(&index, 0)
-                .map_err(|e| map_error(names::COUNTERS_MAP, e))?;
-            Ok(values.iter().sum())
-        };
-        Ok(SensorCounters {
-            matched: sum(counter::MATCHED)?,
-            ringbuf_full: sum(counter::RINGBUF_FULL)?,
-            args_truncated: sum(counter::ARGS_TRUNCATED)?,
-            filename_truncated: sum(counter::FILENAME_TRUNCATED)?,
-            read_failed: sum(counter::READ_FAILED)?,
-        })
+        self.counters.read()
     }
 
-    /// Detaches the program now (dropping the sensor does the same).
+    /// Prometheus metrics of this sensor (kernel counters and watched cgroups), read at scrape.
+    pub fn metrics(&self) -> SensorMetrics {
+        SensorMetrics {
+            counters: self.counters.clone(),
+            watched: self.watched.clone(),
+        }
+    }
+
+    /// Detaches the program, then lets the reader drain the ring and close the event channel:
+    /// every event the kernel stored still reaches the receiver. Dropping the sensor does the same.
     pub fn detach(self) {
-        drop(self.ebpf);
+        drop(self);
+    }
+}
+
+impl Drop for ExecSensor {
+    fn drop(&mut self) {
+        // Order matters: no new events after the program is gone, then the final drain.
+        drop(self.ebpf.take());
+        if let Some(reader) = self.reader.take() {
+            reader.stop();
+        }
     }
 }
 

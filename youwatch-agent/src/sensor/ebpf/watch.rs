@@ -44,6 +44,11 @@ impl WatchSet {
         match self.lock().remove(&cgroup_id) {
             Ok(()) => Ok(()),
             Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(SensorError::Map {
                 name: names::WATCHED_MAP,
                 message: format!("unwatching cgroup {cgroup_id}: {}", error_chain(&e)),

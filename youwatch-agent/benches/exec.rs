@@ -1,0 +1,261 @@
+//! Exec sensor overhead and delivery latency (`cargo xtask bench exec`; needs root).
+//!
+//! Times a loop of N × `/bin/true` in four conditions, interleaved round by round so machine
+//! noise hits all of them alike: sensor detached / attached × loop outside / inside the watched
+//! cgroup. Prints medians and the attached/detached ratios, then the kernel-timestamp →
+//! user-space-receipt latency of every event seen during the "inside" runs.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use youwatch_agent::{
+    cgroupfs,
+    sensor::{
+        SensorConfig,
+        ebpf::{ExecSensor, boottime_ns},
+    },
+};
+
+struct Opts {
+    execs: u32,
+    rounds: u32,
+}
+
+fn opts() -> Opts {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
+    // and then a short smoke run checks that the bench still works.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let mut opts = if benching {
+        Opts {
+            execs: 5000,
+            rounds: 7,
+        }
+    } else {
+        Opts {
+            execs: 50,
+            rounds: 1,
+        }
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .expect("a number after the flag")
+        };
+        match arg.as_str() {
+            "--execs" => opts.execs = value(),
+            "--rounds" => opts.rounds = value(),
+            "--bench" => {}
+            other if benching => panic!("unknown argument {other}; use --execs N --rounds N"),
+            _ => {}
+        }
+    }
+    opts
+}
+
+/// A cgroup created for the bench and removed at the end.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn new(parent: &Path, name: &str) -> Self {
+        let path = parent.join(name);
+        std::fs::create_dir_all(&path).expect("creating a bench cgroup (run as root)");
+        Self(path)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Wall time and CPU time (user + system of the loop and its children) of one run.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// Runs the exec loop inside `cgroup`.
+fn exec_loop(cgroup: &Path, execs: u32) -> Sample {
+    use std::os::unix::process::CommandExt;
+    let procs = std::ffi::CString::new(cgroup.join("cgroup.procs").to_str().unwrap()).unwrap();
+    let script = format!("i=0; while [ $i -lt {execs} ]; do /bin/true; i=$((i+1)); done");
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", &script]);
+    // SAFETY: open/write/close only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            let ok = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            libc::close(fd);
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let start = Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped below with wait4, for its rusage"
+    )]
+    let child = cmd.spawn().expect("running the exec loop");
+    // wait4 rather than Child::wait: it also returns the CPU time of the loop and of every
+    // /bin/true it waited for, which is where the sensor's cost is charged.
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "exec loop failed"
+    );
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Sample {
+        wall,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+    }
+}
+
+fn median(samples: &[Sample], pick: fn(&Sample) -> Duration) -> Duration {
+    let mut v: Vec<Duration> = samples.iter().map(pick).collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Where {
+    Outside,
+    Inside,
+}
+
+fn main() {
+    let opts = opts();
+    // SAFETY: geteuid cannot fail.
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "the exec bench loads eBPF programs: run it as root"
+    );
+    let mount = cgroupfs::unified_mount().expect("cgroup v2 mounted");
+    let top = Cgroup::new(&mount, &format!("youwatch-bench-{}", std::process::id()));
+    let watched = Cgroup::new(&top.0, "watched");
+    let outside = Cgroup::new(&top.0, "outside");
+    let watched_id = cgroupfs::cgroup_id(&watched.0).unwrap();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut times: [[Vec<Sample>; 2]; 2] = Default::default(); // [attached][where]
+    let mut latencies_ns: Vec<u64> = Vec::new();
+    let mut delivered = 0u64;
+    let mut lost = 0u64;
+
+    println!(
+        "exec bench: {} × /bin/true per run, {} interleaved rounds",
+        opts.execs, opts.rounds
+    );
+    for round in 0..opts.rounds {
+        // Alternate the order each round so neither condition always runs first.
+        let mut order = vec![
+            (false, Where::Outside),
+            (true, Where::Outside),
+            (false, Where::Inside),
+            (true, Where::Inside),
+        ];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (attached, place) in order {
+            let cgroup = if place == Where::Inside {
+                &watched.0
+            } else {
+                &outside.0
+            };
+            let elapsed = if attached {
+                runtime.block_on(async {
+                    let mut sensor =
+                        ExecSensor::load(&SensorConfig::default()).expect("loading the sensor");
+                    sensor.watch_set().watch(watched_id).unwrap();
+                    let mut rx = sensor.events(4096).unwrap();
+                    // Consume like the agent does, stamping receipt time.
+                    let consumer = tokio::spawn(async move {
+                        let mut lat = Vec::new();
+                        while let Some(ev) = rx.recv().await {
+                            lat.push(boottime_ns().saturating_sub(ev.ktime_ns));
+                        }
+                        lat
+                    });
+                    let cg = cgroup.clone();
+                    let execs = opts.execs;
+                    let elapsed = tokio::task::spawn_blocking(move || exec_loop(&cg, execs))
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let counters = sensor.counters().unwrap();
+                    drop(sensor); // closes the channel once the reader sees the ring go away
+                    let lat = tokio::time::timeout(Duration::from_secs(2), consumer).await;
+                    if place == Where::Inside {
+                        lost += counters.ringbuf_full;
+                        if let Ok(Ok(lat)) = lat {
+                            delivered += lat.len() as u64;
+                            latencies_ns.extend(lat);
+                        }
+                    }
+                    elapsed
+                })
+            } else {
+                exec_loop(cgroup, opts.execs)
+            };
+            times[attached as usize][(place == Where::Inside) as usize].push(elapsed);
+        }
+        eprint!(".");
+    }
+    eprintln!();
+
+    let per_exec = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(opts.execs);
+    println!("medians per exec; ratio = attached / detached");
+    for (label, idx) in [
+        ("outside the watched cgroup", 0),
+        ("inside the watched cgroup", 1),
+    ] {
+        for (what, pick) in [
+            ("wall", (|s: &Sample| s.wall) as fn(&Sample) -> Duration),
+            ("cpu ", |s: &Sample| s.cpu),
+        ] {
+            let off = median(&times[0][idx], pick);
+            let on = median(&times[1][idx], pick);
+            println!(
+                "{label:<27} {what}  detached {:>7.1} µs   attached {:>7.1} µs   ratio {:.3}×",
+                per_exec(off),
+                per_exec(on),
+                on.as_secs_f64() / off.as_secs_f64()
+            );
+        }
+    }
+    latencies_ns.sort_unstable();
+    if latencies_ns.is_empty() {
+        println!("latency: no events received");
+    } else {
+        println!(
+            "kernel → user latency over {} events: p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs  (lost {lost}, delivered {delivered})",
+            latencies_ns.len(),
+            percentile(&latencies_ns, 0.50) as f64 / 1e3,
+            percentile(&latencies_ns, 0.99) as f64 / 1e3,
+            *latencies_ns.last().unwrap() as f64 / 1e3,
+        );
+    }
+}

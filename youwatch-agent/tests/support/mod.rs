@@ -1,0 +1,5 @@
+//! Helpers shared by the integration tests. Each test binary uses a different part.
+#![allow(dead_code)]
+
+pub mod cgroup_tree;
+pub mod require;
