@@ -1,11 +1,19 @@
 //! The agent's main job: start the stages, connect them with bounded channels, run until
 //! SIGINT/SIGTERM, then detach cleanly.
 
-use std::{io::Write, path::PathBuf, process::ExitCode};
+use std::{io::Write, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context;
+use prometheus_client::registry::Registry;
 
-use crate::{cgroupfs, cli::RunArgs, config::Config, sensor::ebpf::ExecSensor};
+use crate::{
+    cgroupfs,
+    cli::RunArgs,
+    config::Config,
+    rules,
+    sensor::{ebpf::ExecSensor, falco::FalcoMetrics},
+    telemetry::{alert, http},
+};
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref())?;
@@ -25,7 +33,43 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|path| cgroupfs::cgroup_id(path).map(|id| (path.clone(), id)))
         .collect::<Result<_, _>>()?;
 
+    // Rules, alert output and the Falco webhook before the kernel: rule errors fail fast.
+    let hostname = config.node_name();
+    let mut registry = Registry::default();
+    let rules_metrics = rules::RulesMetrics::default();
+    rules_metrics.register(&mut registry);
+    let engine = config
+        .rules
+        .engine(hostname.clone(), rules_metrics)
+        .context("loading the rules")?;
+    let alert_metrics = alert::AlertMetrics::default();
+    alert_metrics.register(&mut registry);
+    let (detections, alert_writer) =
+        alert::start(&config.telemetry.alerts, hostname, alert_metrics)?;
+    let listen = config.telemetry.listen_addr().map_err(anyhow::Error::msg)?;
+    let falco_metrics = FalcoMetrics::default();
+    falco_metrics.register(&mut registry);
+    let falco = config
+        .falco
+        .webhook_router(listen.is_some(), detections.clone(), falco_metrics)?;
+
     let mut sensor = ExecSensor::load(&config.sensor).context("starting the eBPF exec sensor")?;
+    sensor.metrics().register(&mut registry);
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = match listen {
+        Some(addr) => {
+            let app = http::router(Arc::new(registry), falco.unwrap_or_default());
+            let shutdown = async {
+                let _ = http_stopped.await;
+            };
+            Some(tokio::spawn(http::serve(
+                http::bind(addr).await?,
+                app,
+                shutdown,
+            )))
+        }
+        None => None,
+    };
     let watch = sensor.watch_set();
     let mut events = sensor.events(config.sensor.channel_capacity)?;
     let mut sensor = Some(sensor);
@@ -49,7 +93,13 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             event = events.recv() => {
                 // Closes after the detach below, once the ring is drained.
                 let Some(event) = event else { break };
-                print_json_line(&event)?;
+                if args.dry_run {
+                    print_json_line(&event)?;
+                }
+                // Full enrichment (container, pod, ancestors) comes from the inventory stage.
+                for detection in engine.evaluate(&rules::enrich_minimal(event)) {
+                    let _ = detections.send(detection);
+                }
             }
             signal = &mut shutdown, if sensor.is_some() => {
                 if let Some(sensor) = sensor.take() {
@@ -60,6 +110,15 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!("exec sensor detached, every stored event reported");
+    let _ = stop_http.send(());
+    if let Some(server) = server {
+        server.await??;
+    }
+    // The writer ends once every sender is gone, after writing what is queued.
+    drop(detections);
+    tokio::task::spawn_blocking(move || alert_writer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the alert writer thread panicked"))?;
     Ok(ExitCode::SUCCESS)
 }
 

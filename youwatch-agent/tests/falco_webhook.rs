@@ -173,7 +173,7 @@ async fn refuses_with_reasons_and_counts() {
     assert!(body.contains("'priority'"), "{body}");
 
     // Declared too large: refused before reading.
-    let big = format!("[{}]", vec![ALERT; 10].join(","));
+    let big = format!("[{}]", [ALERT; 10].join(","));
     let (status, body) = agent.post(Some("s3cret"), &big).await;
     assert_eq!(status, 413);
     assert!(body.contains("max_body_bytes (2048)"), "{body}");

@@ -115,7 +115,7 @@ impl<'s> Compiler<'s> {
         Ok(match e {
             Expr::And(children) => Node::and(self.all(children, text)?),
             Expr::Or(children) => Node::or(self.all(children, text)?),
-            Expr::Not(child) => Node::not(self.expr(child, text)?),
+            Expr::Not(child) => Node::negate(self.expr(child, text)?),
             Expr::Macro(ident) => self.macro_ref(ident, text)?,
             Expr::Exists(op) => match self.operand(op, text)? {
                 OperandIr::Unknown(m) => Node::Unknown(Box::new([m])),

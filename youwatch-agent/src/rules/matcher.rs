@@ -154,7 +154,7 @@ impl StrSet {
 /// Falco writes byte operands in hex (`bcontains 2f6574`).
 fn hex_bytes(value: &str) -> Result<Vec<u8>, String> {
     let digits = value.as_bytes();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return Err(format!(
             "{value:?} is not an even number of hex digits (bcontains/bstartswith take bytes in hex)"
         ));

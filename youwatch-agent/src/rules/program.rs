@@ -64,6 +64,8 @@ pub enum Transformer {
     Len,
 }
 
+// Large variants are fine: a `Check` lives inside a boxed `Test`, one allocation per test.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Check {
     Exists,
@@ -184,7 +186,7 @@ impl Node {
         }
     }
 
-    pub fn not(child: Node) -> Node {
+    pub fn negate(child: Node) -> Node {
         match child {
             Node::Const(b) => Node::Const(!b),
             Node::Not(inner) => *inner,

@@ -377,7 +377,7 @@ fn compile_rule(
         match exceptions::to_expr(ex, what) {
             Ok(None) => {}
             Ok(Some(ast)) => match compile::condition(symbols, &ast, &text) {
-                Ok(c) => parts.push(Node::not(c.node)),
+                Ok(c) => parts.push(Node::negate(c.node)),
                 Err(e) => errors.push(LoadError::invalid(
                     &e.pos,
                     what,

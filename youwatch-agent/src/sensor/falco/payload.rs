@@ -195,7 +195,7 @@ fn kind(v: &Value) -> &'static str {
 
 fn parse_time(s: &str) -> Option<SystemTime> {
     let ts: jiff::Timestamp = s.parse().ok()?;
-    SystemTime::try_from(ts).ok()
+    Some(SystemTime::from(ts))
 }
 
 /// Falco's text starts with `HH:MM:SS.nnnnnnnnn: Priority ` (or an ISO 8601 time); the
