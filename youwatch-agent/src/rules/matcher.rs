@@ -18,8 +18,14 @@ pub enum StrMatch {
     Eq(Box<str>),
     Ne(Box<str>),
     Contains(Finder<'static>),
-    IContains(regex::bytes::Regex),
+    /// The needle is kept to merge several into one `Substrings`.
+    IContains {
+        needle: Box<str>,
+        re: regex::bytes::Regex,
+    },
     BContains(Finder<'static>),
+    /// Any of several substrings (`a contains x or a icontains y or ...`), one pass.
+    Substrings(regex::bytes::Regex),
     StartsWith(Box<str>),
     BStartsWith(Box<[u8]>),
     EndsWith(Box<str>),
@@ -36,15 +42,11 @@ impl StrMatch {
             CmpOp::Eq => StrMatch::Eq(value.into()),
             CmpOp::Ne => StrMatch::Ne(value.into()),
             CmpOp::Contains => StrMatch::Contains(Finder::new(value.as_bytes()).into_owned()),
-            CmpOp::IContains => {
-                let pattern = format!("(?i-u){}", regex::escape(value));
-                StrMatch::IContains(
-                    regex::bytes::RegexBuilder::new(&pattern)
-                        .size_limit(REGEX_SIZE_LIMIT)
-                        .build()
-                        .map_err(|e| format!("icontains {value:?}: {e}"))?,
-                )
-            }
+            CmpOp::IContains => StrMatch::IContains {
+                needle: value.into(),
+                re: substrings(&[(value, true)])
+                    .map_err(|e| format!("icontains {value:?}: {e}"))?,
+            },
             CmpOp::BContains => StrMatch::BContains(Finder::new(&hex_bytes(value)?).into_owned()),
             CmpOp::StartsWith => StrMatch::StartsWith(value.into()),
             CmpOp::BStartsWith => StrMatch::BStartsWith(hex_bytes(value)?.into()),
@@ -85,12 +87,13 @@ impl StrMatch {
         }
     }
 
+    #[inline]
     pub fn matches(&self, s: &str) -> bool {
         match self {
             StrMatch::Eq(v) => s == &**v,
             StrMatch::Ne(v) => s != &**v,
             StrMatch::Contains(f) | StrMatch::BContains(f) => f.find(s.as_bytes()).is_some(),
-            StrMatch::IContains(r) => r.is_match(s.as_bytes()),
+            StrMatch::IContains { re, .. } | StrMatch::Substrings(re) => re.is_match(s.as_bytes()),
             StrMatch::StartsWith(v) => s.starts_with(&**v),
             StrMatch::BStartsWith(v) => s.as_bytes().starts_with(v),
             StrMatch::EndsWith(v) => s.ends_with(&**v),
@@ -102,6 +105,34 @@ impl StrMatch {
     }
 }
 
+/// The (needle, case-insensitive) of a substring test, for merging.
+pub fn substring_needle(m: &StrMatch) -> Option<(&str, bool)> {
+    match m {
+        StrMatch::Contains(f) => std::str::from_utf8(f.needle()).ok().map(|n| (n, false)),
+        StrMatch::IContains { needle, .. } => Some((needle, true)),
+        _ => None,
+    }
+}
+
+/// One automaton for "contains any of these" (ASCII case-insensitive where asked, as
+/// Falco's icontains).
+pub fn substrings(needles: &[(&str, bool)]) -> Result<regex::bytes::Regex, regex::Error> {
+    let alternatives: Vec<String> = needles
+        .iter()
+        .map(|(n, insensitive)| {
+            let lit = regex::escape(n);
+            if *insensitive {
+                format!("(?i:{lit})")
+            } else {
+                lit
+            }
+        })
+        .collect();
+    regex::bytes::RegexBuilder::new(&format!("(?-u:{})", alternatives.join("|")))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
 /// A set of strings for `in`: scanned when small, hashed when large; lengths outside the
 /// members' range are rejected first.
 #[derive(Clone, Debug)]
@@ -109,7 +140,7 @@ pub struct StrSet {
     min_len: usize,
     max_len: usize,
     small: Box<[Box<str>]>,
-    large: Option<HashSet<Box<str>>>,
+    large: Option<HashSet<Box<str>, foldhash::fast::RandomState>>,
 }
 
 impl StrSet {
@@ -140,6 +171,7 @@ impl StrSet {
         }
     }
 
+    #[inline]
     pub fn contains(&self, s: &str) -> bool {
         if s.len() < self.min_len || s.len() > self.max_len {
             return false;
@@ -218,6 +250,20 @@ mod tests {
         assert!(StrMatch::single(CmpOp::BContains, "2f7").is_err());
         assert!(StrMatch::single(CmpOp::Regex, "(").is_err());
         assert!(StrMatch::single(CmpOp::Lt, "1").is_err());
+    }
+
+    #[test]
+    fn merged_substrings() {
+        let re = substrings(&[("BEGIN RSA", true), ("id_rsa", false), ("a.b", false)]).unwrap();
+        let any = StrMatch::Substrings(re);
+        assert!(any.matches("grep begin rsa"));
+        assert!(any.matches("find / -name id_rsa"));
+        assert!(!any.matches("find / -name ID_RSA"));
+        assert!(!any.matches("axb"), "literals are escaped");
+        assert_eq!(
+            substring_needle(&m(CmpOp::Contains, "x")),
+            Some(("x", false))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use super::{
     condition::ast::CmpOp,
     fields::{EventView, FieldSpec, Ty, Val},
-    matcher::StrMatch,
+    matcher::{StrMatch, substring_needle, substrings},
     source::Pos,
 };
 
@@ -122,6 +122,7 @@ impl NumOp {
 }
 
 impl Node {
+    #[inline]
     pub fn eval(&self, ev: &EventView<'_>) -> bool {
         match self {
             Node::Const(b) => *b,
@@ -178,6 +179,9 @@ impl Node {
                 other => kept.push(other),
             }
         }
+        if !neutral {
+            kept = merge_substring_tests(kept);
+        }
         match kept.len() {
             0 => Node::Const(neutral),
             1 => kept.pop().unwrap_or(Node::Const(neutral)),
@@ -203,6 +207,59 @@ impl Node {
             _ => 1,
         }
     }
+}
+
+/// In an `or`, substring tests on the same field (`proc.args icontains "A" or proc.args
+/// icontains "B" ...`) become one multi-pattern test: one pass over the value instead of one
+/// per needle. The result is the same.
+fn merge_substring_tests(children: Vec<Node>) -> Vec<Node> {
+    let needle_of = |n: &Node| match n {
+        Node::Test(t) => match &t.check {
+            Check::Str(m) => substring_needle(m).map(|_| t.lhs.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut out: Vec<Node> = Vec::with_capacity(children.len());
+    let mut groups: Vec<(Access, usize, Vec<Node>)> = Vec::new();
+    for child in children {
+        match needle_of(&child) {
+            Some(lhs) => match groups.iter_mut().find(|(a, _, _)| *a == lhs) {
+                Some((_, _, members)) => members.push(child),
+                None => {
+                    groups.push((lhs, out.len(), vec![]));
+                    out.push(child);
+                }
+            },
+            None => out.push(child),
+        }
+    }
+    for (lhs, slot, members) in groups.into_iter().rev() {
+        if members.is_empty() {
+            continue;
+        }
+        let mut all = vec![std::mem::replace(&mut out[slot], Node::Const(false))];
+        all.extend(members);
+        let needles: Vec<(&str, bool)> = all
+            .iter()
+            .filter_map(|n| match n {
+                Node::Test(t) => match &t.check {
+                    Check::Str(m) => substring_needle(m),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        out[slot] = match substrings(&needles) {
+            Ok(re) => Node::Test(Box::new(Test {
+                lhs,
+                check: Check::Str(StrMatch::Substrings(re)),
+            })),
+            // Too large to merge: keep them apart.
+            Err(_) => Node::Or(all.into()),
+        };
+    }
+    out
 }
 
 impl Access {
@@ -231,11 +288,18 @@ impl Access {
     }
 
     /// The value of a single-valued access.
+    #[inline]
     pub fn get<'v>(&self, ev: &'v EventView<'_>) -> Option<Val<'v>> {
-        ev.get(&self.spec).map(|v| self.transform(v))
+        let v = ev.get(&self.spec)?;
+        Some(if self.transforms.is_empty() {
+            v
+        } else {
+            self.transform(v)
+        })
     }
 
     /// Calls `f` on each value (one, or one per ancestor) until it returns true.
+    #[inline]
     pub fn any(&self, ev: &EventView<'_>, mut f: impl FnMut(Val<'_>) -> bool) -> bool {
         if self.spec.is_multi() {
             ev.each_ancestor(self.spec.field, |v| f(self.transform(v)))
@@ -281,6 +345,7 @@ fn basename(s: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 impl Test {
+    #[inline]
     pub fn eval(&self, ev: &EventView<'_>) -> bool {
         self.lhs.any(ev, |v| self.check.holds(&v, ev))
     }
@@ -288,6 +353,7 @@ impl Test {
 
 impl Check {
     /// Whether the check holds for one value of the left-hand side.
+    #[inline]
     pub fn holds(&self, v: &Val<'_>, ev: &EventView<'_>) -> bool {
         match self {
             Check::Field { op, rhs } => match rhs.get(ev) {
@@ -300,6 +366,7 @@ impl Check {
 
     /// Decides the check from the value alone; `None` for field-to-field comparisons.
     /// `compile` uses it to fold tests on constant fields.
+    #[inline]
     pub fn holds_without_event(&self, v: &Val<'_>) -> Option<bool> {
         Some(match (self, v) {
             (Check::Field { .. }, _) => return None,

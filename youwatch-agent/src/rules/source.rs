@@ -8,23 +8,28 @@ use std::{fmt, sync::Arc};
 pub struct SourceFile {
     pub name: Arc<str>,
     pub text: String,
+    /// Byte offset of each line's start, for positions without rescanning the file.
+    line_starts: Vec<usize>,
 }
 
 impl SourceFile {
     pub fn new(name: impl Into<Arc<str>>, text: String) -> Arc<Self> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Arc::new(Self {
             name: name.into(),
             text,
+            line_starts,
         })
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, byte: usize) -> (u32, u32) {
         let byte = floor_char_boundary(&self.text, byte.min(self.text.len()));
-        let before = &self.text[..byte];
-        let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let line = self.line_starts.partition_point(|&start| start <= byte);
+        let line_start = self.line_starts[line.saturating_sub(1)];
+        let column = self.text[line_start..byte].chars().count() + 1;
         (
             u32::try_from(line).unwrap_or(u32::MAX),
             u32::try_from(column).unwrap_or(u32::MAX),

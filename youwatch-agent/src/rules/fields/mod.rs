@@ -98,6 +98,7 @@ impl FieldSpec {
     }
 
     /// Fields without an index over ancestors hold one value per ancestor.
+    #[inline]
     pub fn is_multi(&self) -> bool {
         self.field.is_ancestor() && self.arg == Arg::None
     }
