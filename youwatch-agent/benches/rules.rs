@@ -22,47 +22,22 @@ const STABLE: &str = concat!(
     "/tests/data/falco/falco_rules.yaml"
 );
 
+/// `cargo bench --bench rules -- [--rounds N] [--events N] [--per-event]`. Without
+/// `--bench` (as `cargo test --all-targets` runs it) a short smoke run checks the bench works.
+#[derive(Default, clap::Parser)]
 struct Opts {
-    rounds: usize,
-    events: usize,
+    /// Interleaved rounds (default 21; 1 in a smoke run).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Events per rule set per round (default 50000; 100 in a smoke run).
+    #[arg(long)]
+    events: Option<usize>,
+    /// Also print the median per distinct exec of the mix.
+    #[arg(long)]
     per_event: bool,
-}
-
-fn opts() -> Opts {
-    // Without --bench (cargo test --all-targets) a short smoke run checks the bench works.
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mut opts = if benching {
-        Opts {
-            rounds: 21,
-            events: 50_000,
-            per_event: false,
-        }
-    } else {
-        Opts {
-            rounds: 1,
-            events: 100,
-            per_event: false,
-        }
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .expect("a number after the flag")
-        };
-        match arg.as_str() {
-            "--rounds" => opts.rounds = value(),
-            "--events" => opts.events = value(),
-            "--per-event" => opts.per_event = true,
-            "--bench" => {}
-            other if benching => {
-                panic!("unknown argument {other}; use --rounds N --events N [--per-event]")
-            }
-            _ => {}
-        }
-    }
-    opts
+    /// Set by `cargo bench`.
+    #[arg(long)]
+    bench: bool,
 }
 
 fn engine(files: &[Arc<SourceFile>]) -> Engine {
@@ -129,7 +104,17 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let opts = opts();
+    let benching = std::env::args().any(|a| a == "--bench");
+    // Under `cargo test`, arguments meant for test harnesses are ignored.
+    let opts = match <Opts as clap::Parser>::try_parse() {
+        Ok(opts) => opts,
+        Err(e) if benching => e.exit(),
+        Err(_) => Opts::default(),
+    };
+    let (rounds, n) = match benching {
+        true => (opts.rounds.unwrap_or(21), opts.events.unwrap_or(50_000)),
+        false => (opts.rounds.unwrap_or(1), opts.events.unwrap_or(100)),
+    };
     let defaults = SourceFile::new(DEFAULT_RULES_NAME, DEFAULT_RULES.to_owned());
     let stable = SourceFile::new(
         "falco_rules.yaml",
@@ -147,19 +132,19 @@ fn main() {
     ];
     // Warm up caches and branch predictors.
     for (_, e) in &cases {
-        time(e, &events, opts.events.min(10_000));
+        time(e, &events, n.min(10_000));
     }
     let mut samples = vec![Vec::new(); cases.len()];
-    for _ in 0..opts.rounds {
+    for _ in 0..rounds {
         for (i, (_, e)) in cases.iter().enumerate() {
-            samples[i].push(time(e, &events, opts.events));
+            samples[i].push(time(e, &events, n));
         }
     }
     println!(
         "rules bench: {} events per round ({} distinct execs), {} interleaved rounds; every rule evaluated for every event",
-        opts.events,
+        n,
         events.len(),
-        opts.rounds
+        rounds
     );
     println!(
         "{:<28} {:>6} {:>16} {:>12}",
@@ -176,8 +161,8 @@ fn main() {
         println!("per event, stable ruleset + defaults (median ns):");
         for ev in &events {
             let one = std::slice::from_ref(ev);
-            let mut s: Vec<f64> = (0..opts.rounds.max(1))
-                .map(|_| time(&full, one, opts.events / events.len()))
+            let mut s: Vec<f64> = (0..rounds)
+                .map(|_| time(&full, one, n / events.len()))
                 .collect();
             println!("  {:>8.0}  {}", median(&mut s), ev.process.cmdline());
         }

@@ -153,19 +153,8 @@ impl Collected {
             .get("items")
             .ok_or_else(|| LoadError::invalid(&node.pos, &what, "has no items"))?;
         let items = scalar_list(items_node, &what, "items")?;
-        let append = legacy_append(node, &what, diag)?;
-        let overrides = Overrides::read(node, &what, &["items"], &["items"])?;
-        if append && !overrides.is_empty() {
-            return Err(conflict(&node.pos, &what));
-        }
-        if append || overrides.append.contains("items") {
-            let Some(&i) = self.list_index.get(&name) else {
-                return Err(LoadError::invalid(
-                    &node.pos,
-                    &what,
-                    "appends to a list that is not defined before it",
-                ));
-            };
+        if appends(node, &what, "items", diag)? {
+            let i = earlier(&self.list_index, &name, node, &what)?;
             self.lists[i].items.extend(items);
         } else {
             let def = ListDef {
@@ -187,19 +176,8 @@ impl Collected {
             diag,
         );
         let condition = required_scalar(node, "condition", &what)?;
-        let append = legacy_append(node, &what, diag)?;
-        let overrides = Overrides::read(node, &what, &["condition"], &["condition"])?;
-        if append && !overrides.is_empty() {
-            return Err(conflict(&node.pos, &what));
-        }
-        if append || overrides.append.contains("condition") {
-            let Some(&i) = self.macro_index.get(&name) else {
-                return Err(LoadError::invalid(
-                    &node.pos,
-                    &what,
-                    "appends to a macro that is not defined before it",
-                ));
-            };
+        if appends(node, &what, "condition", diag)? {
+            let i = earlier(&self.macro_index, &name, node, &what)?;
             self.macros[i].condition.append(condition);
         } else {
             let def = MacroDef {
@@ -423,6 +401,33 @@ fn merge_exceptions(
         }
     }
     Ok(())
+}
+
+/// For lists and macros, whose one overridable key is `key`: whether the item appends to an
+/// earlier definition (`append: true` or `override: {key: append}`) instead of (re)defining.
+fn appends(node: &Node, what: &str, key: &str, diag: &mut Diagnostics) -> Result<bool, LoadError> {
+    let append = legacy_append(node, what, diag)?;
+    let overrides = Overrides::read(node, what, &[key], &[key])?;
+    if append && !overrides.is_empty() {
+        return Err(conflict(&node.pos, what));
+    }
+    Ok(append || overrides.append.contains(key))
+}
+
+/// The index of the earlier definition an append applies to.
+fn earlier(
+    index: &HashMap<String, usize>,
+    name: &str,
+    node: &Node,
+    what: &str,
+) -> Result<usize, LoadError> {
+    index.get(name).copied().ok_or_else(|| {
+        LoadError::invalid(
+            &node.pos,
+            what,
+            "appends to something not defined before it",
+        )
+    })
 }
 
 fn define<T>(items: &mut Vec<T>, index: &mut HashMap<String, usize>, name: String, def: T) {

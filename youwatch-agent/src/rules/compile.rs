@@ -10,8 +10,7 @@ use super::{
     fields::{self, Field, Resolved, Ty},
     matcher::StrMatch,
     program::{
-        Access, Check, Missing, MissingKind, Node, NumOp, Test, Transformer,
-        field_comparison_supported,
+        Access, Check, Missing, MissingKind, Node, Test, Transformer, field_comparison_supported,
     },
     source::{Pos, SourceText},
 };
@@ -272,7 +271,7 @@ impl<'s> Compiler<'s> {
                 .map(Check::Str)
                 .map_err(|m| error(text, v.at, format!("{field}: {m}"))),
             Ty::Num => {
-                let Some(num_op) = NumOp::from_cmp(op) else {
+                if !op.is_numeric() {
                     return Err(error(
                         text,
                         v.at,
@@ -282,7 +281,7 @@ impl<'s> Compiler<'s> {
                     ));
                 };
                 Ok(Check::Num(
-                    num_op,
+                    op,
                     parse_int(&v.text).ok_or_else(|| {
                         error(
                             text,

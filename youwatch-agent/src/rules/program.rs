@@ -73,7 +73,7 @@ pub enum Check {
     /// `oneof`/`anyof` (any) and `allof` (all) over a list of values.
     AnyStr(Box<[StrMatch]>),
     AllStr(Box<[StrMatch]>),
-    Num(NumOp, i64),
+    Num(CmpOp, i64),
     NumIn(Box<[i64]>),
     Bool {
         equal: bool,
@@ -86,38 +86,17 @@ pub enum Check {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NumOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-impl NumOp {
-    pub fn from_cmp(op: CmpOp) -> Option<NumOp> {
-        Some(match op {
-            CmpOp::Eq => NumOp::Eq,
-            CmpOp::Ne => NumOp::Ne,
-            CmpOp::Lt => NumOp::Lt,
-            CmpOp::Le => NumOp::Le,
-            CmpOp::Gt => NumOp::Gt,
-            CmpOp::Ge => NumOp::Ge,
-            _ => return None,
-        })
-    }
-
-    fn apply(self, a: i64, b: i64) -> bool {
-        match self {
-            NumOp::Eq => a == b,
-            NumOp::Ne => a != b,
-            NumOp::Lt => a < b,
-            NumOp::Le => a <= b,
-            NumOp::Gt => a > b,
-            NumOp::Ge => a >= b,
-        }
+/// A numeric comparison (`compile` only builds them with = != < <= > >=).
+#[inline]
+fn compare_num(op: CmpOp, a: i64, b: i64) -> bool {
+    match op {
+        CmpOp::Eq => a == b,
+        CmpOp::Ne => a != b,
+        CmpOp::Lt => a < b,
+        CmpOp::Le => a <= b,
+        CmpOp::Gt => a > b,
+        CmpOp::Ge => a >= b,
+        _ => false,
     }
 }
 
@@ -374,7 +353,7 @@ impl Check {
             (Check::Str(m), Val::Str(s)) => m.matches(s),
             (Check::AnyStr(ms), Val::Str(s)) => ms.iter().any(|m| m.matches(s)),
             (Check::AllStr(ms), Val::Str(s)) => ms.iter().all(|m| m.matches(s)),
-            (Check::Num(op, n), Val::Num(x)) => op.apply(*x, *n),
+            (Check::Num(op, n), Val::Num(x)) => compare_num(*op, *x, *n),
             (Check::NumIn(set), Val::Num(x)) => set.contains(x),
             (Check::Bool { equal, value }, Val::Bool(b)) => (b == value) == *equal,
             _ => false,
@@ -385,7 +364,7 @@ impl Check {
 /// Field-to-field comparison (the operators `compile` allows for it).
 fn compare_values(op: CmpOp, a: &Val<'_>, b: &Val<'_>) -> bool {
     match (a, b) {
-        (Val::Num(x), Val::Num(y)) => NumOp::from_cmp(op).is_some_and(|o| o.apply(*x, *y)),
+        (Val::Num(x), Val::Num(y)) => compare_num(op, *x, *y),
         (Val::Str(x), Val::Str(y)) => match op {
             CmpOp::Eq => x == y,
             CmpOp::Ne => x != y,

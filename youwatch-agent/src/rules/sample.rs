@@ -20,13 +20,10 @@ impl Exec {
         S: Into<String>,
     {
         let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
-        let exe = argv.first().cloned().unwrap_or_default();
-        let name = comm(&exe);
-        let exepath = if exe.starts_with('/') {
-            exe.clone()
-        } else {
-            format!("/usr/bin/{name}")
-        };
+        let mut process = process(&argv, 4242);
+        if process.exepath.is_empty() {
+            process.exepath = format!("/usr/bin/{}", process.name);
+        }
         let event = ExecEvent {
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             ktime_ns: 1,
@@ -38,19 +35,12 @@ impl Exec {
             tty: 0,
             cgroup_id: 7,
             watched_cgroup_id: 7,
-            comm: name.clone(),
+            comm: process.name.clone(),
             parent_comm: String::new(),
-            filename: exepath.clone(),
-            argv: argv.clone(),
+            filename: process.exepath.clone(),
+            argv,
             args_truncated: false,
             filename_truncated: false,
-        };
-        let process = ProcessInfo {
-            pid: 4242,
-            name,
-            exe,
-            exepath,
-            args: argv.into_iter().skip(1).collect(),
         };
         Self {
             exec: EnrichedExec {
@@ -150,6 +140,22 @@ impl Exec {
 
     pub fn build(self) -> EnrichedExec {
         self.exec
+    }
+}
+
+/// A process running `argv`; its path is known only when argv[0] is absolute.
+fn process(argv: &[String], pid: u32) -> ProcessInfo {
+    let exe = argv.first().cloned().unwrap_or_default();
+    ProcessInfo {
+        pid,
+        name: comm(&exe),
+        exepath: if exe.starts_with('/') {
+            exe.clone()
+        } else {
+            String::new()
+        },
+        exe,
+        args: argv.iter().skip(1).cloned().collect(),
     }
 }
 

@@ -153,6 +153,14 @@ impl CmpOp {
         }
     }
 
+    /// Operators that compare numbers (and anything ordered).
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            CmpOp::Eq | CmpOp::Ne | CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge
+        )
+    }
+
     /// Operators whose right-hand side is a list.
     pub fn takes_list(self) -> bool {
         matches!(self, CmpOp::In | CmpOp::Intersects | CmpOp::Pmatch)

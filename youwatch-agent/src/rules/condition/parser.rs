@@ -109,36 +109,32 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Expr, ParseError> {
-        let mut children = vec![self.and()?];
-        loop {
-            self.c.blank();
-            if !self.c.keyword("or", b"(") {
-                break;
-            }
-            self.c.blank();
-            children.push(self.and()?);
-        }
-        Ok(if children.len() == 1 {
-            children.pop().unwrap_or(Expr::And(Vec::new()))
-        } else {
-            Expr::Or(children)
-        })
+        self.chain("or", Self::and, Expr::Or)
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
-        let mut children = vec![self.not()?];
+        self.chain("and", Self::not, Expr::And)
+    }
+
+    /// `operand (keyword operand)*`; one operand stands alone.
+    fn chain(
+        &mut self,
+        keyword: &str,
+        operand: fn(&mut Self) -> Result<Expr, ParseError>,
+        join: fn(Vec<Expr>) -> Expr,
+    ) -> Result<Expr, ParseError> {
+        let mut children = vec![operand(self)?];
         loop {
             self.c.blank();
-            if !self.c.keyword("and", b"(") {
+            if !self.c.keyword(keyword, b"(") {
                 break;
             }
             self.c.blank();
-            children.push(self.not()?);
+            children.push(operand(self)?);
         }
-        Ok(if children.len() == 1 {
-            children.pop().unwrap_or(Expr::And(Vec::new()))
-        } else {
-            Expr::And(children)
+        Ok(match children.len() {
+            1 => children.pop().unwrap_or(Expr::And(Vec::new())),
+            _ => join(children),
         })
     }
 

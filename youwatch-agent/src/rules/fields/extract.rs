@@ -4,7 +4,7 @@
 use std::{borrow::Cow, cell::OnceCell, time::UNIX_EPOCH};
 
 use super::{Arg, Field, FieldSpec};
-use crate::event::{EnrichedExec, ProcessInfo};
+use crate::event::{ContainerInfo, EnrichedExec, PodInfo, ProcessInfo};
 
 /// A field value.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +68,20 @@ impl<'a> EventView<'a> {
         let p = &ex.process;
         let num = |n: u64| Some(Val::Num(i64::try_from(n).unwrap_or(i64::MAX)));
         let s = |v: &'a str| Some(Val::Str(Cow::Borrowed(v)));
+        let container = |f: fn(&'a ContainerInfo) -> &'a String| {
+            ex.container
+                .as_ref()
+                .map(f)
+                .and_then(|v| non_empty(v))
+                .and_then(s)
+        };
+        let pod = |f: fn(&'a PodInfo) -> &'a String| {
+            ex.pod
+                .as_ref()
+                .map(f)
+                .and_then(|v| non_empty(v))
+                .and_then(s)
+        };
         match spec.field {
             f if f.constant().is_some() => f.constant(),
             EvtNum => num(self.num),
@@ -117,40 +131,16 @@ impl<'a> EventView<'a> {
             UserUid => num(ex.event.uid.into()),
             UserName => ex.user_name.as_deref().and_then(non_empty).and_then(s),
             GroupGid => num(ex.event.gid.into()),
-            ContainerId => Some(match &ex.container {
-                Some(c) => Val::Str(Cow::Borrowed(c.short_id())),
-                None => Val::Str(Cow::Borrowed("host")),
-            }),
-            ContainerFullId => Some(match &ex.container {
-                Some(c) => Val::Str(Cow::Borrowed(&c.id)),
-                None => Val::Str(Cow::Borrowed("host")),
-            }),
-            ContainerName => Some(match &ex.container {
-                Some(c) => Val::Str(Cow::Borrowed(&c.name)),
-                None => Val::Str(Cow::Borrowed("host")),
-            }),
-            ContainerImage => ex
-                .container
-                .as_ref()
-                .and_then(|c| non_empty(&c.image))
-                .and_then(s),
-            ContainerImageRepository => ex
-                .container
-                .as_ref()
-                .and_then(|c| non_empty(&c.image_repository))
-                .and_then(s),
-            ContainerImageTag => ex
-                .container
-                .as_ref()
-                .and_then(|c| non_empty(&c.image_tag))
-                .and_then(s),
-            K8sNsName => ex
-                .pod
-                .as_ref()
-                .and_then(|p| non_empty(&p.namespace))
-                .and_then(s),
-            K8sPodName => ex.pod.as_ref().and_then(|p| non_empty(&p.name)).and_then(s),
-            K8sPodUid => ex.pod.as_ref().and_then(|p| non_empty(&p.uid)).and_then(s),
+            // On the host, Falco says "host" for the container's id and name.
+            ContainerId => Some(host_or(ex.container.as_ref().map(|c| c.short_id()))),
+            ContainerFullId => Some(host_or(ex.container.as_ref().map(|c| c.id.as_str()))),
+            ContainerName => Some(host_or(ex.container.as_ref().map(|c| c.name.as_str()))),
+            ContainerImage => container(|c| &c.image),
+            ContainerImageRepository => container(|c| &c.image_repository),
+            ContainerImageTag => container(|c| &c.image_tag),
+            K8sNsName => pod(|p| &p.namespace),
+            K8sPodName => pod(|p| &p.name),
+            K8sPodUid => pod(|p| &p.uid),
             K8sPodLabel => match &spec.arg {
                 Arg::Key(key) => ex
                     .pod
@@ -224,6 +214,10 @@ impl<'a> EventView<'a> {
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0)
     }
+}
+
+fn host_or(v: Option<&str>) -> Val<'_> {
+    Val::Str(Cow::Borrowed(v.unwrap_or("host")))
 }
 
 fn non_empty(s: &str) -> Option<&str> {
