@@ -107,6 +107,9 @@ fn report(set: &RuleSet) -> ExitCode {
     for w in &set.diagnostics.warnings {
         println!("{w}");
     }
+    for n in &set.diagnostics.notes {
+        println!("{}", n.labelled("note"));
+    }
     let (evaluable, off, unsupported) = set.counts();
     println!(
         "{} rules: {evaluable} evaluable on exec events, {off} switched off, {unsupported} not evaluable; {} errors, {} warnings",

@@ -749,11 +749,7 @@ fn required_plugin_versions(v: &Node, diag: &mut Diagnostics) -> Result<(), Load
                 "the agent loads no Falco plugins; rules on that plugin's source or fields are disabled"
             }
         };
-        diag.warn(
-            &p.pos,
-            what,
-            format!("plugin {name} {version} noted: {note}"),
-        );
+        diag.note(&p.pos, what, format!("plugin {name} {version}: {note}"));
     }
     Ok(())
 }
@@ -890,7 +886,7 @@ mod tests {
         let (_, d) = collect(&[
             "- required_plugin_versions:\n    - name: container\n      version: 0.4.0\n",
         ]);
-        assert!(d.errors.is_empty());
-        assert!(d.warnings[0].message.contains("container"));
+        assert!(d.errors.is_empty() && d.warnings.is_empty());
+        assert!(d.notes[0].message.contains("container"));
     }
 }

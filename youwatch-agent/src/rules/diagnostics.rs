@@ -42,22 +42,39 @@ pub struct Warning {
     pub message: String,
 }
 
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: warning: {}: {}", self.pos, self.what, self.message)
+impl Warning {
+    /// `file:line:col: <label>: what: message`.
+    pub fn labelled(&self, label: &str) -> String {
+        format!("{}: {label}: {}: {}", self.pos, self.what, self.message)
     }
 }
 
-/// Errors and warnings gathered while loading.
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.labelled("warning"))
+    }
+}
+
+/// Errors, warnings and notes gathered while loading.
 #[derive(Clone, Debug, Default)]
 pub struct Diagnostics {
     pub errors: Vec<LoadError>,
     pub warnings: Vec<Warning>,
+    /// Worth knowing, nothing to fix (e.g. a plugin requirement the agent covers itself).
+    pub notes: Vec<Warning>,
 }
 
 impl Diagnostics {
     pub fn warn(&mut self, pos: &Pos, what: &str, message: impl Into<String>) {
         self.warnings.push(Warning {
+            pos: pos.clone(),
+            what: what.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub fn note(&mut self, pos: &Pos, what: &str, message: impl Into<String>) {
+        self.notes.push(Warning {
             pos: pos.clone(),
             what: what.to_owned(),
             message: message.into(),

@@ -148,6 +148,9 @@ impl RulesConfig {
         if !set.diagnostics.errors.is_empty() {
             return Err(RulesError::Load(set.diagnostics.errors));
         }
+        for n in &set.diagnostics.notes {
+            tracing::info!("{}", n.labelled("note"));
+        }
         for w in set
             .diagnostics
             .warnings

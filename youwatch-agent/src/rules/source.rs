@@ -149,7 +149,10 @@ impl SourceText {
         else {
             return Pos::unknown("<condition>");
         };
-        let local = offset.saturating_sub(*start).min(scalar.value.len());
+        // Past the last token (an error at the end): point just after it, not at the next line.
+        let local = offset
+            .saturating_sub(*start)
+            .min(scalar.value.trim_end().len());
         match &scalar.origin {
             Some(origin) => {
                 origin
