@@ -37,6 +37,8 @@ impl Agent {
                 token_file: token_file.to_owned(),
                 max_body_bytes,
                 max_batch: 3,
+                body_timeout_seconds: 1,
+                ..WebhookConfig::default()
             },
             ..FalcoConfig::default()
         };
@@ -200,6 +202,20 @@ async fn refuses_with_reasons_and_counts() {
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_408() {
+    let (_dir, token) = token_dir("t");
+    let agent = Agent::start(&token, 64 * 1024, 16).await;
+    let started = std::time::Instant::now();
+    // Announces 500 bytes, sends 10, then waits.
+    let raw = "POST /falco HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nContent-Length: 500\r\n\r\n{\"rule\":\"";
+    let (status, body) = agent.request(raw.as_bytes().to_vec()).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(agent.metrics().await.contains("reason=\"slow_body\"} 1"));
     agent.stop().await;
 }
 

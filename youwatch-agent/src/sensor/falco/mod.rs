@@ -44,6 +44,11 @@ pub struct WebhookConfig {
     pub max_body_bytes: usize,
     /// Larger batches (JSON arrays) are refused with 400.
     pub max_batch: usize,
+    /// A body not received within this many seconds is refused with 408 (slow clients
+    /// cannot hold the listener).
+    pub body_timeout_seconds: u64,
+    /// Requests handled at once; more are refused with 503.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for FalcoConfig {
@@ -62,6 +67,8 @@ impl Default for WebhookConfig {
             token_file: PathBuf::new(),
             max_body_bytes: 1 << 20,
             max_batch: 1000,
+            body_timeout_seconds: 10,
+            max_concurrent_requests: 16,
         }
     }
 }
@@ -113,7 +120,7 @@ impl FalcoMetrics {
         );
         registry.register(
             "youwatch_falco_requests_rejected",
-            "Falco webhook requests refused, by reason (unauthorized, too_large, bad_json, invalid_alert, too_many, busy, token_unavailable, bad_body)",
+            "Falco webhook requests refused, by reason (unauthorized, too_large, slow_body, bad_json, invalid_alert, too_many, busy, token_unavailable, bad_body)",
             self.rejected.clone(),
         );
     }
@@ -145,8 +152,17 @@ impl FalcoConfig {
         if w.max_body_bytes == 0 {
             return Err(FalcoError::Zero("max_body_bytes"));
         }
-        if w.max_batch == 0 {
-            return Err(FalcoError::Zero("max_batch"));
+        for (value, name) in [
+            (w.max_batch, "max_batch"),
+            (w.max_concurrent_requests, "max_concurrent_requests"),
+            (
+                usize::try_from(w.body_timeout_seconds).unwrap_or(usize::MAX),
+                "body_timeout_seconds",
+            ),
+        ] {
+            if value == 0 {
+                return Err(FalcoError::Zero(name));
+            }
         }
         let token = TokenFile::new(&w.token_file);
         token.check()?;
@@ -155,6 +171,8 @@ impl FalcoConfig {
             token,
             max_body_bytes: w.max_body_bytes,
             max_batch: w.max_batch,
+            body_timeout: std::time::Duration::from_secs(w.body_timeout_seconds),
+            in_flight: tokio::sync::Semaphore::new(w.max_concurrent_requests),
             min_priority: self.min_priority,
             detections,
             metrics,

@@ -25,6 +25,8 @@ pub struct Webhook {
     pub token: TokenFile,
     pub max_body_bytes: usize,
     pub max_batch: usize,
+    pub body_timeout: std::time::Duration,
+    pub in_flight: tokio::sync::Semaphore,
     pub min_priority: Priority,
     pub detections: DetectionSender,
     pub metrics: FalcoMetrics,
@@ -77,6 +79,13 @@ async fn receive(State(hook): State<Arc<Webhook>>, request: Request) -> Response
 
 /// Accepts the request's alerts; the number accepted, or why not.
 async fn accept(hook: &Webhook, request: Request) -> Result<usize, Refusal> {
+    let _permit = hook.in_flight.try_acquire().map_err(|_| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many requests at once; retry later",
+        )
+    })?;
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -112,7 +121,15 @@ async fn accept(hook: &Webhook, request: Request) -> Result<usize, Refusal> {
         return Err(too_large());
     }
     let body: Body = request.into_body();
-    let bytes = to_bytes(body, hook.max_body_bytes).await.map_err(|e| {
+    let read = tokio::time::timeout(hook.body_timeout, to_bytes(body, hook.max_body_bytes));
+    let bytes = read.await.map_err(|_| {
+        Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "slow_body",
+            format!("the body did not arrive within {:?}", hook.body_timeout),
+        )
+    })?;
+    let bytes = bytes.map_err(|e| {
         if is_length_limit(&e) {
             too_large()
         } else {
