@@ -154,3 +154,50 @@ impl OutputFormat {
         self.fields.iter().map(|f| &*f.key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::sample::Exec;
+
+    fn render(format: &str, extra: &[OutField]) -> (String, BTreeMap<String, serde_json::Value>) {
+        let exec = Exec::new(["bash", "-c", "id"])
+            .ancestor(["sshd", "-D"])
+            .pod("shop", "juice-shop-1")
+            .build();
+        let ev = EventView::new(&exec, 1, "node-1");
+        OutputFormat::compile(&SourceText::literal(format))
+            .unwrap()
+            .render(&ev, extra)
+    }
+
+    #[test]
+    fn placeholders_and_values() {
+        let (line, fields) = render(
+            "  shell %proc.name (parent=%proc.aname[1] pod=%k8s.pod.label[app] fd=%fd.name) %proc.name %container.info 100% done  ",
+            &[],
+        );
+        assert_eq!(
+            line,
+            "shell bash (parent=sshd pod=juice fd=<NA>) bash  100% done"
+        );
+        assert_eq!(fields["proc.aname[1]"], "sshd");
+        assert_eq!(fields["fd.name"], serde_json::Value::Null);
+        assert_eq!(fields.len(), 4, "{fields:?}");
+    }
+
+    #[test]
+    fn transformers_widths_and_extra_fields() {
+        let extra = [
+            OutField::named("k8s.ns.name").unwrap(),
+            OutField::named("proc.cwd").unwrap(),
+        ];
+        let (line, fields) = render("%toupper(proc.name) %10proc.pname", &extra);
+        assert_eq!(line, "BASH sshd");
+        assert_eq!(fields["toupper(proc.name)"], "BASH");
+        assert_eq!(fields["k8s.ns.name"], "shop");
+        assert_eq!(fields["proc.cwd"], serde_json::Value::Null);
+        assert!(OutField::named("not a field").is_err());
+        assert!(OutputFormat::compile(&SourceText::literal("%proc.aname[x]")).is_err());
+    }
+}

@@ -52,6 +52,8 @@ pub struct Test {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Access {
     pub spec: FieldSpec,
+    /// `spec.is_multi()`, kept at hand for evaluation.
+    multi: bool,
     /// Applied innermost first.
     pub transforms: Box<[Transformer]>,
 }
@@ -244,6 +246,7 @@ fn merge_substring_tests(children: Vec<Node>) -> Vec<Node> {
 impl Access {
     pub fn plain(spec: FieldSpec) -> Self {
         Self {
+            multi: spec.is_multi(),
             spec,
             transforms: Box::new([]),
         }
@@ -280,7 +283,7 @@ impl Access {
     /// Calls `f` on each value (one, or one per ancestor) until it returns true.
     #[inline]
     pub fn any(&self, ev: &EventView<'_>, mut f: impl FnMut(Val<'_>) -> bool) -> bool {
-        if self.spec.is_multi() {
+        if self.multi {
             ev.each_ancestor(self.spec.field, |v| f(self.transform(v)))
         } else {
             match self.get(ev) {

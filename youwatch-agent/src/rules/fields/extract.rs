@@ -83,7 +83,8 @@ impl<'a> EventView<'a> {
                 .and_then(s)
         };
         match spec.field {
-            f if f.constant().is_some() => f.constant(),
+            EvtType | EvtDir | EvtSource | EvtCategory | EvtRes | EvtRawres | EvtFailed
+            | ThreadIsmain => spec.field.constant(),
             EvtNum => num(self.num),
             EvtTime | EvtTimeS | EvtTimeIso8601 | EvtDatetime => {
                 Some(Val::Str(format_time(self.nanos(), spec.field).into()))
@@ -149,8 +150,6 @@ impl<'a> EventView<'a> {
                     .map(|v| Val::Str(Cow::Borrowed(v.as_str()))),
                 _ => None,
             },
-            EvtType | EvtDir | EvtSource | EvtCategory | EvtRes | EvtRawres | EvtFailed
-            | ThreadIsmain => None,
         }
     }
 
@@ -234,5 +233,114 @@ fn format_time(nanos: u64, field: Field) -> String {
         Field::EvtTimeIso8601 => format!("{ts:.9}"),
         Field::EvtDatetime => ts.strftime("%Y-%m-%d %H:%M:%S.%9f").to_string(),
         _ => ts.strftime("%H:%M:%S.%9f").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{fields::Resolved, fields::resolve, sample::Exec};
+
+    fn get(exec: &EnrichedExec, name: &str, arg: Option<&str>) -> Option<String> {
+        let Ok(Resolved::Field(spec)) = resolve(name, arg) else {
+            panic!("{name} does not resolve");
+        };
+        let ev = EventView::new(exec, 7, "node-1");
+        ev.get(&spec).map(|v| {
+            let mut s = String::new();
+            v.render(&mut s);
+            s
+        })
+    }
+
+    #[test]
+    fn process_and_ancestors() {
+        let e = Exec::new(["/bin/sh", "-c", "id -u"])
+            .ancestor(["/usr/bin/python3", "app.py"])
+            .ancestor(["containerd-shim"])
+            .tty(34816)
+            .build();
+        assert_eq!(get(&e, "proc.name", None).as_deref(), Some("sh"));
+        assert_eq!(get(&e, "proc.exe", None).as_deref(), Some("/bin/sh"));
+        assert_eq!(get(&e, "proc.args", None).as_deref(), Some("-c id -u"));
+        assert_eq!(
+            get(&e, "proc.cmdline", None).as_deref(),
+            Some("sh -c id -u")
+        );
+        assert_eq!(
+            get(&e, "proc.exeline", None).as_deref(),
+            Some("/bin/sh -c id -u")
+        );
+        assert_eq!(get(&e, "proc.cmdnargs", None).as_deref(), Some("2"));
+        assert_eq!(
+            get(&e, "proc.pcmdline", None).as_deref(),
+            Some("python3 app.py")
+        );
+        assert_eq!(
+            get(&e, "proc.pexepath", None).as_deref(),
+            Some("/usr/bin/python3")
+        );
+        assert_eq!(get(&e, "proc.aname", Some("0")).as_deref(), Some("sh"));
+        assert_eq!(
+            get(&e, "proc.aname", Some("2")).as_deref(),
+            Some("containerd-shim")
+        );
+        assert_eq!(get(&e, "proc.aname", Some("3")), None);
+        assert_eq!(
+            get(&e, "proc.aname", None).as_deref(),
+            Some("python3 containerd-shim")
+        );
+        assert_eq!(
+            get(&e, "proc.acmdline", Some("2")).as_deref(),
+            Some("containerd-shim")
+        );
+        // A parent known by name only (the sensor alone): no cmdline, no exe.
+        let bare = Exec::new(["sh"]).parent_comm("runc").build();
+        assert_eq!(get(&bare, "proc.pname", None).as_deref(), Some("runc"));
+        assert_eq!(get(&bare, "proc.pcmdline", None), None);
+        assert_eq!(get(&bare, "proc.pexe", None), None);
+        assert_eq!(get(&e, "proc.tty", None).as_deref(), Some("34816"));
+        assert_eq!(get(&e, "evt.num", None).as_deref(), Some("7"));
+        assert_eq!(get(&e, "evt.type", None).as_deref(), Some("execve"));
+        assert_eq!(get(&e, "evt.hostname", None).as_deref(), Some("node-1"));
+        assert_eq!(
+            get(&e, "evt.time", None).as_deref(),
+            Some("22:13:20.000000000")
+        );
+        assert_eq!(
+            get(&e, "evt.time.iso8601", None).as_deref(),
+            Some("2023-11-14T22:13:20.000000000Z")
+        );
+    }
+
+    #[test]
+    fn host_container_and_pod() {
+        let host = Exec::new(["ls"]).build();
+        assert_eq!(get(&host, "container.id", None).as_deref(), Some("host"));
+        assert_eq!(get(&host, "container.image.repository", None), None);
+        assert_eq!(get(&host, "k8s.pod.name", None), None);
+        let pod = Exec::new(["ls"])
+            .container("app", "docker.io/bkimminich/juice-shop:v17.1.1")
+            .pod("shop", "juice-shop-1")
+            .build();
+        assert_eq!(
+            get(&pod, "container.id", None).as_deref(),
+            Some("3ad7b26ded6d")
+        );
+        assert_eq!(
+            get(&pod, "container.image.repository", None).as_deref(),
+            Some("docker.io/bkimminich/juice-shop")
+        );
+        assert_eq!(
+            get(&pod, "container.image.tag", None).as_deref(),
+            Some("v17.1.1")
+        );
+        assert_eq!(get(&pod, "k8s.ns.name", None).as_deref(), Some("shop"));
+        assert_eq!(
+            get(&pod, "k8s.pod.label", Some("app")).as_deref(),
+            Some("juice")
+        );
+        assert_eq!(get(&pod, "k8s.pod.label", Some("nope")), None);
+        assert_eq!(get(&pod, "user.name", None).as_deref(), Some("root"));
     }
 }
