@@ -9,7 +9,7 @@ use memchr::memmem::Finder;
 use super::condition::ast::CmpOp;
 
 /// Lists larger than this are hashed; smaller ones are scanned (faster for a handful).
-const HASH_THRESHOLD: usize = 12;
+const HASH_THRESHOLD: usize = 4;
 /// Compiled-regex memory cap per pattern.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
