@@ -17,6 +17,14 @@ use crate::{config::Config, logging::LogArgs, run};
 ///   youwatch-agent --dry-run --watch-cgroup /sys/fs/cgroup/unified/my.slice
 ///
 /// prints every exec in that cgroup subtree as one JSON line and changes nothing.
+///
+/// Which workloads are guarded (config `inventory.mode`, default auto): with a kubeconfig
+/// ($KUBECONFIG or ~/.kube/config) or inside a pod ($KUBERNETES_SERVICE_HOST), cluster mode
+/// guards the pods of this node ($NODE_NAME) selected by the `inventory:` config (default:
+/// pods named *juice-shop*, outside kube-system). Without either, node-local mode discovers
+/// docker, containerd, CRI-O and podman containers from cgroupfs and watches those selected
+/// by `inventory.node_local`, plus every --watch-cgroup. The first log lines say which mode
+/// was chosen and why.
 #[derive(Debug, Parser)]
 #[command(
     name = "youwatch-agent",

@@ -10,7 +10,7 @@ use crate::{
     cgroupfs,
     cli::RunArgs,
     config::Config,
-    rules,
+    inventory, rules,
     sensor::{ebpf::ExecSensor, falco::FalcoMetrics},
     telemetry::{alert, http},
 };
@@ -55,6 +55,8 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut sensor = ExecSensor::load(&config.sensor).context("starting the eBPF exec sensor")?;
     sensor.metrics().register(&mut registry);
+    let inventory_metrics = inventory::InventoryMetrics::default();
+    inventory_metrics.register(&mut registry);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = match listen {
         Some(addr) => {
@@ -71,33 +73,34 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let watch = sensor.watch_set();
-    let mut events = sensor.events(config.sensor.channel_capacity)?;
+    let events = sensor.events(config.sensor.channel_capacity)?;
     let mut sensor = Some(sensor);
-    for (path, id) in &explicit {
-        watch.watch(*id)?;
-        tracing::info!(path = %path.display(), cgroup_id = id, "watching cgroup subtree");
-    }
-    if explicit.is_empty() {
-        tracing::warn!(
-            "no cgroup is watched: pass --watch-cgroup PATH to see execs in a cgroup subtree"
-        );
-    }
     if args.dry_run {
         tracing::info!("dry-run: reporting only, no action is taken");
     }
+    // The inventory sits between the sensor and the rules: it keeps the watched cgroups in
+    // step with the guarded workloads and enriches each exec.
+    let mut enriched = inventory::start(
+        &config.inventory,
+        config.node_name(),
+        watch,
+        explicit,
+        events,
+        inventory_metrics,
+    )
+    .await?;
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            event = events.recv() => {
-                // Closes after the detach below, once the ring is drained.
-                let Some(event) = event else { break };
+            exec = enriched.recv() => {
+                // Closes after the detach below, once the ring is drained and enriched.
+                let Some(exec) = exec else { break };
                 if args.dry_run {
-                    print_json_line(&event)?;
+                    print_json_line(&exec)?;
                 }
-                // Full enrichment (container, pod, ancestors) comes from the inventory stage.
-                for detection in engine.evaluate(&rules::enrich_minimal(event)) {
+                for detection in engine.evaluate(&exec) {
                     let _ = detections.send(detection);
                 }
             }

@@ -2,6 +2,7 @@
 //! in one run (the machine is shared and noisy). Nothing here asserts a time.
 
 mod exec;
+mod inventory;
 mod rules;
 
 use clap::Subcommand;
@@ -10,6 +11,8 @@ use clap::Subcommand;
 pub enum Which {
     /// Exec overhead with the sensor attached vs detached, and kernel → user latency.
     Exec(exec::Args),
+    /// Pod visible in a watch event → its cgroup in the kernel's WATCHED map.
+    Inventory(inventory::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
     Rules(rules::Args),
 }
@@ -17,6 +20,7 @@ pub enum Which {
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Exec(args) => exec::run(args),
+        Which::Inventory(args) => inventory::run(args),
         Which::Rules(args) => rules::run(args),
     }
 }

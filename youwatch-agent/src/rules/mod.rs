@@ -35,10 +35,7 @@ pub use ruleset::{
     CompiledRule, LoadOptions, OffReason, RuleInfo, RuleSet, Status, Unsupported, load, read_file,
 };
 
-use crate::{
-    detection::Priority,
-    event::{EnrichedExec, ExecEvent, ProcessInfo},
-};
+use crate::detection::Priority;
 
 /// The embedded default rules (`youwatch-agent/rules/default_rules.yaml`).
 pub const DEFAULT_RULES: &str = include_str!("../../rules/default_rules.yaml");
@@ -180,38 +177,6 @@ impl RulesConfig {
             hostname,
             metrics,
         ))
-    }
-}
-
-/// Turns a bare exec event into what rules evaluate, with only what the event itself says:
-/// no container, no pod, no user name, the parent known by name only. The inventory stage
-/// replaces this with full enrichment (container, pod, ancestors).
-pub fn enrich_minimal(event: ExecEvent) -> EnrichedExec {
-    let exe = event.argv.first().cloned().unwrap_or_default();
-    let args = event.argv.iter().skip(1).cloned().collect();
-    let process = ProcessInfo {
-        pid: event.tgid,
-        name: event.comm.clone(),
-        exe,
-        exepath: event.filename.clone(),
-        args,
-    };
-    let ancestors = if event.ppid != 0 {
-        vec![ProcessInfo {
-            pid: event.ppid,
-            name: event.parent_comm.clone(),
-            ..ProcessInfo::default()
-        }]
-    } else {
-        Vec::new()
-    };
-    EnrichedExec {
-        event,
-        process,
-        ancestors,
-        user_name: None,
-        container: None,
-        pod: None,
     }
 }
 

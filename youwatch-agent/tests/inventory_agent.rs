@@ -1,0 +1,189 @@
+//! The agent binary end to end: mode choice from the environment, the inventory wired between
+//! the sensor and stdout, and `--dry-run` printing one enriched JSON line per exec.
+//! Needs root and BPF (fails under CI=true without them).
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use support::{apiserver::ApiServer, cgroup_tree::CgroupTree, require};
+
+const ID: &str = "c0ffee0000000000000000000000000000000000000000000000000000c0ffee";
+
+/// The agent, with its stdout and stderr lines arriving on channels.
+struct Agent {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Agent {
+    fn spawn(mut cmd: Command) -> Agent {
+        let mut child = cmd
+            .env("YOUWATCH_LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting youwatch-agent");
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().unwrap()));
+        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        Agent {
+            child,
+            stdout,
+            stderr,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `text`; panics with the log after 20 s.
+    fn wait_log(&mut self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {text:?}; log:\n{}", self.log.join("\n"));
+    }
+
+    /// The first stdout JSON line whose argv holds `marker`.
+    fn exec_with(&mut self, marker: &str) -> Value {
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no exec with {marker:?} on stdout"));
+            let v: Value = serde_json::from_str(&line).expect("stdout lines are JSON");
+            if v["event"]["argv"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == marker))
+            {
+                return v;
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        // SAFETY: plain syscall on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "agent exit {status}");
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent_command(dir: &std::path::Path, config: &str) -> Command {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_youwatch-agent"));
+    cmd.args(["--dry-run", "--config"])
+        .arg(&path)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", dir)
+        .env("YOUWATCH_LOG", "info");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_from_kubeconfig_prints_enriched_execs() {
+    if !require::root_and_cgroup2("cluster_mode_from_kubeconfig_prints_enriched_execs") {
+        return;
+    }
+    let tree = CgroupTree::new("inv-agent");
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::start().await;
+    let created = server.create(
+        "pods",
+        "shop",
+        json!({
+            "metadata": {"name": "juice-shop-0", "labels": {"app": "juice-shop"}},
+            "spec": {"nodeName": "node-e2e", "containers": [{"name": "app", "image": "bkimminich/juice-shop:v17.1.1"}]},
+            "status": {"qosClass": "Guaranteed", "containerStatuses": [{"name": "app",
+                "image": "docker.io/bkimminich/juice-shop:v17.1.1", "imageID": "x", "ready": true,
+                "restartCount": 0, "containerID": format!("containerd://{ID}")}]},
+        }),
+    );
+    let uid = created["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .replace('-', "_");
+    let ctr = format!("kubepods.slice/kubepods-pod{uid}.slice/cri-containerd-{ID}.scope");
+    tree.mkdir(&ctr);
+
+    let config = format!(
+        "telemetry:\n  listen: \"\"\ninventory:\n  cgroup:\n    kubepods: {}\n",
+        tree.root().join("kubepods.slice").display()
+    );
+    let mut cmd = agent_command(dir.path(), &config);
+    cmd.env("KUBECONFIG", server.write_kubeconfig(dir.path()))
+        .env("NODE_NAME", "node-e2e");
+    let mut agent = Agent::spawn(cmd);
+    let mode = agent.wait_log("inventory mode: cluster");
+    assert!(mode.contains("KUBECONFIG"), "{mode}");
+    agent.wait_log("watching pod cgroup");
+
+    tree.sh(&ctr, "/bin/echo yw-e2e; true");
+    let exec = agent.exec_with("yw-e2e");
+    assert_eq!(exec["pod"]["name"], "juice-shop-0");
+    assert_eq!(exec["pod"]["namespace"], "shop");
+    assert_eq!(exec["container"]["name"], "app");
+    assert_eq!(exec["container"]["image_tag"], "v17.1.1");
+    assert_eq!(exec["ancestors"][0]["name"], "sh");
+    agent.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_local_mode_without_a_cluster() {
+    if !require::root_and_cgroup2("node_local_mode_without_a_cluster") {
+        return;
+    }
+    let tree = CgroupTree::new("inv-local");
+    let dir = tempfile::tempdir().unwrap();
+    let scope = format!("system.slice/docker-{ID}.scope");
+    tree.mkdir(&scope);
+    // Selected by a glob; discovery finds it under the cgroup mount.
+    let config = format!(
+        "telemetry:\n  listen: \"\"\ninventory:\n  node_local:\n    cgroup_globs: [\"{}/system.slice/docker-*.scope\"]\n    rescan_interval_ms: 200\n",
+        tree.root().display()
+    );
+    let mut agent = Agent::spawn(agent_command(dir.path(), &config));
+    let mode = agent.wait_log("inventory mode: node-local");
+    assert!(mode.contains("no $KUBECONFIG"), "{mode}");
+    agent.wait_log("watching container");
+    tree.sh(&scope, "/bin/echo yw-local; true");
+    let exec = agent.exec_with("yw-local");
+    assert_eq!(exec["container"]["id"], ID);
+    assert!(exec["pod"].is_null());
+    agent.stop();
+}
