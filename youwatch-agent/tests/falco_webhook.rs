@@ -205,6 +205,24 @@ async fn refuses_with_reasons_and_counts() {
     agent.stop().await;
 }
 
+/// Falco's own http_output cannot set headers; libcurl sends the URL's credentials
+/// (`http://falco:<token>@agent:9376/falco`) as HTTP Basic.
+#[tokio::test]
+async fn accepts_the_token_as_basic_credentials() {
+    let (_dir, token) = token_dir("s3cret");
+    let mut agent = Agent::start(&token, 64 * 1024, 16).await;
+    let raw = format!(
+        "POST /falco HTTP/1.1\r\nHost: agent\r\nAuthorization: Basic ZmFsY286czNjcmV0\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ALERT}",
+        ALERT.len()
+    );
+    assert_eq!(agent.request(raw.into_bytes()).await.0, 200);
+    assert_eq!(
+        agent.detections.recv().await.unwrap().rule,
+        "Terminal shell in container"
+    );
+    agent.stop().await;
+}
+
 #[tokio::test]
 async fn a_body_that_never_arrives_is_408() {
     let (_dir, token) = token_dir("t");

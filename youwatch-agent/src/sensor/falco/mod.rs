@@ -37,8 +37,9 @@ pub struct FalcoConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
     pub enabled: bool,
-    /// File holding the bearer token Falco must send (`Authorization: Bearer <token>`),
-    /// typically a mounted Secret. Required when enabled; re-read when it changes.
+    /// File holding the token senders must present, as `Authorization: Bearer <token>` or as
+    /// the password of Basic credentials (Falco's http_output puts it in its URL), typically
+    /// a mounted Secret. Required when enabled; re-read when it changes.
     pub token_file: PathBuf,
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
@@ -82,7 +83,8 @@ fn priority_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<Priority, D::Err
 pub enum FalcoError {
     #[error(
         "falco.webhook.enabled needs falco.webhook.token_file: the path of a file holding the \
-         bearer token Falco sends (http_output.custom_headers: [\"Authorization: Bearer <token>\"])"
+         token Falco must present (in its http_output.url, http://falco:<token>@<agent>:9376/falco, \
+         or as 'Authorization: Bearer <token>')"
     )]
     NoToken,
     #[error("falco.webhook: {0}")]

@@ -1,5 +1,10 @@
-//! The webhook's bearer token, read from a file (a mounted Kubernetes Secret) and re-read
-//! when the file changes, so rotating the Secret needs no restart. Compared in constant time.
+//! The webhook's token, read from a file (a mounted Kubernetes Secret) and re-read when the
+//! file changes, so rotating the Secret needs no restart. Compared in constant time.
+//!
+//! Presented as `Authorization: Bearer <token>` (falcosidekick's webhook custom headers,
+//! curl...) or as the password of HTTP Basic credentials (`Authorization: Basic
+//! base64(<any user>:<token>)`): Falco's own `http_output` has no header setting, but libcurl
+//! sends the credentials of its URL, `http://falco:<token>@agent:9376/falco`, that way.
 
 use std::{
     os::unix::fs::MetadataExt,
@@ -13,7 +18,7 @@ use subtle::ConstantTimeEq;
 /// Why a request's token could not be checked or was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    #[error("no 'Authorization: Bearer <token>' header")]
+    #[error("no 'Authorization: Bearer <token>' (or Basic) header")]
     Missing,
     #[error("invalid bearer token")]
     Invalid,
@@ -57,15 +62,10 @@ impl TokenFile {
     pub fn verify(&self, authorization: Option<&[u8]>) -> Result<(), TokenError> {
         let expected = self.current()?;
         let presented = authorization
-            .and_then(|h| {
-                let (scheme, rest) = h.split_at_checked(7)?;
-                scheme
-                    .eq_ignore_ascii_case(b"bearer ")
-                    .then_some(rest.trim_ascii())
-            })
+            .and_then(presented_token)
             .filter(|t| !t.is_empty())
             .ok_or(TokenError::Missing)?;
-        if bool::from(presented.ct_eq(&expected)) {
+        if bool::from(presented.as_slice().ct_eq(&expected)) {
             Ok(())
         } else {
             Err(TokenError::Invalid)
@@ -110,6 +110,26 @@ impl TokenFile {
     }
 }
 
+/// The token in an `Authorization` value: a Bearer token, or the password of Basic
+/// credentials.
+fn presented_token(header: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let header = header.trim_ascii();
+    let split = header.iter().position(u8::is_ascii_whitespace)?;
+    let (scheme, credentials) = (&header[..split], header[split..].trim_ascii());
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        return Some(credentials.to_vec());
+    }
+    if scheme.eq_ignore_ascii_case(b"basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()?;
+        let colon = decoded.iter().position(|&b| b == b':')?;
+        return Some(decoded[colon + 1..].to_vec());
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,7 +143,17 @@ mod tests {
         assert_eq!(t.verify(Some(b"Bearer s3cret")), Ok(()));
         assert_eq!(t.verify(Some(b"bearer   s3cret ")), Ok(()));
         assert_eq!(t.verify(Some(b"Bearer wrong")), Err(TokenError::Invalid));
+        // Falco's http_output: URL credentials, sent by libcurl as Basic (user "falco").
+        assert_eq!(t.verify(Some(b"Basic ZmFsY286czNjcmV0")), Ok(()));
+        assert_eq!(
+            t.verify(Some(b"Basic ZmFsY286d3Jvbmc=")),
+            Err(TokenError::Invalid)
+        );
+        // Basic without a colon, or not base64: no token presented.
         assert_eq!(t.verify(Some(b"Basic czNjcmV0")), Err(TokenError::Missing));
+        assert_eq!(t.verify(Some(b"Basic !!!")), Err(TokenError::Missing));
+        assert_eq!(t.verify(Some(b"Digest x")), Err(TokenError::Missing));
+        assert_eq!(t.verify(Some(b"Bearers3cret")), Err(TokenError::Missing));
         assert_eq!(t.verify(None), Err(TokenError::Missing));
         // A Secret update: a new file swapped in under the same name.
         let new = dir.path().join("token.new");
