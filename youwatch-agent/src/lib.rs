@@ -16,5 +16,6 @@ pub mod response;
 pub mod rules;
 pub mod run;
 pub mod sensor;
+pub mod tail;
 pub mod telemetry;
 pub mod waf;

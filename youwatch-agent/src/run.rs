@@ -78,6 +78,10 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         tracing::info!("dry-run: reporting only, no action is taken");
     }
+    let (waf_tx, mut waf_detections) = tokio::sync::mpsc::channel(1024);
+    if let Some(waf) = crate::waf::WafStage::new(&config.waf, &config.agent.state_dir)? {
+        waf.spawn(waf_tx)?;
+    }
     // The inventory sits between the sensor and the rules: it keeps the watched cgroups in
     // step with the guarded workloads and enriches each exec.
     let mut enriched = inventory::start(
@@ -103,6 +107,9 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
                 for detection in engine.evaluate(&exec) {
                     let _ = detections.send(detection);
                 }
+            }
+            Some(detection) = waf_detections.recv() => {
+                let _ = detections.send(detection);
             }
             signal = &mut shutdown, if sensor.is_some() => {
                 if let Some(sensor) = sensor.take() {

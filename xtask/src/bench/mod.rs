@@ -4,6 +4,7 @@
 mod exec;
 mod inventory;
 mod rules;
+mod waf;
 
 use clap::Subcommand;
 
@@ -11,6 +12,9 @@ use clap::Subcommand;
 pub enum Which {
     /// Exec overhead with the sensor attached vs detached, and kernel → user latency.
     Exec(exec::Args),
+    /// WAF audit-log pipeline: throughput on a >= 1 GB log of real ModSecurity entries vs
+    /// Python json.loads and wc -l (one core each), and line-appended -> decision latency.
+    Waf(waf::Args),
     /// Pod visible in a watch event → its cgroup in the kernel's WATCHED map.
     Inventory(inventory::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
@@ -20,6 +24,7 @@ pub enum Which {
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Exec(args) => exec::run(args),
+        Which::Waf(args) => waf::run(args),
         Which::Inventory(args) => inventory::run(args),
         Which::Rules(args) => rules::run(args),
     }

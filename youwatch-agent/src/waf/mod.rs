@@ -1,8 +1,24 @@
 //! ModSecurity / Coraza audit-log pipeline: tail, parse, classify, score attackers per client IP.
+//!
+//! `crate::tail` follows the file; [`entry`] parses a line from bytes (over [`json`], a
+//! walker that builds nothing); [`classify`] names the CRS classes, the anomaly score and
+//! whether the WAF blocked; [`client_ip`] decides who the client is and whether it may ever be
+//! banned; [`score`] keeps a leaky bucket per IP (bounded by [`lru`]) and grows bans for repeat
+//! offenders; [`pipeline`] chains those for one line; [`detect`] turns a decision into a
+//! `Detection`; [`stage`] runs it all live; [`replay`] runs it over a file for tuning.
 
-use serde::Deserialize;
+pub mod classify;
+pub mod client_ip;
+pub mod config;
+pub mod detect;
+pub mod entry;
+pub mod json;
+pub mod lru;
+pub mod metrics;
+pub mod pipeline;
+pub mod replay;
+pub mod score;
+pub mod stage;
 
-/// `waf:` section.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct WafConfig {}
+pub use config::WafConfig;
+pub use stage::WafStage;

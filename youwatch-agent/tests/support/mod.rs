@@ -4,4 +4,5 @@
 pub mod apiserver;
 pub mod cgroup_tree;
 pub mod inventory_stage;
+pub mod nginx_waf;
 pub mod require;

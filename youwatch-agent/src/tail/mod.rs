@@ -1,0 +1,110 @@
+//! A file follower that loses nothing: `tail -F` with a saved cursor.
+//!
+//! [`Follower`] follows a path across rename rotation, copytruncate, delete-and-recreate and
+//! symlink swaps, woken by inotify with polling as the fallback. It hands out complete lines
+//! in [`Batch`]es; a partial last line waits for its newline; a line longer than the cap is
+//! skipped and counted. Each line carries the [`Position`] just after it, and the consumer
+//! calls [`Follower::commit`] once it has *processed* lines: the cursor (device + inode +
+//! offset + fingerprint of the first bytes) is saved atomically, so a restart — `kill -9`
+//! included — resumes exactly after the last committed line, in the same file even if it was
+//! rotated away meanwhile.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use youwatch_agent::tail::{FollowOptions, Follower, TailMetrics};
+//!
+//! let mut opts = FollowOptions::new("/var/log/falco/events.json");
+//! opts.cursor_file = Some("/var/lib/youwatch/falco.cursor".into());
+//! let mut follower = Follower::open(opts, TailMetrics::default())?;
+//! loop {
+//!     let batch = follower.next_batch(Duration::from_secs(1))?;
+//!     let Some(end) = batch.end() else { continue }; // nothing new within a second
+//!     for line in batch {
+//!         println!("{}", String::from_utf8_lossy(line.bytes));
+//!     }
+//!     follower.commit(end)?; // processed: do not hand these lines out again
+//! }
+//! # Ok::<(), youwatch_agent::tail::TailError>(())
+//! ```
+//!
+//! Exactly-once *output* (not only input) needs the consumer's own progress saved with the
+//! cursor: [`Follower::commit_with`] stores an opaque `u64` (e.g. the length of an output file)
+//! and [`Follower::committed_consumer`] returns it after a restart, to roll the output back to
+//! what the cursor covers.
+
+mod cursor;
+mod follower;
+mod metrics;
+mod wake;
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+pub use cursor::{CursorStore, FileId, Fingerprint, Position, SavedCursor};
+pub use follower::{Batch, Follower, Line, Lines};
+pub use metrics::TailMetrics;
+
+/// Where to start when no cursor is saved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// Only lines written from now on (the usual choice for a daemon's first start).
+    #[default]
+    End,
+    /// Everything already in the file.
+    Beginning,
+}
+
+/// How to follow one path.
+#[derive(Clone, Debug)]
+pub struct FollowOptions {
+    /// The path to follow (may be a symlink; it is re-resolved on every check).
+    pub path: PathBuf,
+    /// Where the cursor is saved; `None`: not saved (one-shot reading, tests).
+    pub cursor_file: Option<PathBuf>,
+    /// fsync the cursor on each commit (survives power loss; a process kill needs no fsync).
+    pub sync_cursor: bool,
+    pub start_at: StartAt,
+    /// Longer lines are skipped and counted.
+    pub max_line_bytes: usize,
+    /// Bytes read per system call. Small enough that what was just read is still in the
+    /// CPU's L2 cache when the consumer parses it (128 KiB measured fastest here).
+    pub read_chunk_bytes: usize,
+    /// Longest sleep without looking at the file (the only wake-up when inotify is off).
+    pub poll_interval: Duration,
+    /// After the path names a new file, the old one is still read until it has been quiet
+    /// this long: writers keep writing the renamed file until they reopen.
+    pub rotate_grace: Duration,
+    /// Use inotify (falls back to polling by itself when unavailable).
+    pub inotify: bool,
+}
+
+impl FollowOptions {
+    pub fn new(path: impl Into<PathBuf>) -> FollowOptions {
+        FollowOptions {
+            path: path.into(),
+            cursor_file: None,
+            sync_cursor: false,
+            start_at: StartAt::End,
+            max_line_bytes: 1 << 20,
+            read_chunk_bytes: 128 << 10,
+            poll_interval: Duration::from_secs(1),
+            rotate_grace: Duration::from_secs(1),
+            inotify: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a regular file; point the follower at a log file")]
+    NotAFile { path: PathBuf },
+    #[error("cursor file {path}: {message}")]
+    Cursor { path: PathBuf, message: String },
+}
