@@ -49,9 +49,20 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let listen = config.telemetry.listen_addr().map_err(anyhow::Error::msg)?;
     let falco_metrics = FalcoMetrics::default();
     falco_metrics.register(&mut registry);
-    let falco = config
+    let falco =
+        config
+            .falco
+            .webhook_router(listen.is_some(), detections.clone(), falco_metrics.clone())?;
+    let falco_file = config
         .falco
-        .webhook_router(listen.is_some(), detections.clone(), falco_metrics)?;
+        .file_input(&config.agent.state_dir, falco_metrics);
+    if let Some(input) = &falco_file {
+        input.register(&mut registry);
+    }
+    let waf = crate::waf::WafStage::new(&config.waf, &config.agent.state_dir)?;
+    if let Some(waf) = &waf {
+        waf.register(&mut registry);
+    }
 
     let mut sensor = ExecSensor::load(&config.sensor).context("starting the eBPF exec sensor")?;
     sensor.metrics().register(&mut registry);
@@ -79,9 +90,12 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("dry-run: reporting only, no action is taken");
     }
     let (waf_tx, mut waf_detections) = tokio::sync::mpsc::channel(1024);
-    if let Some(waf) = crate::waf::WafStage::new(&config.waf, &config.agent.state_dir)? {
+    if let Some(waf) = waf {
         waf.spawn(waf_tx)?;
     }
+    let falco_file = falco_file
+        .map(|input| input.spawn(detections.clone()))
+        .transpose()?;
     // The inventory sits between the sensor and the rules: it keeps the watched cgroups in
     // step with the guarded workloads and enriches each exec.
     let mut enriched = inventory::start(
@@ -123,6 +137,9 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let _ = stop_http.send(());
     if let Some(server) = server {
         server.await??;
+    }
+    if let Some(input) = falco_file {
+        tokio::task::spawn_blocking(move || input.stop()).await?;
     }
     // The writer ends once every sender is gone, after writing what is queued.
     drop(detections);

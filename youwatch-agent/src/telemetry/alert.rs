@@ -107,6 +107,13 @@ impl DetectionSender {
         self.tx.capacity()
     }
 
+    /// Queues a detection, waiting for room (inputs that can wait, like a file being read,
+    /// wait rather than drop). Only from a thread outside the async runtime. Fails only when
+    /// the writer has stopped.
+    pub fn wait_send(&self, detection: Detection) -> Result<(), Box<Detection>> {
+        self.tx.blocking_send(detection).map_err(|e| Box::new(e.0))
+    }
+
     /// Queues a detection without waiting; when the queue is full it is counted, dropped
     /// and handed back.
     pub fn send(&self, detection: Detection) -> Result<(), Box<Detection>> {

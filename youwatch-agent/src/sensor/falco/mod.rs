@@ -2,8 +2,10 @@
 //! `Detection`s our own rules produce (origin `Falco`, the pod taken from `output_fields`), so
 //! the response stage acts on them too.
 //!
-//! Input: `POST /falco` on the agent's HTTP port, with Falco's `http_output` (`webhook`).
+//! Inputs: `POST /falco` on the agent's HTTP port, with Falco's `http_output` (`webhook`), and
+//! Falco's `file_output` JSON lines, followed like `tail -F` (`file`).
 
+mod file;
 pub mod payload;
 mod token;
 mod webhook;
@@ -18,6 +20,7 @@ use prometheus_client::{
 };
 use serde::{Deserialize, Deserializer};
 
+pub use file::{CURSOR_FILE, FalcoFile, FalcoFileHandle, FileConfig};
 pub use token::{TokenError, TokenFile};
 
 use crate::{detection::Priority, telemetry::alert::DetectionSender};
@@ -27,6 +30,7 @@ use crate::{detection::Priority, telemetry::alert::DetectionSender};
 #[serde(default, deny_unknown_fields)]
 pub struct FalcoConfig {
     pub webhook: WebhookConfig,
+    pub file: FileConfig,
     /// Falco alerts less severe than this are accepted but not acted on (counted as ignored).
     #[serde(deserialize_with = "priority_from_str")]
     pub min_priority: Priority,
@@ -56,6 +60,7 @@ impl Default for FalcoConfig {
     fn default() -> Self {
         Self {
             webhook: WebhookConfig::default(),
+            file: FileConfig::default(),
             min_priority: Priority::Debug,
         }
     }
@@ -93,6 +98,10 @@ pub enum FalcoError {
     Zero(&'static str),
     #[error("falco.webhook.enabled needs the HTTP listener: set telemetry.listen")]
     NoListener,
+    #[error("falco.file: {0}")]
+    Tail(#[from] crate::tail::TailError),
+    #[error("starting the Falco file input thread: {0}")]
+    Thread(std::io::Error),
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,6 +142,16 @@ impl FalcoMetrics {
 }
 
 impl FalcoConfig {
+    /// The `file_output` input, when `falco.file.path` is set; its cursor lives in
+    /// `state_dir`.
+    pub fn file_input(
+        &self,
+        state_dir: &std::path::Path,
+        metrics: FalcoMetrics,
+    ) -> Option<FalcoFile> {
+        FalcoFile::new(&self.file, self.min_priority, state_dir, metrics)
+    }
+
     /// The `POST /falco` routes, when the webhook is enabled. Reads the token once, so a
     /// missing or empty token file stops the agent at start-up, by name.
     pub fn webhook_router(
