@@ -50,6 +50,9 @@ pub enum Command {
     /// Replay a ModSecurity/Coraza JSON audit log through the WAF scoring, changing nothing:
     /// per entry its class, score and decision, then a summary and the IPs that would be banned.
     Replay(crate::waf::replay::ReplayArgs),
+    /// Check Falco rule files, or list the rules the agent loads.
+    #[command(subcommand)]
+    Rules(crate::rules::cli::RulesCommand),
 }
 
 #[derive(Clone, Debug, Default, Args)]
@@ -94,5 +97,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Replay(args)) => crate::waf::replay::run(args),
+        Some(Command::Rules(cmd)) => crate::rules::cli::run(cmd),
     }
 }

@@ -3,6 +3,7 @@
 
 mod exec;
 mod inventory;
+mod rules;
 mod waf;
 
 use clap::Subcommand;
@@ -16,6 +17,8 @@ pub enum Which {
     Waf(waf::Args),
     /// Pod visible in a watch event → its cgroup in the kernel's WATCHED map.
     Inventory(inventory::Args),
+    /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
+    Rules(rules::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -23,5 +26,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Exec(args) => exec::run(args),
         Which::Waf(args) => waf::run(args),
         Which::Inventory(args) => inventory::run(args),
+        Which::Rules(args) => rules::run(args),
     }
 }

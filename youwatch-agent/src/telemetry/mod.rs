@@ -1,5 +1,8 @@
 //! Telemetry: Prometheus metrics, health, and the agent's HTTP listener.
 
+pub mod alert;
+pub mod http;
+
 use std::net::SocketAddr;
 
 use serde::Deserialize;
@@ -11,12 +14,15 @@ pub struct TelemetryConfig {
     /// Address of the agent's HTTP port (`/metrics`, `/healthz`, `POST /falco`).
     /// Empty string: no HTTP listener.
     pub listen: String,
+    /// Falco-format JSON alerts (stdout, file).
+    pub alerts: alert::AlertConfig,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:9376".to_owned(),
+            alerts: alert::AlertConfig::default(),
         }
     }
 }

@@ -1,0 +1,290 @@
+//! Falco fields the agent produces from an [`EnrichedExec`](crate::event::EnrichedExec), how
+//! a field name in a rule resolves to one of them, and their extraction.
+//!
+//! A field is produced only when its value is known truthfully: `proc.cwd`,
+//! `proc.is_exe_upper_layer`, `container.privileged`, `fd.*`... are not in an exec event, so a
+//! rule that needs them is disabled (and says which field) rather than guessed at.
+
+pub mod catalog;
+mod extract;
+
+pub use extract::{EventView, Val};
+
+/// The value types of fields, as comparisons need them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    Str,
+    Num,
+    Bool,
+}
+
+/// A field of an exec event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    // Constant for every exec event: folded when rules are compiled.
+    EvtType,
+    EvtDir,
+    EvtSource,
+    EvtCategory,
+    EvtRes,
+    EvtRawres,
+    EvtFailed,
+    ThreadIsmain,
+    // Per event.
+    EvtNum,
+    EvtTime,
+    EvtTimeS,
+    EvtTimeIso8601,
+    EvtDatetime,
+    EvtRawtime,
+    EvtRawtimeS,
+    EvtRawtimeNs,
+    EvtHostname,
+    ProcName,
+    ProcExe,
+    ProcExepath,
+    ProcArgs,
+    ProcCmdline,
+    ProcExeline,
+    ProcCmdnargs,
+    ProcCmdlenargs,
+    ProcPid,
+    ProcPpid,
+    ProcTty,
+    ThreadTid,
+    ProcPname,
+    ProcPexe,
+    ProcPexepath,
+    ProcPcmdline,
+    /// `proc.aname[n]`; without an index: every ancestor (parent and up).
+    ProcAname,
+    ProcApid,
+    ProcAexe,
+    ProcAexepath,
+    ProcAcmdline,
+    UserUid,
+    UserName,
+    GroupGid,
+    ContainerId,
+    ContainerFullId,
+    ContainerName,
+    ContainerImage,
+    ContainerImageRepository,
+    ContainerImageTag,
+    K8sNsName,
+    K8sPodName,
+    K8sPodUid,
+    K8sPodLabel,
+}
+
+/// A field's argument: an ancestor index or a label key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Arg {
+    None,
+    Index(usize),
+    Key(Box<str>),
+}
+
+/// A resolved field with its argument.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FieldSpec {
+    pub field: Field,
+    pub arg: Arg,
+}
+
+impl FieldSpec {
+    pub fn ty(&self) -> Ty {
+        self.field.ty()
+    }
+
+    /// Fields without an index over ancestors hold one value per ancestor.
+    #[inline]
+    pub fn is_multi(&self) -> bool {
+        self.field.is_ancestor() && self.arg == Arg::None
+    }
+}
+
+/// What a field name in a rule means for the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Field(FieldSpec),
+    /// A Falco field the agent does not produce on exec events.
+    NotProduced,
+    /// Not a Falco field (as of engine 0.57): probably a typo.
+    Unknown,
+}
+
+/// Why a field reference is wrong, whatever the event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ArgError(pub String);
+
+impl Field {
+    pub fn ty(self) -> Ty {
+        use Field::*;
+        match self {
+            EvtRawres | EvtNum | EvtRawtime | EvtRawtimeS | EvtRawtimeNs | ProcCmdnargs
+            | ProcCmdlenargs | ProcPid | ProcPpid | ProcTty | ThreadTid | ProcApid | UserUid
+            | GroupGid => Ty::Num,
+            EvtFailed | ThreadIsmain => Ty::Bool,
+            _ => Ty::Str,
+        }
+    }
+
+    fn is_ancestor(self) -> bool {
+        matches!(
+            self,
+            Field::ProcAname
+                | Field::ProcApid
+                | Field::ProcAexe
+                | Field::ProcAexepath
+                | Field::ProcAcmdline
+        )
+    }
+
+    /// The value every exec event has, for fields that never vary.
+    pub fn constant(self) -> Option<Val<'static>> {
+        Some(match self {
+            Field::EvtType => Val::Str("execve".into()),
+            Field::EvtDir => Val::Str("<".into()),
+            Field::EvtSource => Val::Str("syscall".into()),
+            Field::EvtCategory => Val::Str("process".into()),
+            Field::EvtRes => Val::Str("SUCCESS".into()),
+            Field::EvtRawres => Val::Num(0),
+            Field::EvtFailed => Val::Bool(false),
+            Field::ThreadIsmain => Val::Bool(true),
+            _ => return None,
+        })
+    }
+}
+
+fn lookup(name: &str) -> Option<Field> {
+    use Field::*;
+    Some(match name {
+        "evt.type" => EvtType,
+        "evt.dir" => EvtDir,
+        "evt.source" => EvtSource,
+        "evt.category" => EvtCategory,
+        "evt.res" => EvtRes,
+        "evt.rawres" => EvtRawres,
+        "evt.failed" => EvtFailed,
+        "thread.ismain" => ThreadIsmain,
+        "evt.num" => EvtNum,
+        "evt.time" => EvtTime,
+        "evt.time.s" => EvtTimeS,
+        "evt.time.iso8601" => EvtTimeIso8601,
+        "evt.datetime" => EvtDatetime,
+        "evt.rawtime" => EvtRawtime,
+        "evt.rawtime.s" => EvtRawtimeS,
+        "evt.rawtime.ns" => EvtRawtimeNs,
+        "evt.hostname" => EvtHostname,
+        "proc.name" => ProcName,
+        "proc.exe" => ProcExe,
+        "proc.exepath" => ProcExepath,
+        "proc.args" => ProcArgs,
+        "proc.cmdline" => ProcCmdline,
+        "proc.exeline" => ProcExeline,
+        "proc.cmdnargs" => ProcCmdnargs,
+        "proc.cmdlenargs" => ProcCmdlenargs,
+        "proc.pid" => ProcPid,
+        "proc.ppid" => ProcPpid,
+        "proc.tty" => ProcTty,
+        "thread.tid" => ThreadTid,
+        "proc.pname" => ProcPname,
+        "proc.pexe" => ProcPexe,
+        "proc.pexepath" => ProcPexepath,
+        "proc.pcmdline" => ProcPcmdline,
+        "proc.aname" => ProcAname,
+        "proc.apid" => ProcApid,
+        "proc.aexe" => ProcAexe,
+        "proc.aexepath" => ProcAexepath,
+        "proc.acmdline" => ProcAcmdline,
+        "user.uid" => UserUid,
+        "user.name" => UserName,
+        "group.gid" => GroupGid,
+        "container.id" => ContainerId,
+        "container.full_id" => ContainerFullId,
+        "container.name" => ContainerName,
+        "container.image" => ContainerImage,
+        "container.image.repository" => ContainerImageRepository,
+        "container.image.tag" => ContainerImageTag,
+        "k8s.ns.name" => K8sNsName,
+        "k8s.pod.name" => K8sPodName,
+        "k8s.pod.uid" | "k8s.pod.id" => K8sPodUid,
+        "k8s.pod.label" => K8sPodLabel,
+        _ => return None,
+    })
+}
+
+/// Resolves `name[arg]` (or a dotted argument, `k8s.pod.label.app`).
+pub fn resolve(name: &str, arg: Option<&str>) -> Result<Resolved, ArgError> {
+    let (base, arg) = match (lookup(name), catalog::split_dotted_arg(name)) {
+        (None, Some((base, dotted))) if arg.is_none() => (base, Some(dotted)),
+        _ => (name, arg),
+    };
+    let Some(field) = lookup(base) else {
+        return Ok(if catalog::is_falco_field(name) {
+            Resolved::NotProduced
+        } else {
+            Resolved::Unknown
+        });
+    };
+    let arg = match (field, arg) {
+        (Field::K8sPodLabel, Some(key)) if !key.is_empty() => Arg::Key(key.into()),
+        (Field::K8sPodLabel, _) => {
+            return Err(ArgError(format!(
+                "{name} needs a label key, e.g. {name}[app]"
+            )));
+        }
+        (f, Some(index)) if f.is_ancestor() => match index.trim().parse::<usize>() {
+            Ok(n) => Arg::Index(n),
+            Err(_) => {
+                return Err(ArgError(format!(
+                    "{name}[{index}]: the argument must be an ancestor number (0 = the process, 1 = its parent...)"
+                )));
+            }
+        },
+        (_, Some(a)) => {
+            return Err(ArgError(format!("{name} takes no argument (got [{a}])")));
+        }
+        (_, None) => Arg::None,
+    };
+    Ok(Resolved::Field(FieldSpec { field, arg }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_names_and_arguments() {
+        assert_eq!(
+            resolve("proc.aname", Some("2")).unwrap(),
+            Resolved::Field(FieldSpec {
+                field: Field::ProcAname,
+                arg: Arg::Index(2)
+            })
+        );
+        assert_eq!(
+            resolve("k8s.pod.label.app", None).unwrap(),
+            Resolved::Field(FieldSpec {
+                field: Field::K8sPodLabel,
+                arg: Arg::Key("app".into())
+            })
+        );
+        assert_eq!(resolve("fd.name", None).unwrap(), Resolved::NotProduced);
+        assert_eq!(
+            resolve("evt.arg.flags", None).unwrap(),
+            Resolved::NotProduced
+        );
+        assert_eq!(resolve("proc.nmae", None).unwrap(), Resolved::Unknown);
+        assert!(resolve("proc.aname", Some("x")).is_err());
+        assert!(resolve("proc.name", Some("1")).is_err());
+        assert!(resolve("k8s.pod.label", None).is_err());
+        assert!(
+            resolve("proc.aname", None)
+                .map(|r| matches!(r, Resolved::Field(s) if s.is_multi()))
+                .unwrap()
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! Detections as Falco JSON alerts: one line per alert, in the shape Falco's `json_output`
+//! writes (`hostname, output, output_fields, priority, rule, source, tags, time`), so
+//! falcosidekick, Falco Talon or a log pipeline built for Falco consume them unchanged.
+//!
+//! Detections reach the writer through a bounded queue; a dedicated thread writes them to
+//! stdout and/or a file, so a slow reader never stalls the stages that detect.
+
+use std::{
+    collections::BTreeMap,
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::UNIX_EPOCH,
+};
+
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::detection::{Detection, Origin};
+
+/// `telemetry.alerts:` section.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertConfig {
+    /// Write each alert as one JSON line on stdout.
+    pub stdout: bool,
+    /// Also append each alert to this file. Empty: no file. A file renamed away (log
+    /// rotation) is noticed and reopened at the path.
+    pub file: PathBuf,
+    /// Detections waiting for the writer. When full, new ones are counted
+    /// (youwatch_alerts_dropped_total) and dropped.
+    pub queue: usize,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        Self {
+            stdout: true,
+            file: PathBuf::new(),
+            queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("telemetry.alerts.file {path}: cannot open for appending: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("telemetry.alerts.queue must be at least 1")]
+    ZeroQueue,
+    #[error("starting the alert writer thread: {0}")]
+    Thread(io::Error),
+}
+
+/// The alert output's metrics.
+#[derive(Clone, Debug, Default)]
+pub struct AlertMetrics {
+    written: Counter,
+    dropped: Counter,
+    write_errors: Counter,
+}
+
+impl AlertMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "youwatch_alerts_written",
+            "Alerts written (Falco JSON lines)",
+            self.written.clone(),
+        );
+        registry.register(
+            "youwatch_alerts_dropped",
+            "Detections dropped because the alert queue was full",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "youwatch_alerts_write_errors",
+            "Alerts that could not be written to stdout or the alert file",
+            self.write_errors.clone(),
+        );
+    }
+}
+
+/// Where detecting stages send detections; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DetectionSender {
+    tx: mpsc::Sender<Detection>,
+    dropped: Counter,
+}
+
+impl DetectionSender {
+    /// A bounded queue of `capacity` detections; drops on a full queue count in `metrics`.
+    pub fn channel(capacity: usize, metrics: &AlertMetrics) -> (Self, mpsc::Receiver<Detection>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Self {
+                tx,
+                dropped: metrics.dropped.clone(),
+            },
+            rx,
+        )
+    }
+
+    /// How many detections the queue can take right now.
+    pub fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// Queues a detection, waiting for room (inputs that can wait, like a file being read,
+    /// wait rather than drop). Only from a thread outside the async runtime. Fails only when
+    /// the writer has stopped.
+    pub fn wait_send(&self, detection: Detection) -> Result<(), Box<Detection>> {
+        self.tx.blocking_send(detection).map_err(|e| Box::new(e.0))
+    }
+
+    /// Queues a detection without waiting; when the queue is full it is counted, dropped
+    /// and handed back.
+    pub fn send(&self, detection: Detection) -> Result<(), Box<Detection>> {
+        self.tx.try_send(detection).map_err(|e| {
+            self.dropped.inc();
+            Box::new(match e {
+                mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
+            })
+        })
+    }
+}
+
+/// Starts the writer thread; it ends when every sender is dropped, after writing what was
+/// queued.
+pub fn start(
+    config: &AlertConfig,
+    hostname: String,
+    metrics: AlertMetrics,
+) -> Result<(DetectionSender, std::thread::JoinHandle<()>), AlertError> {
+    if config.queue == 0 {
+        return Err(AlertError::ZeroQueue);
+    }
+    let mut writer = AlertWriter::new(config, hostname, metrics.clone())?;
+    let (sender, mut rx) = DetectionSender::channel(config.queue, &metrics);
+    let handle = std::thread::Builder::new()
+        .name("alert-writer".into())
+        .spawn(move || {
+            while let Some(d) = rx.blocking_recv() {
+                writer.write(&d);
+            }
+        })
+        .map_err(AlertError::Thread)?;
+    Ok((sender, handle))
+}
+
+/// Writes alerts to stdout and/or a file.
+pub struct AlertWriter {
+    stdout: bool,
+    file: Option<AlertFile>,
+    hostname: String,
+    metrics: AlertMetrics,
+}
+
+impl AlertWriter {
+    pub fn new(
+        config: &AlertConfig,
+        hostname: String,
+        metrics: AlertMetrics,
+    ) -> Result<Self, AlertError> {
+        let file = if config.file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(AlertFile::open(&config.file)?)
+        };
+        Ok(Self {
+            stdout: config.stdout,
+            file,
+            hostname,
+            metrics,
+        })
+    }
+
+    pub fn write(&mut self, d: &Detection) {
+        let mut line = to_json(d, &self.hostname);
+        line.push('\n');
+        let mut ok = true;
+        if self.stdout {
+            let mut out = io::stdout().lock();
+            if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                tracing::warn!(error = %e, "writing an alert to stdout");
+                ok = false;
+            }
+        }
+        if let Some(file) = &mut self.file
+            && let Err(e) = file.append(line.as_bytes())
+        {
+            tracing::warn!(error = %e, path = %file.path.display(), "writing an alert to the alert file");
+            ok = false;
+        }
+        if ok {
+            self.metrics.written.inc();
+        } else {
+            self.metrics.write_errors.inc();
+        }
+    }
+}
+
+/// An append-only file that follows its path: when the path no longer names the open file
+/// (rotated or deleted), it is reopened.
+struct AlertFile {
+    path: PathBuf,
+    file: File,
+    inode: (u64, u64),
+}
+
+impl AlertFile {
+    fn open(path: &Path) -> Result<Self, AlertError> {
+        let open_error = |source| AlertError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(open_error)?;
+        let meta = file.metadata().map_err(open_error)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            inode: (meta.dev(), meta.ino()),
+        })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let current = std::fs::metadata(&self.path)
+            .map(|m| (m.dev(), m.ino()))
+            .ok();
+        if current != Some(self.inode) {
+            *self = Self::open(&self.path).map_err(|e| match e {
+                AlertError::Open { source, .. } => source,
+                other => io::Error::other(other.to_string()),
+            })?;
+        }
+        self.file.write_all(bytes)
+    }
+}
+
+/// Falco's JSON alert. Field order is Falco's (alphabetical).
+#[derive(Serialize)]
+struct FalcoAlert<'a> {
+    hostname: &'a str,
+    output: String,
+    output_fields: &'a BTreeMap<String, serde_json::Value>,
+    priority: &'a str,
+    rule: &'a str,
+    source: &'a str,
+    tags: &'a [String],
+    time: String,
+}
+
+/// One detection as Falco's JSON alert (without the trailing newline).
+pub fn to_json(d: &Detection, hostname: &str) -> String {
+    let nanos = d
+        .time
+        .duration_since(UNIX_EPOCH)
+        .map(|t| i128::try_from(t.as_nanos()).unwrap_or(i128::MAX))
+        .unwrap_or(0);
+    let ts = jiff::Timestamp::from_nanosecond(nanos).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let alert = FalcoAlert {
+        hostname,
+        // Falco prefixes the text with the event time and the priority.
+        output: format!(
+            "{}: {} {}",
+            ts.strftime("%H:%M:%S.%9f"),
+            d.priority,
+            d.output
+        ),
+        output_fields: &d.output_fields,
+        priority: d.priority.as_str(),
+        rule: &d.rule,
+        source: source(d),
+        tags: &d.tags,
+        time: format!("{ts:.9}"),
+    };
+    serde_json::to_string(&alert).unwrap_or_default()
+}
+
+/// The event source: as the detection recorded it (`evt.source`), else by origin.
+fn source(d: &Detection) -> &str {
+    match d.output_fields.get("evt.source") {
+        Some(serde_json::Value::String(s)) => s,
+        _ => match d.origin {
+            Origin::Rules | Origin::Falco => "syscall",
+            Origin::Waf => "modsecurity",
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::detection::{Priority, Subject};
+
+    fn detection() -> Detection {
+        Detection {
+            time: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_042),
+            origin: Origin::Rules,
+            rule: "Terminal shell in container".into(),
+            priority: Priority::Notice,
+            output: "A shell was spawned | user=root".into(),
+            tags: vec!["container".into(), "shell".into()],
+            output_fields: [("user.name".to_owned(), serde_json::json!("root"))].into(),
+            subject: Subject::None,
+        }
+    }
+
+    #[test]
+    fn falco_json_shape() {
+        let line = to_json(&detection(), "node-1");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["time"], "2023-11-14T22:13:20.000000042Z");
+        assert_eq!(v["rule"], "Terminal shell in container");
+        assert_eq!(v["priority"], "Notice");
+        assert_eq!(v["source"], "syscall");
+        assert_eq!(v["hostname"], "node-1");
+        assert_eq!(
+            v["output"],
+            "22:13:20.000000042: Notice A shell was spawned | user=root"
+        );
+        assert_eq!(v["output_fields"]["user.name"], "root");
+        assert_eq!(v["tags"], serde_json::json!(["container", "shell"]));
+        assert!(
+            line.starts_with("{\"hostname\":"),
+            "Falco's key order: {line}"
+        );
+    }
+
+    #[test]
+    fn file_output_survives_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.json");
+        let config = AlertConfig {
+            stdout: false,
+            file: path.clone(),
+            queue: 4,
+        };
+        let mut w = AlertWriter::new(&config, "n".into(), AlertMetrics::default()).unwrap();
+        w.write(&detection());
+        std::fs::rename(&path, dir.path().join("alerts.json.1")).unwrap();
+        w.write(&detection());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("alerts.json.1"))
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
+        assert_eq!(w.metrics.written.get(), 2);
+    }
+
+    #[test]
+    fn full_queue_counts_drops() {
+        let metrics = AlertMetrics::default();
+        let (s, _rx) = DetectionSender::channel(1, &metrics);
+        assert!(s.send(detection()).is_ok());
+        assert!(s.send(detection()).is_err());
+        assert_eq!(metrics.dropped.get(), 1);
+    }
+
+    #[test]
+    fn unwritable_file_is_named() {
+        let err = AlertWriter::new(
+            &AlertConfig {
+                stdout: false,
+                file: "/nonexistent-dir/alerts.json".into(),
+                queue: 1,
+            },
+            "n".into(),
+            AlertMetrics::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("/nonexistent-dir/alerts.json"));
+    }
+}
