@@ -12,6 +12,9 @@ pub mod names {
     pub const EVENTS_MAP: &str = "EVENTS";
     /// `PerCpuArray<u64>` indexed by [`crate::counter`].
     pub const COUNTERS_MAP: &str = "COUNTERS";
+    /// `Array<u32>` of one entry: 1 while the ring-buffer reader sleeps in poll(2) and wants a
+    /// wake-up, 0 while it drains on its own schedule (see the exec program's `submit`).
+    pub const READER_MAP: &str = "READER";
     /// The raw tracepoint program on `sched_process_exec`.
     pub const EXEC_PROGRAM: &str = "sched_process_exec";
     /// The tracepoint the exec program attaches to.

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use youwatch_common::{KernelOffsets, counter, limits};
 
@@ -13,6 +13,10 @@ pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(limits::MAX_WAT
 /// Exec events for user space. User space may resize it before load.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(limits::DEFAULT_RING_BYTES, 0);
+
+/// Entry 0 is 1 while the reader sleeps in poll(2) and needs a wake-up; written by user space.
+#[map]
+pub static READER: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-CPU counters, indexed by `youwatch_common::counter`.
 #[map]

@@ -9,8 +9,8 @@ pub struct Args {
     /// `/bin/true` execs per timed run.
     #[arg(long, default_value_t = 5000)]
     execs: u32,
-    /// Interleaved rounds; medians are reported.
-    #[arg(long, default_value_t = 7)]
+    /// Interleaved rounds; medians and the median of per-round ratios are reported.
+    #[arg(long, default_value_t = 11)]
     rounds: u32,
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, RingBuf},
+    maps::{Array, MapData, RingBuf},
     programs::RawTracePoint,
 };
 use counters::CounterMap;
@@ -22,7 +22,7 @@ use youwatch_common::{KernelOffsets, names};
 pub use counters::{SensorCounters, SensorMetrics};
 pub use decode::{BootClock, boottime_ns, decode};
 pub use offsets::{OffsetsError, VMLINUX_BTF, from_btf_file as offsets_from_btf};
-pub use reader::{StopReader, spawn_reader};
+pub use reader::{StopReader, WakeFlag, spawn_reader};
 pub use watch::WatchSet;
 
 use super::SensorConfig;
@@ -56,13 +56,23 @@ pub enum SensorError {
     ReaderTaken,
 }
 
+/// Kernel-side cost of the exec program, as the kernel's BPF run-time statistics count it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// Times the program ran: once per exec on the whole node, watched or not.
+    pub runs: u64,
+    /// Total time spent in the program.
+    pub run_time: std::time::Duration,
+}
+
 /// The loaded and attached sensor. Dropping it detaches the program and frees the maps.
 pub struct ExecSensor {
     /// `None` once detached. Dropping it detaches the program and its link.
     ebpf: Option<Ebpf>,
     watched: WatchSet,
     counters: CounterMap,
-    ring: Option<RingBuf<MapData>>,
+    /// The ring and its wake-up flag, until the reader takes them.
+    ring: Option<(RingBuf<MapData>, WakeFlag)>,
     reader: Option<StopReader>,
     reader_nice: i32,
     latency: Histogram,
@@ -112,11 +122,13 @@ impl ExecSensor {
         let counters = CounterMap::new(take_map(&mut ebpf, names::COUNTERS_MAP)?)?;
         let ring = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS_MAP)?)
             .map_err(|e| map_error(names::EVENTS_MAP, e))?;
+        let wake_flag = Array::try_from(take_map(&mut ebpf, names::READER_MAP)?)
+            .map_err(|e| map_error(names::READER_MAP, e))?;
         Ok(Self {
             ebpf: Some(ebpf),
             watched,
             counters,
-            ring: Some(ring),
+            ring: Some((ring, WakeFlag::new(wake_flag))),
             reader: None,
             reader_nice: config.reader_nice,
             latency: counters::latency_histogram(),
@@ -134,14 +146,12 @@ impl ExecSensor {
         &mut self,
         capacity: usize,
     ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
-        let ring = self.ring.take().ok_or(SensorError::ReaderTaken)?;
+        let (ring, wake_flag) = self.ring.take().ok_or(SensorError::ReaderTaken)?;
         let latency = self.latency.clone();
-        let (rx, reader) =
-            spawn_reader(ring, capacity, self.reader_nice, latency).map_err(|e| {
-                SensorError::Map {
-                    name: names::EVENTS_MAP,
-                    message: e.to_string(),
-                }
+        let (rx, reader) = spawn_reader(ring, wake_flag, capacity, self.reader_nice, latency)
+            .map_err(|e| SensorError::Map {
+                name: names::EVENTS_MAP,
+                message: e.to_string(),
             })?;
         self.reader = Some(reader);
         Ok(rx)
@@ -160,6 +170,22 @@ impl ExecSensor {
             watched: self.watched.clone(),
             latency: self.latency.clone(),
         }
+    }
+
+    /// How often the kernel ran the exec program and for how long in total. The kernel counts
+    /// only while run-time statistics are enabled (`kernel.bpf_stats_enabled=1`, or an fd from
+    /// `aya::sys::enable_stats`); otherwise both stay zero. `None` once detached.
+    pub fn program_stats(&self) -> Option<ProgramStats> {
+        let info = self
+            .ebpf
+            .as_ref()?
+            .program(names::EXEC_PROGRAM)?
+            .info()
+            .ok()?;
+        Some(ProgramStats {
+            runs: info.run_count(),
+            run_time: info.run_time(),
+        })
     }
 
     /// Detaches the program, then lets the reader drain the ring and close the event channel:

@@ -12,7 +12,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{Array, MapData, RingBuf};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc;
 
@@ -37,10 +37,29 @@ impl StopReader {
     }
 }
 
+/// The reader's half of the wake-up protocol with the exec program (see its `submit`): the
+/// kernel rings the ring buffer's wake-up only while this flag says the reader sleeps in poll.
+pub struct WakeFlag(Array<MapData, u32>);
+
+impl WakeFlag {
+    pub fn new(map: Array<MapData, u32>) -> Self {
+        Self(map)
+    }
+
+    /// Tells the kernel whether the reader needs a wake-up; false if the kernel could not be told.
+    fn set(&mut self, waiting: bool) -> bool {
+        let ok = self.0.set(0, u32::from(waiting), 0).is_ok();
+        // The flag store must be visible before the ring is checked again (poll or drain).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        ok
+    }
+}
+
 /// Starts the reader thread. `nice` is applied to it (lower is more urgent); without the
 /// privilege to raise priority it runs at the default and says so once.
 pub fn spawn_reader(
     ring: RingBuf<MapData>,
+    wake_flag: WakeFlag,
     capacity: usize,
     nice: i32,
     latency: Histogram,
@@ -58,7 +77,7 @@ pub fn spawn_reader(
         .name("yw-exec-reader".into())
         .spawn(move || {
             set_nice(nice);
-            read_loop(ring, &wake_fd, &tx, &latency);
+            read_loop(ring, wake_flag, &wake_fd, &tx, &latency);
         })?;
     Ok((
         rx,
@@ -69,27 +88,39 @@ pub fn spawn_reader(
     ))
 }
 
-/// While events keep coming the reader sleeps this long between drains instead of waiting in
-/// poll(2): the kernel's wake-up then finds nobody to wake, which spares the exec'ing task a
-/// cross-CPU wake-up per event (costly on virtual machines). Bounds the added latency.
+/// While events keep coming the reader drains on this timer instead of waiting in poll(2),
+/// and tells the kernel not to wake it: a wake-up costs the exec'ing task more than the rest
+/// of the exec program together. Bounds the added latency.
 const BUSY_INTERVAL: std::time::Duration = std::time::Duration::from_micros(200);
 /// Empty drains in a row before the reader goes back to waiting in poll(2).
 const BUSY_ROUNDS: u32 = 5;
 
 fn read_loop(
     mut ring: RingBuf<MapData>,
+    mut wake_flag: WakeFlag,
     wake: &OwnedFd,
     tx: &mpsc::Sender<ExecEvent>,
     latency: &Histogram,
 ) {
     let mut idle_rounds = BUSY_ROUNDS;
+    // Without the flag the kernel never wakes us: then the reader stays on its timer.
+    let mut flag_works = true;
     loop {
-        let stopping = if idle_rounds < BUSY_ROUNDS {
+        let stopping = if idle_rounds < BUSY_ROUNDS || !flag_works {
             std::thread::sleep(BUSY_INTERVAL);
             readable(wake, 0)
         } else {
-            // Idle: block until the kernel signals data (or stop is requested).
-            match wait_readable(&ring, wake) {
+            // Idle: ask for a wake-up, then block until the kernel signals data (or stop).
+            // poll returns at once if a record arrived before the flag was seen.
+            flag_works = wake_flag.set(true);
+            if !flag_works {
+                tracing::error!(
+                    "cannot ask the exec program for wake-ups; the reader polls every {BUSY_INTERVAL:?}"
+                );
+            }
+            let woken = wait_readable(&ring, wake);
+            wake_flag.set(false);
+            match woken {
                 Ok(stopping) => stopping,
                 Err(err) => {
                     tracing::error!(%err, "polling the exec ring buffer failed; exec events stop");
