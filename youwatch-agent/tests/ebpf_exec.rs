@@ -444,3 +444,34 @@ async fn burst_into_a_full_ring_counts_every_loss() {
         counters.ringbuf_full
     );
 }
+
+/// The reader drains on a timer while events flow and sleeps in poll once they stop; the
+/// kernel must then wake it (no lost wake-up), and the program's run statistics are exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_reader_is_woken_and_program_statistics_are_exported() {
+    if !require::root_and_cgroup2("idle_reader_is_woken_and_program_statistics_are_exported") {
+        return;
+    }
+    // Kernel-wide while the fd is open: the program's run count and time are kept.
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
+    let tree = CgroupTree::new("idle");
+    tree.mkdir("ctr");
+    let (sensor, mut rx) = sensor(1 << 20, 1024);
+    sensor.watch_set().watch(tree.id("ctr")).unwrap();
+    for round in 0..5 {
+        // A short busy spell, then quiet well past the reader's busy rounds (~1 ms).
+        let arg = format!("yw-idle-{round}");
+        tree.sh("ctr", &format!("/bin/true {arg}-a; /bin/true {arg}"));
+        until(&mut rx, |e| has_arg(e, &arg)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = sensor.program_stats().expect("attached");
+    assert!(stats.runs >= 10 && !stats.run_time.is_zero(), "{stats:?}");
+    let metrics = scrape(&sensor);
+    for name in [
+        "youwatch_exec_program_runs_total ",
+        "youwatch_exec_program_run_seconds_total ",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+}

@@ -10,7 +10,7 @@ use prometheus_client::{
 };
 use youwatch_common::{counter, names};
 
-use super::{SensorError, WatchSet, map_error};
+use super::{ProgramStats, SensorError, WatchSet, map_error};
 
 /// Counters the kernel keeps per CPU, summed. For the events that reached user space,
 /// `matched == delivered + ringbuf_full`.
@@ -59,6 +59,8 @@ pub struct SensorMetrics {
     pub(super) counters: CounterMap,
     pub(super) watched: WatchSet,
     pub(super) latency: Histogram,
+    /// The exec program's kernel id, to read its run-time statistics at scrape.
+    pub(super) program_id: Option<u32>,
 }
 
 /// Kernel timestamp → reader receipt, in seconds: 10 µs to ~10 ms in ×2 steps.
@@ -82,6 +84,19 @@ impl SensorMetrics {
             "Kernel timestamp of an exec to its receipt by the agent's ring-buffer reader.",
             self.latency.clone(),
         );
+    }
+}
+
+impl SensorMetrics {
+    /// The exec program's statistics, found by id among the loaded programs (aya has no
+    /// lookup by id; a node holds few programs and this runs once per scrape).
+    fn program_stats(&self) -> Option<ProgramStats> {
+        let id = self.program_id?;
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|info| info.id() == id)
+            .as_ref()
+            .map(ProgramStats::from)
     }
 }
 
@@ -121,6 +136,23 @@ impl Collector for SensorMetrics {
         for (name, help, value) in counters {
             let metric = ConstCounter::new(value);
             metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        if let Some(stats) = self.program_stats() {
+            let runs = ConstCounter::new(stats.runs);
+            runs.encode(encoder.encode_descriptor(
+                "youwatch_exec_program_runs",
+                "Runs of the exec program (every exec on the node); counted only while \
+                 kernel.bpf_stats_enabled=1.",
+                None,
+                runs.metric_type(),
+            )?)?;
+            let time = ConstCounter::new(stats.run_time.as_secs_f64());
+            time.encode(encoder.encode_descriptor(
+                "youwatch_exec_program_run_seconds",
+                "Time spent in the exec program; counted only while kernel.bpf_stats_enabled=1.",
+                None,
+                time.metric_type(),
+            )?)?;
         }
         let watched = ConstGauge::new(self.watched.ids().len() as i64);
         watched.encode(encoder.encode_descriptor(

@@ -65,6 +65,15 @@ pub struct ProgramStats {
     pub run_time: std::time::Duration,
 }
 
+impl From<&aya::programs::ProgramInfo> for ProgramStats {
+    fn from(info: &aya::programs::ProgramInfo) -> Self {
+        Self {
+            runs: info.run_count(),
+            run_time: info.run_time(),
+        }
+    }
+}
+
 /// The loaded and attached sensor. Dropping it detaches the program and frees the maps.
 pub struct ExecSensor {
     /// `None` once detached. Dropping it detaches the program and its link.
@@ -169,23 +178,23 @@ impl ExecSensor {
             counters: self.counters.clone(),
             watched: self.watched.clone(),
             latency: self.latency.clone(),
+            program_id: self.program_info().map(|info| info.id()),
         }
+    }
+
+    fn program_info(&self) -> Option<aya::programs::ProgramInfo> {
+        self.ebpf
+            .as_ref()?
+            .program(names::EXEC_PROGRAM)?
+            .info()
+            .ok()
     }
 
     /// How often the kernel ran the exec program and for how long in total. The kernel counts
     /// only while run-time statistics are enabled (`kernel.bpf_stats_enabled=1`, or an fd from
     /// `aya::sys::enable_stats`); otherwise both stay zero. `None` once detached.
     pub fn program_stats(&self) -> Option<ProgramStats> {
-        let info = self
-            .ebpf
-            .as_ref()?
-            .program(names::EXEC_PROGRAM)?
-            .info()
-            .ok()?;
-        Some(ProgramStats {
-            runs: info.run_count(),
-            run_time: info.run_time(),
-        })
+        self.program_info().as_ref().map(ProgramStats::from)
     }
 
     /// Detaches the program, then lets the reader drain the ring and close the event channel:
