@@ -106,18 +106,17 @@ fn read_loop(
     // Without the flag the kernel never wakes us: then the reader stays on its timer.
     let mut flag_works = true;
     loop {
-        let stopping = if idle_rounds < BUSY_ROUNDS || !flag_works {
-            std::thread::sleep(BUSY_INTERVAL);
-            readable(wake, 0)
-        } else {
-            // Idle: ask for a wake-up, then block until the kernel signals data (or stop).
-            // poll returns at once if a record arrived before the flag was seen.
-            flag_works = wake_flag.set(true);
-            if !flag_works {
-                tracing::error!(
-                    "cannot ask the exec program for wake-ups; the reader polls every {BUSY_INTERVAL:?}"
-                );
-            }
+        // Idle: ask the kernel for a wake-up first. poll then returns at once if a record
+        // arrived before the kernel could see the flag.
+        let mut idle = idle_rounds >= BUSY_ROUNDS && flag_works;
+        if idle && !wake_flag.set(true) {
+            flag_works = false;
+            idle = false;
+            tracing::error!(
+                "cannot ask the exec program for wake-ups; the reader polls every {BUSY_INTERVAL:?}"
+            );
+        }
+        let stopping = if idle {
             let woken = wait_readable(&ring, wake);
             wake_flag.set(false);
             match woken {
@@ -127,6 +126,9 @@ fn read_loop(
                     return;
                 }
             }
+        } else {
+            std::thread::sleep(BUSY_INTERVAL);
+            readable(wake, 0)
         };
         match drain(&mut ring, tx, latency) {
             None => return,
