@@ -58,7 +58,16 @@ impl ClientIpPolicy {
         client_ip: &[u8],
         forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>,
     ) -> Client {
-        let Some(peer) = parse_ip(client_ip) else {
+        self.resolve_parsed(parse_ip(client_ip), forwarded_for)
+    }
+
+    /// [`resolve`](Self::resolve) with `client_ip` already through [`parse_ip`].
+    pub fn resolve_parsed<'a>(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> Client {
+        let Some(peer) = peer else {
             return Client::Unattributable;
         };
         let mut client = peer;
