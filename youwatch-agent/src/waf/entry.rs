@@ -158,9 +158,8 @@ impl Parser {
         let mut has_transaction = false;
         w.object(|w, key| match key {
             b"transaction" => {
-                has_transaction |= w.object(|w, key| {
-                    transaction(w, key, fields, messages, &mut on_client_ip)
-                })?;
+                has_transaction |=
+                    w.object(|w, key| transaction(w, key, fields, messages, &mut on_client_ip))?;
                 Ok(())
             }
             b"messages" => message_list(w, fields, messages),
