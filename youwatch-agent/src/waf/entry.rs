@@ -134,6 +134,17 @@ impl Parser {
     }
 
     pub fn parse<'a>(&'a mut self, line: &'a [u8]) -> Result<Entry<'a>, BadLine> {
+        self.parse_with(line, |_| {})
+    }
+
+    /// [`parse`](Self::parse), calling `on_client_ip` with the raw `client_ip` (what
+    /// [`Entry::client_ip`] will return) as soon as it is read, early in the line: the caller
+    /// can start fetching that client's state while the rest is parsed. Called at most once.
+    pub fn parse_with<'a>(
+        &'a mut self,
+        line: &'a [u8],
+        mut on_client_ip: impl FnMut(&[u8]),
+    ) -> Result<Entry<'a>, BadLine> {
         self.fields = Fields::default();
         self.messages.clear();
         if line.len() > u32::MAX as usize {
@@ -147,7 +158,8 @@ impl Parser {
         let mut has_transaction = false;
         w.object(|w, key| match key {
             b"transaction" => {
-                has_transaction |= w.object(|w, key| transaction(w, key, fields, messages))?;
+                has_transaction |=
+                    w.object(|w, key| transaction(w, key, fields, messages, &mut on_client_ip))?;
                 Ok(())
             }
             b"messages" => message_list(w, fields, messages),
@@ -173,9 +185,15 @@ fn transaction(
     key: &[u8],
     f: &mut Fields,
     messages: &mut Vec<Message>,
+    on_client_ip: &mut impl FnMut(&[u8]),
 ) -> Result<(), JsonError> {
     match key {
-        b"client_ip" if f.client_ip.is_none() => f.client_ip = w.opt_string()?,
+        b"client_ip" if f.client_ip.is_none() => {
+            f.client_ip = w.opt_string()?;
+            if let Some(ip) = f.client_ip {
+                on_client_ip(ip.get(w.input()));
+            }
+        }
         b"client_port" if f.client_port.is_none() => {
             f.client_port = w.number()?.and_then(|n| u16::try_from(n).ok());
         }

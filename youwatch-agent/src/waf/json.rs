@@ -187,19 +187,29 @@ impl<'a> Walker<'a> {
 
     #[inline]
     fn ws(&mut self) {
-        while let Some(&c) = self.b.get(self.i) {
-            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
-                break;
-            }
-            self.i += 1;
+        self.peek();
+    }
+
+    /// The next non-space byte, not consumed. Audit logs are compact JSON: the byte at hand
+    /// is almost never a space, so that check comes first and the loop stays out of line.
+    #[inline(always)]
+    pub fn peek(&mut self) -> Option<u8> {
+        match self.b.get(self.i) {
+            Some(&c) if c > b' ' => Some(c),
+            _ => self.peek_past_spaces(),
         }
     }
 
-    /// The next non-space byte, not consumed.
-    #[inline]
-    pub fn peek(&mut self) -> Option<u8> {
-        self.ws();
-        self.b.get(self.i).copied()
+    #[cold]
+    #[inline(never)]
+    fn peek_past_spaces(&mut self) -> Option<u8> {
+        while let Some(&c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(c);
+            }
+            self.i += 1;
+        }
+        None
     }
 
     #[inline]
@@ -218,6 +228,12 @@ impl<'a> Walker<'a> {
     #[inline]
     pub fn string(&mut self) -> Result<Span, JsonError> {
         self.eat(b'"')?;
+        self.string_rest()
+    }
+
+    /// A string whose opening quote was just consumed.
+    #[inline(always)]
+    fn string_rest(&mut self) -> Result<Span, JsonError> {
         let start = self.i;
         let end = self.string_end(start)?;
         self.i = end + 1;
@@ -271,7 +287,10 @@ impl<'a> Walker<'a> {
     pub fn skip(&mut self) -> Result<(), JsonError> {
         match self.peek() {
             None => Err(JsonError::Truncated),
-            Some(b'"') => self.string().map(drop),
+            Some(b'"') => {
+                self.i += 1;
+                self.string_rest().map(drop)
+            }
             Some(b'{' | b'[') => self.skip_container(),
             Some(_) => self.scalar().map(drop),
         }
@@ -332,7 +351,8 @@ impl<'a> Walker<'a> {
     pub fn number(&mut self) -> Result<Option<u64>, JsonError> {
         match self.peek() {
             Some(b'"') => {
-                let s = self.string()?;
+                self.i += 1;
+                let s = self.string_rest()?;
                 Ok(parse_u64(s.get(self.b)))
             }
             Some(b'{' | b'[') => self.skip_container().map(|()| None),
@@ -343,7 +363,8 @@ impl<'a> Walker<'a> {
     /// A string value, or `None` (consumed) when the value is not a string.
     pub fn opt_string(&mut self) -> Result<Option<Span>, JsonError> {
         if self.peek() == Some(b'"') {
-            self.string().map(Some)
+            self.i += 1;
+            self.string_rest().map(Some)
         } else {
             self.skip().map(|()| None)
         }
@@ -444,21 +465,20 @@ fn find_quote(hay: &[u8]) -> Option<usize> {
 /// Digits (optionally surrounded by spaces) as a number; a decimal part is dropped.
 pub fn parse_u64(s: &[u8]) -> Option<u64> {
     let s = s.trim_ascii();
-    let int = match memchr::memchr(b'.', s) {
-        Some(dot) => &s[..dot],
-        None => s,
-    };
-    if int.is_empty() || int.len() > 19 {
-        return None;
-    }
+    // Rule ids and codes are a few digits: one pass, no search for the dot first.
     let mut n = 0u64;
-    for &c in int {
-        if !c.is_ascii_digit() {
-            return None;
+    let mut digits = 0;
+    for &c in s {
+        match c {
+            b'0'..=b'9' if digits < 19 => {
+                n = n * 10 + u64::from(c - b'0');
+                digits += 1;
+            }
+            b'.' => break,
+            _ => return None,
         }
-        n = n * 10 + u64::from(c - b'0');
     }
-    Some(n)
+    (digits > 0).then_some(n)
 }
 
 /// Calls `f` with each string of the array the walker is at; other elements are skipped.

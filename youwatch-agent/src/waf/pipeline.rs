@@ -6,7 +6,7 @@ use std::{net::IpAddr, time::Duration};
 use super::{
     WafConfig,
     classify::{Classifier, Verdict},
-    client_ip::{Client, ClientIpPolicy, Protection},
+    client_ip::{self, Client, ClientIpPolicy, Protection},
     entry::{BadLine, Entry, Parser},
     json,
     metrics::{DecisionKind, WafMetrics},
@@ -100,7 +100,15 @@ impl Pipeline {
     /// Decides one line; `now` (Unix seconds) is used when the entry carries no time. A bad
     /// line is counted (and logged the first time its kind is seen).
     pub fn process<'a>(&'a mut self, line: &'a [u8], now: u64) -> Result<Outcome<'a>, BadLine> {
-        let entry = match self.parser.parse(line) {
+        // The client's scoring state is fetched from memory while the line is parsed.
+        let scorer = &self.scorer;
+        let mut peer = None;
+        let entry = match self.parser.parse_with(line, |raw| {
+            peer = client_ip::parse_ip(raw);
+            if let Some(ip) = peer {
+                scorer.prefetch(ip);
+            }
+        }) {
             Ok(entry) => entry,
             Err(kind) => {
                 self.metrics.bad_line(kind).inc();
@@ -138,10 +146,7 @@ impl Pipeline {
         let decision = if verdict.ban_classes.is_empty() {
             Decision::Pass
         } else {
-            match self
-                .policy
-                .resolve(entry.client_ip(), entry.forwarded_for())
-            {
+            match self.policy.resolve_parsed(peer, entry.forwarded_for()) {
                 Client::Candidate(ip) => {
                     let evictions = self.scorer.evictions();
                     let score = self.scorer.record(ip, verdict.score.max(1), time);

@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use super::{
     WafConfig,
-    classify::Class,
+    classify::{Class, ClassSet},
     json::display,
     metrics::{DecisionKind, WafMetrics},
     pipeline::{Decision, Outcome, Pipeline},
@@ -63,7 +63,7 @@ struct Summary {
     classes: [u64; Class::ALL.len()],
     decisions: [u64; DecisionKind::ALL.len()],
     /// IP → (longest ban, offenses, first ban time, classes seen).
-    bans: BTreeMap<IpAddr, (Duration, u32, u64, String)>,
+    bans: BTreeMap<IpAddr, (Duration, u32, u64, ClassSet)>,
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -208,11 +208,10 @@ impl Summary {
         }
         self.decisions[o.decision.kind() as usize] += 1;
         if let Decision::Scored(ip, Score::Ban { ttl, offense }) = o.decision {
-            let classes = o.verdict.ban_classes.join(",");
             let e = self
                 .bans
                 .entry(ip)
-                .or_insert((ttl, offense, o.time, classes));
+                .or_insert((ttl, offense, o.time, o.verdict.ban_classes));
             e.0 = e.0.max(ttl);
             e.1 = e.1.max(offense);
         }
@@ -251,9 +250,10 @@ impl Summary {
         for (ip, (ttl, offense, time, classes)) in &self.bans {
             let _ = writeln!(
                 s,
-                "  {ip:<39} for {} (offenses {offense}, first at {}, {classes})",
+                "  {ip:<39} for {} (offenses {offense}, first at {}, {})",
                 humantime::format_duration(*ttl),
-                time_text(*time)
+                time_text(*time),
+                classes.join(",")
             );
         }
         s

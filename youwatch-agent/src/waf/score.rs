@@ -53,6 +53,13 @@ impl Scorer {
         self.evictions
     }
 
+    /// Starts loading `ip`'s state into the cache, for a [`record`](Self::record) soon after:
+    /// with many clients the state table outgrows the cache, and the wait is otherwise paid
+    /// in full on every entry.
+    pub fn prefetch(&self, ip: IpAddr) {
+        self.ips.prefetch(&ip);
+    }
+
     /// Adds an attack of `points` by `ip` at `now` (Unix seconds).
     pub fn record(&mut self, ip: IpAddr, points: u32, now: u64) -> Score {
         let cfg = &self.cfg;
