@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use youwatch_agent::{sensor::falco::payload, telemetry::alert};
+use youwatch_agent::{inputs::falco::payload, telemetry::alert};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(detections) = payload::parse(data, 64) {

@@ -62,9 +62,17 @@ pub struct RunArgs {
     #[arg(long, short = 'c', env = "YOUWATCH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Detect and report, but change nothing: no pod is deleted, no Ingress patched. Each exec
-    /// and each would-be action is printed on stdout as one JSON line.
-    #[arg(long)]
-    pub dry_run: bool,
+    /// and each planned request (with its reason) is printed on stdout as one JSON line.
+    /// `--dry-run=server` sends every request with dryRun=All instead, so the API server
+    /// validates it (RBAC, preconditions, admission) and persists nothing.
+    #[arg(
+        long,
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client"
+    )]
+    pub dry_run: Option<crate::response::DryRun>,
     /// Watch this cgroup v2 directory and everything below it, in addition to the pods the
     /// inventory selects. Repeatable. Example: /sys/fs/cgroup/unified/system.slice/docker-<id>.scope
     #[arg(long, value_name = "PATH")]

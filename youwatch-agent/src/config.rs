@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{inventory, response, rules, sensor, telemetry, waf};
+use crate::{inputs, inventory, response, rules, sensor, telemetry, waf};
 
 /// The embedded default configuration (and reference), `youwatch-agent/config/default.yaml`.
 pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
@@ -20,7 +20,7 @@ pub struct Config {
     pub sensor: sensor::SensorConfig,
     pub inventory: inventory::InventoryConfig,
     pub rules: rules::RulesConfig,
-    pub falco: sensor::falco::FalcoConfig,
+    pub falco: inputs::falco::FalcoConfig,
     pub waf: waf::WafConfig,
     pub response: response::ResponseConfig,
     pub telemetry: telemetry::TelemetryConfig,

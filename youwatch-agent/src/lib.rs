@@ -5,17 +5,21 @@
 //! (Falco-format rules) → `Detection`; `waf` (ModSecurity audit log) → `Detection`;
 //! `response` turns detections into Kubernetes actions; `telemetry` reports.
 
+pub mod bus;
 pub mod cgroupfs;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod detection;
 pub mod event;
+pub mod inputs;
 pub mod inventory;
 pub mod logging;
 pub mod response;
 pub mod rules;
 pub mod run;
 pub mod sensor;
+pub mod stage;
 pub mod tail;
 pub mod telemetry;
 pub mod waf;

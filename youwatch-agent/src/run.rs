@@ -1,5 +1,8 @@
-//! The agent's main job: start the stages, connect them with bounded channels, run until
-//! SIGINT/SIGTERM, then detach cleanly.
+//! The agent's main job: build every stage, connect them through the detection bus, run until
+//! SIGINT/SIGTERM, then stop them in order: producers first (the exec sensor detaches after
+//! draining the kernel's ring, the tailed inputs finish their batch and save their cursor,
+//! the HTTP listener finishes its requests), then the bus drains into its listeners (the
+//! response stage, the alert writer), which end last.
 
 use std::{io::Write, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -7,13 +10,22 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 
 use crate::{
+    bus::{BusBuilder, BusMetrics, Delivery},
     cgroupfs,
     cli::RunArgs,
+    cluster,
     config::Config,
-    inventory, rules,
-    sensor::{ebpf::ExecSensor, falco::FalcoMetrics},
+    inputs::falco::FalcoMetrics,
+    inventory,
+    response::{DryRun, ResponseStage},
+    rules,
+    sensor::ebpf::ExecSensor,
+    stage::StageHandle,
     telemetry::{alert, http},
 };
+
+/// Decisions the response stage may hold before producers wait (each is small).
+const RESPONSE_QUEUE: usize = 4096;
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref())?;
@@ -26,6 +38,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let dry_run = args.dry_run.unwrap_or(DryRun::Off);
     // Resolve every cgroup before touching the kernel, so a typo fails fast and by name.
     let explicit: Vec<(PathBuf, u64)> = args
         .watch_cgroup
@@ -33,7 +46,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|path| cgroupfs::cgroup_id(path).map(|id| (path.clone(), id)))
         .collect::<Result<_, _>>()?;
 
-    // Rules, alert output and the Falco webhook before the kernel: rule errors fail fast.
+    // Build: every configuration error surfaces here, before the kernel is touched.
     let hostname = config.node_name();
     let mut registry = Registry::default();
     let rules_metrics = rules::RulesMetrics::default();
@@ -44,15 +57,30 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("loading the rules")?;
     let alert_metrics = alert::AlertMetrics::default();
     alert_metrics.register(&mut registry);
-    let (detections, alert_writer) =
-        alert::start(&config.telemetry.alerts, hostname, alert_metrics)?;
+    let alert_writer = alert::writer(&config.telemetry.alerts, hostname.clone(), alert_metrics)?;
+    let cluster = cluster::connect(config.inventory.mode, hostname.clone()).await?;
+    let response = ResponseStage::new(&config.response, cluster.clone(), dry_run)?;
+    response.register(&mut registry);
+
+    // The bus: the response stage never loses a decision; the alert writer may (counted).
+    let bus_metrics = BusMetrics::default();
+    bus_metrics.register(&mut registry);
+    let mut bus = BusBuilder::new(bus_metrics);
+    let response_listener = bus.listen("response", RESPONSE_QUEUE, Delivery::Lossless);
+    let alert_listener = bus.listen(
+        "alerts",
+        config.telemetry.alerts.queue,
+        Delivery::BestEffort,
+    );
+    let bus = bus.build();
+
     let listen = config.telemetry.listen_addr().map_err(anyhow::Error::msg)?;
     let falco_metrics = FalcoMetrics::default();
     falco_metrics.register(&mut registry);
-    let falco =
+    let falco_webhook =
         config
             .falco
-            .webhook_router(listen.is_some(), detections.clone(), falco_metrics.clone())?;
+            .webhook_router(listen.is_some(), bus.clone(), falco_metrics.clone())?;
     let falco_file = config
         .falco
         .file_input(&config.agent.state_dir, falco_metrics);
@@ -63,15 +91,20 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(waf) = &waf {
         waf.register(&mut registry);
     }
-
     let mut sensor = ExecSensor::load(&config.sensor).context("starting the eBPF exec sensor")?;
     sensor.metrics().register(&mut registry);
     let inventory_metrics = inventory::InventoryMetrics::default();
     inventory_metrics.register(&mut registry);
+
+    // Spawn: listeners first, so producers never publish into nothing.
+    let listeners = [
+        response.spawn(response_listener),
+        alert_writer.spawn(alert_listener)?,
+    ];
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = match listen {
         Some(addr) => {
-            let app = http::router(Arc::new(registry), falco.unwrap_or_default());
+            let app = http::router(Arc::new(registry), falco_webhook.unwrap_or_default());
             let shutdown = async {
                 let _ = http_stopped.await;
             };
@@ -83,30 +116,29 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    if dry_run != DryRun::Off {
+        tracing::info!(%dry_run, "dry-run: reporting only, nothing is changed in the cluster");
+    }
+    let mut inputs: Vec<StageHandle> = Vec::new();
+    if let Some(waf) = waf {
+        inputs.push(waf.spawn(bus.clone())?);
+    }
+    if let Some(input) = falco_file {
+        inputs.push(input.spawn(bus.clone())?);
+    }
     let watch = sensor.watch_set();
     let events = sensor.events(config.sensor.channel_capacity)?;
     let mut sensor = Some(sensor);
-    if args.dry_run {
-        tracing::info!("dry-run: reporting only, no action is taken");
-    }
-    let (waf_tx, mut waf_detections) = tokio::sync::mpsc::channel(1024);
-    if let Some(waf) = waf {
-        waf.spawn(waf_tx)?;
-    }
-    let falco_file = falco_file
-        .map(|input| input.spawn(detections.clone()))
-        .transpose()?;
     // The inventory sits between the sensor and the rules: it keeps the watched cgroups in
     // step with the guarded workloads and enriches each exec.
-    let mut enriched = inventory::start(
+    let (mut enriched, _inventory) = inventory::start(
         &config.inventory,
-        config.node_name(),
+        cluster.as_deref(),
         watch,
         explicit,
         events,
         inventory_metrics,
-    )
-    .await?;
+    )?;
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -115,42 +147,44 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             exec = enriched.recv() => {
                 // Closes after the detach below, once the ring is drained and enriched.
                 let Some(exec) = exec else { break };
-                if args.dry_run {
+                if dry_run != DryRun::Off {
                     print_json_line(&exec)?;
                 }
                 for detection in engine.evaluate(&exec) {
-                    let _ = detections.send(detection);
+                    bus.publish(detection).await?;
                 }
-            }
-            Some(detection) = waf_detections.recv() => {
-                let _ = detections.send(detection);
             }
             signal = &mut shutdown, if sensor.is_some() => {
                 if let Some(sensor) = sensor.take() {
                     tracing::info!(signal, counters = ?sensor.counters().ok(), "shutting down: detaching the exec sensor");
                     sensor.detach();
                 }
+                for input in &inputs {
+                    input.stop();
+                }
             }
         }
     }
     tracing::info!("exec sensor detached, every stored event reported");
+
+    // Producers: each finishes what it has in hand.
+    for input in inputs {
+        input.join().await?;
+    }
     let _ = stop_http.send(());
     if let Some(server) = server {
         server.await??;
     }
-    if let Some(input) = falco_file {
-        tokio::task::spawn_blocking(move || input.stop()).await?;
+    // Listeners end once the last producer's bus handle is gone and their queues are drained.
+    drop(bus);
+    for listener in listeners {
+        listener.join().await?;
     }
-    // The writer ends once every sender is gone, after writing what is queued.
-    drop(detections);
-    tokio::task::spawn_blocking(move || alert_writer.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the alert writer thread panicked"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// One JSON object per line on stdout, flushed (dry-run output is read by people and pipes).
-fn print_json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub fn print_json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer(&mut stdout, value)?;
     stdout.write_all(b"\n")?;

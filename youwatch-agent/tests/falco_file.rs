@@ -2,14 +2,16 @@
 //! from output_fields), bad lines are counted and skipped, rotation loses nothing, and a
 //! restart resumes after the last alert handed over (no loss, no repeat).
 
+mod support;
+
 use std::{io::Write, path::Path, time::Duration};
 
-use tokio::sync::mpsc;
+use support::bus::{self, TestListener};
 use youwatch_agent::{
     detection::{Detection, Origin, Priority, Subject},
-    sensor::falco::{FalcoConfig, FalcoFileHandle, FalcoMetrics, FileConfig},
-    tail::StartAt,
-    telemetry::alert::{AlertMetrics, DetectionSender},
+    inputs::falco::{FalcoConfig, FalcoMetrics, FileConfig},
+    stage::StageHandle,
+    tail::{FollowConfig, StartAt},
 };
 
 fn alert(rule: &str, priority: &str, pod: &str) -> String {
@@ -29,14 +31,16 @@ fn append(path: &Path, lines: &[String]) {
     }
 }
 
-fn start(log: &Path, state: &Path) -> (FalcoFileHandle, mpsc::Receiver<Detection>, FalcoMetrics) {
+fn start(log: &Path, state: &Path) -> (StageHandle, TestListener, FalcoMetrics) {
     let config = FalcoConfig {
         file: FileConfig {
             path: log.to_owned(),
-            start_at: StartAt::Beginning,
-            poll_interval: Duration::from_millis(50),
-            rotate_grace: Duration::from_millis(200),
-            ..FileConfig::default()
+            follow: FollowConfig {
+                start_at: StartAt::Beginning,
+                poll_interval: Duration::from_millis(50),
+                rotate_grace: Duration::from_millis(200),
+                ..FollowConfig::default()
+            },
         },
         min_priority: Priority::Warning,
         ..FalcoConfig::default()
@@ -45,21 +49,21 @@ fn start(log: &Path, state: &Path) -> (FalcoFileHandle, mpsc::Receiver<Detection
     let input = config
         .file_input(state, metrics.clone())
         .expect("a path is set");
-    let (sender, rx) = DetectionSender::channel(64, &AlertMetrics::default());
-    (input.spawn(sender).unwrap(), rx, metrics)
+    let (bus, rx) = bus::single(64);
+    (input.spawn(bus).unwrap(), rx, metrics)
 }
 
-fn next(rx: &mut mpsc::Receiver<Detection>) -> Detection {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match rx.try_recv() {
-            Ok(d) => return d,
-            Err(_) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("no detection: {e}"),
-        }
-    }
+fn next(rx: &mut TestListener) -> Detection {
+    rx.next(Duration::from_secs(10))
+}
+
+/// Stops the input (it finishes its batch and saves the cursor).
+fn stop(handle: StageHandle) {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(handle.shutdown())
+        .unwrap();
 }
 
 #[test]
@@ -96,16 +100,16 @@ fn follows_falco_file_output() {
     append(&log, &[alert("After rotation", "Error", "juice-shop-1")]);
     assert_eq!(next(&mut rx).rule, "Before rotation");
     assert_eq!(next(&mut rx).rule, "After rotation");
-    handle.stop();
-    assert!(rx.try_recv().is_err());
+    stop(handle);
+    assert!(rx.try_recv().is_none());
 
     // A restart resumes after the last alert handed over.
     append(&log, &[alert("While stopped", "Critical", "juice-shop-1")]);
     let (handle, mut rx, _) = start(&log, dir.path());
     assert_eq!(next(&mut rx).rule, "While stopped");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(rx.try_recv().is_err(), "nothing read twice");
-    handle.stop();
+    assert!(rx.try_recv().is_none(), "nothing read twice");
+    stop(handle);
 }
 
 #[test]
@@ -127,11 +131,10 @@ fn off_without_a_path_and_named_when_unreadable() {
     let input = config
         .file_input(dir.path(), FalcoMetrics::default())
         .unwrap();
-    let (sender, _rx) = DetectionSender::channel(1, &AlertMetrics::default());
+    let (bus, _rx) = bus::single(1);
     let err = input
-        .spawn(sender)
-        .err()
-        .expect("a directory is not a log file")
+        .spawn(bus)
+        .expect_err("a directory is not a log file")
         .to_string();
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
 }

@@ -9,15 +9,15 @@ use std::{
     time::Duration,
 };
 
+mod support;
+
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use youwatch_agent::{
+    bus::{BusBuilder, BusMetrics, Delivery},
     detection::{Detection, Origin, Subject},
-    sensor::falco::{FalcoConfig, FalcoMetrics, WebhookConfig},
-    telemetry::{
-        alert::{AlertMetrics, DetectionSender},
-        http,
-    },
+    inputs::falco::{FalcoConfig, FalcoMetrics, WebhookConfig},
+    telemetry::http,
 };
 
 const ALERT: &str = r#"{"hostname":"node-1","output":"16:31:56.746609046: Notice A shell was spawned in a container with an attached terminal | user=root","output_fields":{"container.id":"3ad7b26ded6d","k8s.ns.name":"shop","k8s.pod.name":"juice-shop-6f7d9","proc.tty":34816},"priority":"Notice","rule":"Terminal shell in container","source":"syscall","tags":["container","shell"],"time":"2024-05-01T16:31:56.746609046Z"}"#;
@@ -30,6 +30,7 @@ struct Agent {
 }
 
 impl Agent {
+    /// The webhook on a bus whose listener takes (acknowledges) each detection at once.
     async fn start(token_file: &Path, max_body_bytes: usize, queue: usize) -> Agent {
         let config = FalcoConfig {
             webhook: WebhookConfig {
@@ -45,11 +46,15 @@ impl Agent {
         let mut registry = Registry::default();
         let falco_metrics = FalcoMetrics::default();
         falco_metrics.register(&mut registry);
-        let alert_metrics = AlertMetrics::default();
-        alert_metrics.register(&mut registry);
-        let (sender, detections) = DetectionSender::channel(queue, &alert_metrics);
+        let (bus, mut listener) = support::bus::single(queue);
+        let (tx, detections) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            while let Some(d) = listener.recv().await {
+                let _ = tx.send(d).await;
+            }
+        });
         let falco = config
-            .webhook_router(true, sender, falco_metrics)
+            .webhook_router(true, bus, falco_metrics)
             .unwrap()
             .unwrap();
         let listener = http::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -257,14 +262,50 @@ async fn follows_token_rotation() {
 }
 
 #[tokio::test]
-async fn full_queue_is_503() {
+async fn answers_only_once_every_listener_took_the_alerts() {
     let (_dir, token) = token_dir("t");
-    let agent = Agent::start(&token, 64 * 1024, 1).await;
-    assert_eq!(agent.post(Some("t"), ALERT).await.0, 200);
-    let (status, body) = agent.post(Some("t"), ALERT).await;
-    assert_eq!(status, 503);
-    assert!(body.contains("queue is full"), "{body}");
-    agent.stop().await;
+    let config = FalcoConfig {
+        webhook: WebhookConfig {
+            enabled: true,
+            token_file: token.clone(),
+            ..WebhookConfig::default()
+        },
+        ..FalcoConfig::default()
+    };
+    let mut builder = BusBuilder::new(BusMetrics::default());
+    let mut response = builder.listen("response", 1, Delivery::Lossless);
+    let router = config
+        .webhook_router(true, builder.build(), FalcoMetrics::default())
+        .unwrap()
+        .unwrap();
+    let listener = http::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = http::router(Arc::new(Registry::default()), router);
+    tokio::spawn(http::serve(listener, app, std::future::pending()));
+    let post = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let body = format!("[{ALERT},{ALERT}]");
+        let raw = format!(
+            "POST /falco HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    // A queue of one: the second alert waits for room (back-pressure, never a drop), and the
+    // answer waits until both were taken.
+    let first = response.recv().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!post.is_finished(), "answered before the alerts were taken");
+    first.done();
+    response.recv().await.unwrap().done();
+    let answer = post.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"accepted\":2"), "{answer}");
 }
 
 #[tokio::test]
@@ -276,9 +317,9 @@ async fn refuses_to_start_without_a_token() {
         },
         ..FalcoConfig::default()
     };
-    let (sender, _rx) = DetectionSender::channel(1, &AlertMetrics::default());
+    let (bus, _rx) = support::bus::single(1);
     let err = config
-        .webhook_router(true, sender.clone(), FalcoMetrics::default())
+        .webhook_router(true, bus.clone(), FalcoMetrics::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("token_file"), "{err}");
@@ -291,7 +332,7 @@ async fn refuses_to_start_without_a_token() {
         ..FalcoConfig::default()
     };
     let err = config
-        .webhook_router(true, sender, FalcoMetrics::default())
+        .webhook_router(true, bus, FalcoMetrics::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("/nonexistent/token"), "{err}");

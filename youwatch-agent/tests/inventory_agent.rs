@@ -149,7 +149,7 @@ async fn cluster_mode_from_kubeconfig_prints_enriched_execs() {
     cmd.env("KUBECONFIG", server.write_kubeconfig(dir.path()))
         .env("NODE_NAME", "node-e2e");
     let mut agent = Agent::spawn(cmd);
-    let mode = agent.wait_log("inventory mode: cluster");
+    let mode = agent.wait_log("agent mode: cluster");
     assert!(mode.contains("KUBECONFIG"), "{mode}");
     agent.wait_log("watching pod cgroup");
 
@@ -178,7 +178,7 @@ async fn node_local_mode_without_a_cluster() {
         tree.root().display()
     );
     let mut agent = Agent::spawn(agent_command(dir.path(), &config));
-    let mode = agent.wait_log("inventory mode: node-local");
+    let mode = agent.wait_log("agent mode: node-local");
     assert!(mode.contains("no $KUBECONFIG"), "{mode}");
     agent.wait_log("watching container");
     tree.sh(&scope, "/bin/echo yw-local; true");

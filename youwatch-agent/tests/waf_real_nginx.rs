@@ -13,7 +13,7 @@ use std::{
 use support::nginx_waf::{self, RealWaf};
 use youwatch_agent::{
     detection::Subject,
-    tail::StartAt,
+    tail::{FollowConfig, StartAt},
     waf::{
         WafConfig, WafStage,
         classify::{Class, Classifier, message_class},
@@ -176,8 +176,11 @@ fn attackers() -> BTreeSet<IpAddr> {
 fn test_config(waf: &RealWaf) -> WafConfig {
     let mut cfg = WafConfig {
         audit_log: waf.audit_log(),
-        start_at: StartAt::Beginning,
-        poll_interval: Duration::from_millis(100),
+        follow: FollowConfig {
+            start_at: StartAt::Beginning,
+            poll_interval: Duration::from_millis(100),
+            ..FollowConfig::default()
+        },
         ..WafConfig::default()
     };
     // Our attackers live on 127.0.1.0/24.
@@ -197,28 +200,31 @@ fn real_modsecurity_crs_attackers_and_only_attackers_are_ban_candidates() {
 
     // The live stage follows the log while the traffic happens.
     let stage = WafStage::new(&cfg, state.path()).unwrap().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    let thread = stage.spawn(tx).unwrap();
+    let (bus, mut rx) = support::bus::single(256);
+    let handle = stage.spawn(bus).unwrap();
     send_traffic(&waf);
     let log = waf.settled_log();
     let mut detections = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         match rx.try_recv() {
-            Ok(d) => detections.push(d),
-            Err(_) if detections.len() >= 8 => {
+            Some(d) => detections.push(d),
+            None if detections.len() >= 8 => {
                 // Give stragglers a moment, then stop.
                 std::thread::sleep(Duration::from_millis(300));
-                while let Ok(d) = rx.try_recv() {
+                while let Some(d) = rx.try_recv() {
                     detections.push(d);
                 }
                 break;
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            None => std::thread::sleep(Duration::from_millis(50)),
         }
     }
-    drop(rx);
-    thread.join().unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(handle.shutdown())
+        .unwrap();
 
     if let Ok(path) = std::env::var("YOUWATCH_CAPTURE_AUDIT_LOG") {
         std::fs::write(&path, &log).unwrap();

@@ -6,8 +6,9 @@
 //! on this host) and turns each [`ExecEvent`](crate::event::ExecEvent) into an
 //! [`EnrichedExec`](crate::event::EnrichedExec).
 //!
-//! - [`mode`] decides between cluster mode (a kubeconfig or in-cluster service account) and
-//!   node-local mode (containers discovered from cgroupfs).
+//! - [`Targets`]: cluster mode (this node's pods, from the shared
+//!   [`ClusterContext`](crate::cluster::ClusterContext)) or node-local mode (containers
+//!   discovered from cgroupfs); [`crate::cluster`] decides which.
 //! - [`source`] watches this node's pods through the API server; [`pod`] extracts what we keep;
 //!   [`select`] decides which pods are guarded.
 //! - [`layout`] finds a pod's cgroup from its UID; [`appear`] notices cgroups created later.
@@ -23,7 +24,6 @@ pub mod labels;
 pub mod layout;
 pub mod lineage;
 pub mod metrics;
-pub mod mode;
 pub mod node_local;
 pub mod pod;
 pub mod procfs;
@@ -34,35 +34,64 @@ pub mod users;
 
 use serde::Deserialize;
 
+pub use crate::cluster::InventoryMode;
 pub use metrics::InventoryMetrics;
-pub use mode::{InventoryMode, Targets};
 pub use stage::{CgroupWatch, InventoryError, spawn};
 
 use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 
-use crate::event::{EnrichedExec, ExecEvent};
+use crate::{
+    cluster::ClusterContext,
+    event::{EnrichedExec, ExecEvent},
+};
 
-/// Chooses the mode (logging which and why), then starts the stage: see [`mode::choose`] and
-/// [`spawn`]. `explicit` are the `--watch-cgroup` cgroups (path, id).
-pub async fn start<W: CgroupWatch>(
+/// What the stage guards.
+#[derive(Clone)]
+pub enum Targets {
+    /// Pods on `node_name`, from the API server behind `client`.
+    Cluster {
+        client: kube::Client,
+        node_name: String,
+        /// The agent's own namespace (excluded by default).
+        own_namespace: Option<String>,
+    },
+    /// Containers on this host, from cgroupfs.
+    NodeLocal,
+}
+
+impl Targets {
+    /// This node's pods with a cluster, else the host's containers.
+    pub fn from_cluster(cluster: Option<&ClusterContext>) -> Targets {
+        match cluster {
+            Some(c) => Targets::Cluster {
+                client: c.client.clone(),
+                node_name: c.node_name.clone(),
+                own_namespace: c.own_namespace.clone(),
+            },
+            None => Targets::NodeLocal,
+        }
+    }
+}
+
+/// Starts the stage (see [`spawn`]). `explicit` are the `--watch-cgroup` cgroups (path, id).
+pub fn start<W: CgroupWatch>(
     config: &InventoryConfig,
-    node_name: String,
+    cluster: Option<&ClusterContext>,
     watch: W,
     explicit: Vec<(PathBuf, u64)>,
     execs: mpsc::Receiver<ExecEvent>,
     metrics: InventoryMetrics,
-) -> Result<mpsc::Receiver<EnrichedExec>, InventoryError> {
-    let (targets, decision) = mode::choose(config.mode, node_name).await?;
-    match &decision {
-        mode::Decision::Cluster(why) => tracing::info!(why, "inventory mode: cluster"),
-        mode::Decision::NodeLocal(why) => {
-            tracing::info!(why, "inventory mode: node-local (no cluster)")
-        }
-    }
-    let (enriched, _task) = spawn(config, targets, watch, explicit, execs, metrics)?;
-    Ok(enriched)
+) -> Result<(mpsc::Receiver<EnrichedExec>, tokio::task::JoinHandle<()>), InventoryError> {
+    spawn(
+        config,
+        Targets::from_cluster(cluster),
+        watch,
+        explicit,
+        execs,
+        metrics,
+    )
 }
 
 /// `inventory:` section.

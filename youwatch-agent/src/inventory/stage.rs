@@ -17,7 +17,7 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
-    InventoryConfig,
+    InventoryConfig, Targets,
     appear::CgroupAppear,
     bounded::BoundedMap,
     cgroup_index::CgroupIndex,
@@ -25,7 +25,6 @@ use super::{
     layout::KubepodsRoot,
     lineage::ProcessTable,
     metrics::{Attribution, InventoryMetrics},
-    mode::Targets,
     node_local::{self, LocalSelector, NodeLocalError},
     pod::PodRecord,
     procfs::ProcFs,
@@ -72,8 +71,6 @@ pub enum InventoryError {
     NodeLocal(#[from] NodeLocalError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
-    #[error(transparent)]
-    Mode(#[from] super::mode::ModeError),
     #[error("watching cgroup {path}: {message}")]
     Watch { path: PathBuf, message: String },
 }

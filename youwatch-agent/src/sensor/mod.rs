@@ -1,8 +1,7 @@
-//! Sensors: where events enter the agent. `ebpf` is our own kernel exec sensor; `falco`
-//! receives alerts from an existing Falco as a fallback.
+//! The sensor: our own kernel exec sensor (`ebpf`), where exec events enter the agent.
+//! (Alerts from an existing Falco enter through [`crate::inputs::falco`].)
 
 pub mod ebpf;
-pub mod falco;
 
 use serde::Deserialize;
 

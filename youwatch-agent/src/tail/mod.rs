@@ -56,6 +56,51 @@ pub enum StartAt {
     Beginning,
 }
 
+/// How an input follows its file: the settings every tailed input (`waf.follow`,
+/// `falco.file.follow`) shares.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FollowConfig {
+    /// Where to start on the very first run (later runs resume from the saved cursor).
+    pub start_at: StartAt,
+    /// Longer lines are skipped and counted.
+    pub max_line_bytes: usize,
+    /// Longest wait between looks at the file when inotify says nothing.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// After rotation, keep reading the old file until it has been quiet this long.
+    #[serde(with = "humantime_serde")]
+    pub rotate_grace: Duration,
+    /// Use inotify (else polling only).
+    pub inotify: bool,
+}
+
+impl Default for FollowConfig {
+    fn default() -> Self {
+        Self {
+            start_at: StartAt::End,
+            max_line_bytes: 1 << 20,
+            poll_interval: Duration::from_secs(1),
+            rotate_grace: Duration::from_secs(2),
+            inotify: true,
+        }
+    }
+}
+
+impl FollowConfig {
+    /// Options to follow `path` with these settings, saving the cursor in `cursor_file`.
+    pub fn options(&self, path: impl Into<PathBuf>, cursor_file: Option<PathBuf>) -> FollowOptions {
+        let mut opts = FollowOptions::new(path);
+        opts.cursor_file = cursor_file;
+        opts.start_at = self.start_at;
+        opts.max_line_bytes = self.max_line_bytes;
+        opts.poll_interval = self.poll_interval;
+        opts.rotate_grace = self.rotate_grace;
+        opts.inotify = self.inotify;
+        opts
+    }
+}
+
 /// How to follow one path.
 #[derive(Clone, Debug)]
 pub struct FollowOptions {

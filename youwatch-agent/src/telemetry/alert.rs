@@ -2,8 +2,11 @@
 //! writes (`hostname, output, output_fields, priority, rule, source, tags, time`), so
 //! falcosidekick, Falco Talon or a log pipeline built for Falco consume them unchanged.
 //!
-//! Detections reach the writer through a bounded queue; a dedicated thread writes them to
-//! stdout and/or a file, so a slow reader never stalls the stages that detect.
+//! The writer is a best-effort listener of the detection bus: a dedicated thread writes
+//! detections to stdout and/or a file, so a slow reader never stalls the exec path (which
+//! drops alerts, counted, when the queue is full) while tailed inputs wait for it. Each
+//! envelope is acknowledged once its line is written, so a tailed input's cursor never moves
+//! past an alert that was not.
 
 use std::{
     collections::BTreeMap,
@@ -16,9 +19,15 @@ use std::{
 
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
-use crate::detection::{Detection, Origin};
+use crate::{
+    bus::{Envelope, Listener},
+    detection::{Detection, Origin},
+    stage::{StageHandle, StopSignal},
+};
+
+/// Alerts written per system call at most (a burst is written in one go).
+const BATCH: usize = 256;
 
 /// `telemetry.alerts:` section.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -29,8 +38,9 @@ pub struct AlertConfig {
     /// Also append each alert to this file. Empty: no file. A file renamed away (log
     /// rotation) is noticed and reopened at the path.
     pub file: PathBuf,
-    /// Detections waiting for the writer. When full, new ones are counted
-    /// (youwatch_alerts_dropped_total) and dropped.
+    /// Detections waiting for the writer. When full, tailed inputs (WAF, Falco file) wait;
+    /// the exec path drops the alert (youwatch_bus_dropped_total{listener="alerts"}, and a
+    /// warning at most every 10 s) rather than delay its response.
     pub queue: usize,
 }
 
@@ -58,7 +68,6 @@ pub enum AlertError {
 #[derive(Clone, Debug, Default)]
 pub struct AlertMetrics {
     written: Counter,
-    dropped: Counter,
     write_errors: Counter,
 }
 
@@ -70,11 +79,6 @@ impl AlertMetrics {
             self.written.clone(),
         );
         registry.register(
-            "youwatch_alerts_dropped",
-            "Detections dropped because the alert queue was full",
-            self.dropped.clone(),
-        );
-        registry.register(
             "youwatch_alerts_write_errors",
             "Alerts that could not be written to stdout or the alert file",
             self.write_errors.clone(),
@@ -82,71 +86,16 @@ impl AlertMetrics {
     }
 }
 
-/// Where detecting stages send detections; cheap to clone.
-#[derive(Clone, Debug)]
-pub struct DetectionSender {
-    tx: mpsc::Sender<Detection>,
-    dropped: Counter,
-}
-
-impl DetectionSender {
-    /// A bounded queue of `capacity` detections; drops on a full queue count in `metrics`.
-    pub fn channel(capacity: usize, metrics: &AlertMetrics) -> (Self, mpsc::Receiver<Detection>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (
-            Self {
-                tx,
-                dropped: metrics.dropped.clone(),
-            },
-            rx,
-        )
-    }
-
-    /// How many detections the queue can take right now.
-    pub fn room(&self) -> usize {
-        self.tx.capacity()
-    }
-
-    /// Queues a detection, waiting for room (inputs that can wait, like a file being read,
-    /// wait rather than drop). Only from a thread outside the async runtime. Fails only when
-    /// the writer has stopped.
-    pub fn wait_send(&self, detection: Detection) -> Result<(), Box<Detection>> {
-        self.tx.blocking_send(detection).map_err(|e| Box::new(e.0))
-    }
-
-    /// Queues a detection without waiting; when the queue is full it is counted, dropped
-    /// and handed back.
-    pub fn send(&self, detection: Detection) -> Result<(), Box<Detection>> {
-        self.tx.try_send(detection).map_err(|e| {
-            self.dropped.inc();
-            Box::new(match e {
-                mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
-            })
-        })
-    }
-}
-
-/// Starts the writer thread; it ends when every sender is dropped, after writing what was
-/// queued.
-pub fn start(
+/// Checks the settings and opens the file (a bad path fails here, by name).
+pub fn writer(
     config: &AlertConfig,
     hostname: String,
     metrics: AlertMetrics,
-) -> Result<(DetectionSender, std::thread::JoinHandle<()>), AlertError> {
+) -> Result<AlertWriter, AlertError> {
     if config.queue == 0 {
         return Err(AlertError::ZeroQueue);
     }
-    let mut writer = AlertWriter::new(config, hostname, metrics.clone())?;
-    let (sender, mut rx) = DetectionSender::channel(config.queue, &metrics);
-    let handle = std::thread::Builder::new()
-        .name("alert-writer".into())
-        .spawn(move || {
-            while let Some(d) = rx.blocking_recv() {
-                writer.write(&d);
-            }
-        })
-        .map_err(AlertError::Thread)?;
-    Ok((sender, handle))
+    AlertWriter::new(config, hostname, metrics)
 }
 
 /// Writes alerts to stdout and/or a file.
@@ -176,27 +125,60 @@ impl AlertWriter {
         })
     }
 
+    /// Starts the writer thread on the bus listener `alerts`; it ends when the bus closes,
+    /// after writing what was queued.
+    pub fn spawn(mut self, mut alerts: Listener) -> Result<StageHandle, AlertError> {
+        let thread = std::thread::Builder::new()
+            .name("alert-writer".into())
+            .spawn(move || {
+                let mut batch: Vec<Envelope> = Vec::with_capacity(BATCH);
+                while let Some(first) = alerts.blocking_recv() {
+                    batch.push(first);
+                    while batch.len() < BATCH
+                        && let Ok(next) = alerts.try_recv()
+                    {
+                        batch.push(next);
+                    }
+                    self.write_all(batch.iter().map(|e| &*e.detection));
+                    batch.drain(..).for_each(Envelope::done);
+                }
+            })
+            .map_err(AlertError::Thread)?;
+        // The writer ends with the bus, not on request: it must write what is queued.
+        Ok(StageHandle::thread("alerts", StopSignal::new(), thread))
+    }
+
     pub fn write(&mut self, d: &Detection) {
-        let mut line = to_json(d, &self.hostname);
-        line.push('\n');
+        self.write_all(std::iter::once(d));
+    }
+
+    /// Writes the alerts, one line each, in one write per output.
+    pub fn write_all<'a>(&mut self, detections: impl Iterator<Item = &'a Detection>) {
+        let mut text = String::new();
+        let mut count = 0;
+        for d in detections {
+            text.push_str(&to_json(d, &self.hostname));
+            text.push('\n');
+            count += 1;
+        }
         let mut ok = true;
         if self.stdout {
             let mut out = io::stdout().lock();
-            if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
-                tracing::warn!(error = %e, "writing an alert to stdout");
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                tracing::warn!(error = %e, "writing alerts to stdout");
                 ok = false;
             }
         }
         if let Some(file) = &mut self.file
-            && let Err(e) = file.append(line.as_bytes())
+            && let Err(e) = file.append(text.as_bytes())
         {
-            tracing::warn!(error = %e, path = %file.path.display(), "writing an alert to the alert file");
+            tracing::warn!(error = %e, path = %file.path.display(), "writing alerts to the alert file");
             ok = false;
         }
         if ok {
-            self.metrics.written.inc();
+            self.metrics.written.inc_by(count);
         } else {
-            self.metrics.write_errors.inc();
+            self.metrics.write_errors.inc_by(count);
         }
     }
 }
@@ -356,15 +338,6 @@ mod tests {
             1
         );
         assert_eq!(w.metrics.written.get(), 2);
-    }
-
-    #[test]
-    fn full_queue_counts_drops() {
-        let metrics = AlertMetrics::default();
-        let (s, _rx) = DetectionSender::channel(1, &metrics);
-        assert!(s.send(detection()).is_ok());
-        assert!(s.send(detection()).is_err());
-        assert_eq!(metrics.dropped.get(), 1);
     }
 
     #[test]

@@ -6,25 +6,15 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::classify::{Class, ClassSet};
-use crate::tail::StartAt;
+use crate::tail::FollowConfig;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WafConfig {
     /// The ModSecurity (v3 JSON serial) or Coraza JSON audit log to follow. Empty: off.
     pub audit_log: PathBuf,
-    /// Where to start on the very first run (later runs resume from the saved cursor).
-    pub start_at: StartAt,
-    /// Longer lines are skipped and counted.
-    pub max_line_bytes: usize,
-    /// Longest wait between looks at the file when inotify says nothing.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// After rotation, keep reading the old file until it has been quiet this long.
-    #[serde(with = "humantime_serde")]
-    pub rotate_grace: Duration,
-    /// Use inotify (else polling only).
-    pub inotify: bool,
+    /// How the audit log is followed (start, rotation, polling).
+    pub follow: FollowConfig,
     /// Classes whose presence makes an entry count against its client.
     pub ban_classes: Vec<Class>,
     /// Which detections the stage sends on: only bans, or every attack entry too.
@@ -37,11 +27,7 @@ impl Default for WafConfig {
     fn default() -> Self {
         Self {
             audit_log: PathBuf::new(),
-            start_at: StartAt::End,
-            max_line_bytes: 1 << 20,
-            poll_interval: Duration::from_secs(1),
-            rotate_grace: Duration::from_secs(2),
-            inotify: true,
+            follow: FollowConfig::default(),
             ban_classes: Class::ALL
                 .into_iter()
                 .filter(|c| c.bans_by_default())
@@ -144,12 +130,12 @@ impl WafConfig {
                 "waf.scoring.max_tracked_ips above 10000000 is not supported",
             ),
             (
-                self.max_line_bytes < 1024,
-                "waf.max_line_bytes must be at least 1024",
+                self.follow.max_line_bytes < 1024,
+                "waf.follow.max_line_bytes must be at least 1024",
             ),
             (
-                self.poll_interval.is_zero(),
-                "waf.poll_interval must be longer than 0s",
+                self.follow.poll_interval.is_zero(),
+                "waf.follow.poll_interval must be longer than 0s",
             ),
         ];
         match checks.iter().find(|(bad, _)| *bad) {

@@ -86,7 +86,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     std::fs::metadata(&args.audit_log)
         .with_context(|| format!("cannot read the audit log {}", args.audit_log.display()))?;
     waf.audit_log = args.audit_log.clone();
-    waf.start_at = StartAt::Beginning;
+    waf.follow.start_at = StartAt::Beginning;
     let mut opts = WafStage::follow_options(&waf, None);
     opts.inotify = args.follow;
     let mut follower = Follower::open(opts, TailMetrics::default())?;

@@ -1,23 +1,21 @@
-//! The live WAF stage: follow the audit log, decide each entry, send `Detection`s on, and
-//! commit the tail cursor once a batch's detections are handed over.
+//! The live WAF stage: follow the audit log with the shared tailed-input runner, decide each
+//! entry, and publish the detections on the bus. The runner saves the cursor only once every
+//! listener has taken a batch's detections, so a ban decided is never lost to a restart.
 //!
 //! It runs on its own thread (file reads block, and parsing is CPU work that must not stall
-//! the async runtime); the bounded channel gives back-pressure: a slow response stage slows
-//! the reading, nothing is dropped.
+//! the async runtime); a full listener queue slows the reading, nothing is dropped.
 
-use std::{
-    path::{Path, PathBuf},
-    thread::JoinHandle,
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
 
 use super::{WafConfig, detect, metrics::WafMetrics, pipeline::Pipeline};
 use crate::{
+    bus::Bus,
     detection::Detection,
-    tail::{FollowOptions, Follower, Position, TailError, TailMetrics},
+    inputs::tailed::{LineDecoder, TailedInput},
+    stage::StageHandle,
+    tail::{FollowOptions, TailError, TailMetrics},
 };
 
 /// File name of the cursor in the agent's state directory.
@@ -29,8 +27,6 @@ pub enum StageError {
     Config(String),
     #[error(transparent)]
     Tail(#[from] TailError),
-    #[error("starting the WAF thread: {0}")]
-    Thread(std::io::Error),
 }
 
 /// The WAF stage, ready to run.
@@ -64,79 +60,43 @@ impl WafStage {
 
     /// Follow options for this configuration (`cursor`: where to save the position).
     pub fn follow_options(config: &WafConfig, cursor: Option<PathBuf>) -> FollowOptions {
-        let mut opts = FollowOptions::new(&config.audit_log);
-        opts.cursor_file = cursor;
-        opts.start_at = config.start_at;
-        opts.max_line_bytes = config.max_line_bytes;
-        opts.poll_interval = config.poll_interval;
-        opts.rotate_grace = config.rotate_grace;
-        opts.inotify = config.inotify;
-
-        opts
+        config.follow.options(&config.audit_log, cursor)
     }
 
-    /// Starts the thread; it ends when `tx` is closed.
-    pub fn spawn(self, tx: mpsc::Sender<Detection>) -> Result<JoinHandle<()>, StageError> {
-        let opts = Self::follow_options(&self.config, Some(self.cursor.clone()));
-        let follower = Follower::open(opts, self.tail_metrics.clone())?;
-        tracing::info!(
-            audit_log = %self.config.audit_log.display(),
-            cursor = %self.cursor.display(),
-            inotify = follower.uses_inotify(),
-            "WAF stage following the audit log"
-        );
-        std::thread::Builder::new()
-            .name("waf".into())
-            .spawn(move || self.run(follower, tx))
-            .map_err(StageError::Thread)
-    }
-
-    fn run(self, mut follower: Follower, tx: mpsc::Sender<Detection>) {
-        let mut pipeline = Pipeline::new(&self.config, self.metrics.clone());
-        let mut failing = false;
-        let mut commit_failing = false;
-        while !tx.is_closed() {
-            let batch = match follower.next_batch(Duration::from_millis(500)) {
-                Ok(batch) => batch,
-                Err(e) => {
-                    if !std::mem::replace(&mut failing, true) {
-                        tracing::error!(error = %e, "WAF audit log unreadable; retrying");
-                    }
-                    std::thread::sleep(self.config.poll_interval);
-                    continue;
-                }
-            };
-            if std::mem::replace(&mut failing, false) {
-                tracing::info!("WAF audit log readable again");
-            }
-            let Some(end) = batch.end() else { continue };
-            let now = detect::now_secs();
-            let mut done = None;
-            for line in batch {
-                if let Ok(outcome) = pipeline.process(line.bytes, now)
-                    && let Some(d) = detect::detection(&outcome, self.config.report)
-                    && tx.blocking_send(d).is_err()
-                {
-                    // Shutting down: keep what was handed over, read the rest next time.
-                    if let Some(done) = done {
-                        commit(&mut follower, done, &mut commit_failing);
-                    }
-                    return;
-                }
-                done = Some(line.end);
-            }
-            commit(&mut follower, end, &mut commit_failing);
-        }
+    /// Opens the audit log (a bad path fails here, by name) and starts the thread.
+    pub fn spawn(self, bus: Bus) -> Result<StageHandle, StageError> {
+        let input = TailedInput {
+            name: "waf",
+            follow: Self::follow_options(&self.config, Some(self.cursor.clone())),
+            decoder: Entries {
+                pipeline: Pipeline::new(&self.config, self.metrics.clone()),
+                report: self.config.report,
+                now: detect::now_secs(),
+            },
+            metrics: self.tail_metrics,
+        };
+        Ok(input.spawn(bus)?)
     }
 }
 
-/// Saves the cursor; a failure is logged once until saving works again.
-fn commit(follower: &mut Follower, end: Position, failing: &mut bool) {
-    match follower.commit(end) {
-        Err(e) if !std::mem::replace(failing, true) => {
-            tracing::warn!(error = %e, "cannot save the WAF tail cursor; a restart may read some entries again");
+/// One audit-log entry per line, decided by the pipeline.
+struct Entries {
+    pipeline: Pipeline,
+    report: super::config::Report,
+    now: u64,
+}
+
+impl LineDecoder for Entries {
+    fn begin_batch(&mut self) {
+        self.now = detect::now_secs();
+    }
+
+    fn decode(&mut self, line: &[u8], out: &mut Vec<Detection>) {
+        // Bad lines are counted by the pipeline's metrics.
+        if let Ok(outcome) = self.pipeline.process(line, self.now)
+            && let Some(d) = detect::detection(&outcome, self.report)
+        {
+            out.push(d);
         }
-        Err(_) => {}
-        Ok(()) => *failing = false,
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod bus;
 pub mod cgroup_tree;
 pub mod inventory_stage;
 pub mod nginx_waf;

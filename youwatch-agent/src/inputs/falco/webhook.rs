@@ -19,7 +19,10 @@ use super::{
     FalcoMetrics, payload,
     token::{TokenError, TokenFile},
 };
-use crate::{detection::Priority, telemetry::alert::DetectionSender};
+use crate::{
+    bus::{Bus, Receipt},
+    detection::Priority,
+};
 
 pub struct Webhook {
     pub token: TokenFile,
@@ -28,7 +31,7 @@ pub struct Webhook {
     pub body_timeout: std::time::Duration,
     pub in_flight: tokio::sync::Semaphore,
     pub min_priority: Priority,
-    pub detections: DetectionSender,
+    pub bus: Bus,
     pub metrics: FalcoMetrics,
 }
 
@@ -148,14 +151,10 @@ async fn accept(hook: &Webhook, request: Request) -> Result<usize, Refusal> {
         };
         Refusal::new(StatusCode::BAD_REQUEST, reason, e.to_string())
     })?;
-    let count = detections.len();
-    if hook.detections.room() < count {
-        return Err(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "the alert queue is full; retry later",
-        ));
-    }
+    // Taken means taken by every listener (the response stage journaled it): only then is
+    // the request answered 200, so Falco's delivery is never acknowledged early. A full
+    // queue makes the request wait (back-pressure), never drops.
+    let receipt = Receipt::new();
     let mut accepted = 0;
     for d in detections {
         hook.metrics.received.inc();
@@ -163,18 +162,25 @@ async fn accept(hook: &Webhook, request: Request) -> Result<usize, Refusal> {
             hook.metrics.ignored.inc();
             continue;
         }
-        if hook.detections.send(d).is_err() {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                format!(
-                    "the alert queue is full; {accepted} of {count} alerts were taken, retry the rest"
-                ),
-            ));
-        }
+        hook.bus
+            .publish_waiting(d, &receipt)
+            .await
+            .map_err(|e| shutting_down(e.to_string()))?;
         accepted += 1;
     }
+    receipt
+        .settled()
+        .await
+        .map_err(|e| shutting_down(e.to_string()))?;
     Ok(accepted)
+}
+
+fn shutting_down(why: String) -> Refusal {
+    Refusal::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        format!("the agent is shutting down ({why}); retry later"),
+    )
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

@@ -20,10 +20,10 @@ use prometheus_client::{
 };
 use serde::{Deserialize, Deserializer};
 
-pub use file::{CURSOR_FILE, FalcoFile, FalcoFileHandle, FileConfig};
+pub use file::{CURSOR_FILE, FalcoFile, FileConfig};
 pub use token::{TokenError, TokenFile};
 
-use crate::{detection::Priority, telemetry::alert::DetectionSender};
+use crate::{bus::Bus, detection::Priority};
 
 /// `falco:` section.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -131,7 +131,7 @@ impl FalcoMetrics {
         );
         registry.register(
             "youwatch_falco_requests_rejected",
-            "Falco webhook requests refused, by reason (unauthorized, too_large, slow_body, bad_json, invalid_alert, too_many, busy, token_unavailable, bad_body)",
+            "Falco webhook requests refused, by reason (unauthorized, too_large, slow_body, bad_json, invalid_alert, too_many, busy, token_unavailable, bad_body, shutting_down)",
             self.rejected.clone(),
         );
     }
@@ -157,7 +157,7 @@ impl FalcoConfig {
     pub fn webhook_router(
         &self,
         listener_enabled: bool,
-        detections: DetectionSender,
+        bus: Bus,
         metrics: FalcoMetrics,
     ) -> Result<Option<Router>, FalcoError> {
         let w = &self.webhook;
@@ -195,7 +195,7 @@ impl FalcoConfig {
             body_timeout: std::time::Duration::from_secs(w.body_timeout_seconds),
             in_flight: tokio::sync::Semaphore::new(w.max_concurrent_requests),
             min_priority: self.min_priority,
-            detections,
+            bus,
             metrics,
         }))))
     }

@@ -20,20 +20,6 @@ pub enum InventoryMode {
     NodeLocal,
 }
 
-/// What the stage guards.
-#[derive(Clone)]
-pub enum Targets {
-    /// Pods on `node_name`, from the API server behind `client`.
-    Cluster {
-        client: kube::Client,
-        node_name: String,
-        /// The agent's own namespace (excluded by default).
-        own_namespace: Option<String>,
-    },
-    /// Containers on this host, from cgroupfs.
-    NodeLocal,
-}
-
 /// The decision, and why (for the start-up log line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -85,21 +71,15 @@ pub fn decide(
     }
 }
 
-/// Decides the mode for this process and, for cluster mode, connects the client (lazily:
-/// nothing is sent until the inventory starts watching).
-pub async fn choose(
-    mode: InventoryMode,
-    node_name: String,
-) -> Result<(Targets, Decision), ModeError> {
+/// Decides the mode for this process; for cluster mode, builds the client (lazily: nothing is
+/// sent until a stage uses it).
+pub async fn choose(mode: InventoryMode) -> Result<(Option<kube::Client>, Decision), ModeError> {
     let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"));
     let decision = decide(mode, |name| std::env::var(name).ok(), home);
     let why = match &decision {
-        Decision::NodeLocal(_) => return Ok((Targets::NodeLocal, decision)),
+        Decision::NodeLocal(_) => return Ok((None, decision)),
         Decision::Cluster(why) => why.clone(),
     };
-    if node_name.is_empty() {
-        return Err(ModeError::NoNodeName);
-    }
     let config = kube::Config::infer().await.map_err(|e| ModeError::Config {
         why: why.clone(),
         message: format!("{:#}", anyhow::Error::from(e)),
@@ -108,14 +88,7 @@ pub async fn choose(
         why,
         message: format!("{:#}", anyhow::Error::from(e)),
     })?;
-    Ok((
-        Targets::Cluster {
-            client,
-            node_name,
-            own_namespace: own_namespace(),
-        },
-        decision,
-    ))
+    Ok((Some(client), decision))
 }
 
 /// `$POD_NAMESPACE` (downward API), else the service account's namespace file.
