@@ -155,6 +155,20 @@ fn reader_tid() -> Option<String> {
     })
 }
 
+/// Polls `probe` until it answers (at most 10 s).
+fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Loads the sensor, watches `watched_id`, runs the exec loop in `cgroup`, detaches.
 fn attached_run(cgroup: &Path, watched_id: u64, execs: u32) -> AttachedRun {
     let config = SensorConfig::default();
@@ -175,7 +189,8 @@ fn attached_run(cgroup: &Path, watched_id: u64, execs: u32) -> AttachedRun {
         let tid = unsafe { libc::gettid() };
         (lat, thread_cpu(&tid.to_string()))
     });
-    let reader = reader_tid().expect("the reader thread is running");
+    // The reader names itself once running: wait for that rather than race its start-up.
+    let reader = wait_for(reader_tid).expect("the reader thread names itself within 10 s");
     let reader_before = thread_cpu(&reader);
     let sample = exec_loop(cgroup, execs);
     let reader_cpu = thread_cpu(&reader).saturating_sub(reader_before);

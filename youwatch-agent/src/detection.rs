@@ -92,6 +92,8 @@ pub enum Origin {
     Falco,
     /// ModSecurity audit-log scoring.
     Waf,
+    /// The response stage reporting an action it took (never acted on).
+    Response,
 }
 
 /// A pod as a detection names it. `uid` lets the response delete exactly this pod and never a
@@ -103,6 +105,14 @@ pub struct PodRef {
     pub uid: Option<String>,
     pub container_id: Option<String>,
     pub container_name: Option<String>,
+    /// Top controller (`("Deployment", "juice-shop")`), when the detecting stage knows it
+    /// (the inventory does; a Falco alert does not, the response then reads the pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<(String, String)>,
+    /// The pod's labels, when known (the ReplicaSet behind a Deployment is named from
+    /// `pod-template-hash`; quarantine finds the pod's Services by them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What the detection is about: the thing a response would act on.

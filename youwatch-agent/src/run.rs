@@ -59,7 +59,12 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     alert_metrics.register(&mut registry);
     let alert_writer = alert::writer(&config.telemetry.alerts, hostname.clone(), alert_metrics)?;
     let cluster = cluster::connect(config.inventory.mode, hostname.clone()).await?;
-    let response = ResponseStage::new(&config.response, cluster.clone(), dry_run)?;
+    let response = ResponseStage::new(
+        &config.response,
+        cluster.clone(),
+        dry_run,
+        &config.agent.state_dir,
+    )?;
     response.register(&mut registry);
 
     // The bus: the response stage never loses a decision; the alert writer may (counted).
@@ -98,7 +103,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // Spawn: listeners first, so producers never publish into nothing.
     let listeners = [
-        response.spawn(response_listener),
+        response.spawn(response_listener, bus.reports_only()),
         alert_writer.spawn(alert_listener)?,
     ];
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();

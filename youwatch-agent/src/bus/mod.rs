@@ -209,14 +209,41 @@ impl Bus {
     }
 
     /// Publishes from async code that can wait for every listener (the webhook), with a
-    /// token of `receipt` per listener.
+    /// token of `receipt` per listener when there is one.
     pub async fn publish_waiting(
         &self,
         detection: Detection,
-        receipt: &Receipt,
+        receipt: Option<&Receipt>,
     ) -> Result<(), Closed> {
-        self.publish_async(detection, Some(receipt), Producer::CanWait)
+        self.publish_async(detection, receipt, Producer::CanWait)
             .await
+    }
+
+    /// The same bus without its lossless listeners: for the response stage's reports of
+    /// what it did, which must reach the alert output but never the response stage itself.
+    pub fn reports_only(&self) -> Bus {
+        let outlets = self
+            .shared
+            .outlets
+            .iter()
+            .filter(|o| o.delivery == Delivery::BestEffort)
+            .map(|o| Outlet {
+                name: o.name,
+                delivery: o.delivery,
+                tx: o.tx.clone(),
+                capacity: o.capacity,
+                label: o.label.clone(),
+                unlogged: AtomicU64::new(0),
+                last_log_ms: AtomicU64::new(0),
+            })
+            .collect();
+        Bus {
+            shared: Arc::new(Shared {
+                outlets,
+                metrics: self.shared.metrics.clone(),
+                epoch: self.shared.epoch,
+            }),
+        }
     }
 
     /// Publishes from a thread outside the async runtime (tailed inputs), waiting for room in

@@ -50,3 +50,43 @@ impl fmt::Display for DryRun {
         })
     }
 }
+
+/// A request the response would send, as `--dry-run` prints it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PlannedRequest {
+    pub method: &'static str,
+    pub path: String,
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub body: serde_json::Value,
+}
+
+/// One `--dry-run` line: the request, what it is for, and why.
+#[derive(serde::Serialize)]
+struct PlanLine<'a> {
+    dry_run: &'static str,
+    playbook: &'a str,
+    action: &'static str,
+    request: &'a PlannedRequest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+    reason: &'a super::action::Evidence,
+}
+
+/// Prints a planned request as one JSON line on stdout (what `--dry-run` shows).
+pub fn print_planned(
+    decided: &super::action::Decided,
+    request: &PlannedRequest,
+    note: Option<&str>,
+) {
+    let line = PlanLine {
+        dry_run: "client",
+        playbook: &decided.playbook,
+        action: decided.action.kind().as_str(),
+        request,
+        note,
+        reason: &decided.evidence,
+    };
+    if let Err(e) = crate::run::print_json_line(&line) {
+        tracing::warn!(error = %e, "cannot print a planned request");
+    }
+}

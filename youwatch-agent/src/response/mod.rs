@@ -1,60 +1,407 @@
-//! Response: turns detections into Kubernetes actions (delete pod, deny IP on the Ingress,
-//! quarantine), by playbook, with dry-run, allowlists, rate limits, expiry and Events.
+//! Response: turns detections into Kubernetes actions — delete a compromised pod, deny an
+//! attacking address on the Ingress, quarantine an app — by playbook, with dry-run, guards,
+//! rate limits, expiry, and for every action a Kubernetes Event, a Falco-format alert line, a
+//! metric and a log line.
 //!
-//! The stage is the bus's lossless listener: it takes each detection (journaling the actions
-//! a playbook decides before it acknowledges), so a decided action survives a restart.
+//! The stage is the detection bus's lossless listener. For each detection, [`playbook`]
+//! decides the actions; each new one (not already [`in_force`]) is written to the
+//! [`journal`] *before* the bus is told the detection was taken, so a tailed input's cursor
+//! never moves past a decision that a `kill -9` could lose; then it runs in its own task:
+//! [`pods`] deletes pods, [`ingress`] patches Ingresses. A finished action is marked done in
+//! the journal; what is unfinished at shutdown (after `shutdown_grace`) runs at the next
+//! start. At most `max_pending` actions are in flight: beyond, the intake waits and the
+//! back-pressure reaches the producers.
 
+pub mod action;
+pub mod config;
 mod dry_run;
+pub mod events;
+mod in_force;
+pub mod ingress;
+pub mod journal;
+pub mod metrics;
+pub mod playbook;
+pub mod pods;
+pub mod retry;
 
-use std::sync::Arc;
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Instant, SystemTime},
+};
 
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+};
 
-pub use dry_run::DryRun;
+pub use config::ResponseConfig;
+pub use dry_run::{DryRun, PlannedRequest};
 
+use self::{
+    action::{Action, Decided, Evidence},
+    events::EventSink,
+    in_force::InForce,
+    ingress::{IngressHandle, IngressResponder},
+    journal::Journal,
+    metrics::{Outcome, ResponseMetrics},
+    playbook::{Planned, Playbooks},
+    pods::PodDeleter,
+};
 use crate::{
-    bus::Listener,
+    bus::{Bus, Listener},
     cluster::ClusterContext,
+    detection::{Detection, Origin, Priority, Subject},
     stage::{StageHandle, StopSignal},
 };
 
-/// `response:` section.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ResponseConfig {}
+/// Actions remembered as in force (deduplication), at most.
+const IN_FORCE_CAPACITY: usize = 65_536;
+
+/// How an action ended, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+impl Finished {
+    pub fn new(outcome: Outcome, detail: impl Into<String>) -> Finished {
+        Finished {
+            outcome,
+            detail: detail.into(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
-pub enum ResponseError {}
+pub enum ResponseError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Ingress(#[from] ingress::IngressError),
+    #[error(
+        "--dry-run=server needs a cluster to send the requests to (a kubeconfig or a service account); use --dry-run to plan without one"
+    )]
+    ServerDryRunWithoutCluster,
+}
 
 /// The response stage, ready to run.
 pub struct ResponseStage {
-    #[allow(dead_code)]
-    cluster: Option<Arc<ClusterContext>>,
-    #[allow(dead_code)]
+    config: ResponseConfig,
     dry_run: DryRun,
+    playbooks: Playbooks,
+    journal: Option<Journal>,
+    recovered: Vec<Decided>,
+    metrics: ResponseMetrics,
+    pods: PodDeleter,
+    ingress: IngressResponder,
 }
 
 impl ResponseStage {
+    /// Checks the playbooks and opens the journal in `state_dir` (recovering what a previous
+    /// run left pending). Without a cluster the stage can only plan: it runs as client
+    /// dry-run, and says so.
     pub fn new(
-        _config: &ResponseConfig,
+        config: &ResponseConfig,
         cluster: Option<Arc<ClusterContext>>,
         dry_run: DryRun,
+        state_dir: &Path,
     ) -> Result<ResponseStage, ResponseError> {
-        Ok(ResponseStage { cluster, dry_run })
+        let playbooks = Playbooks::new(config)?;
+        let dry_run = match (dry_run, config.dry_run, &cluster) {
+            (DryRun::Server, _, None) => return Err(ResponseError::ServerDryRunWithoutCluster),
+            (DryRun::Off, true, _) => DryRun::Client,
+            (DryRun::Off, _, None) => {
+                tracing::info!(
+                    "no cluster: the response stage plans its actions and prints them, as with --dry-run"
+                );
+                DryRun::Client
+            }
+            (mode, _, _) => mode,
+        };
+        // Planning changes nothing, so there is nothing to carry over a restart.
+        let (journal, recovered) = if dry_run == DryRun::Client {
+            (None, Vec::new())
+        } else {
+            let (journal, recovered) = Journal::open(state_dir, config.journal_sync)?;
+            if !recovered.is_empty() {
+                tracing::info!(
+                    actions = recovered.len(),
+                    "resuming the actions a previous run decided but did not finish"
+                );
+            }
+            (Some(journal), recovered)
+        };
+        let metrics = ResponseMetrics::default();
+        let events = EventSink::new(
+            cluster.clone(),
+            dry_run == DryRun::Server,
+            metrics.events_sent.clone(),
+            metrics.events_failed.clone(),
+        );
+        let pods = PodDeleter::new(
+            cluster.clone(),
+            dry_run,
+            config.delete_pod.clone(),
+            config.protected_namespaces.clone(),
+            config.retry.clone(),
+            events.clone(),
+            metrics.clone(),
+        );
+        let ingress = IngressResponder::new(config, cluster, dry_run, events, metrics.clone())?;
+        Ok(ResponseStage {
+            config: config.clone(),
+            dry_run,
+            playbooks,
+            journal,
+            recovered,
+            metrics,
+            pods,
+            ingress,
+        })
     }
 
-    pub fn register(&self, _registry: &mut Registry) {}
+    pub fn register(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
+    }
 
-    /// Starts the stage on its bus listener; it ends once the bus has closed and what it
-    /// took is handled.
-    pub fn spawn(self, mut detections: Listener) -> StageHandle {
+    /// The effective mode (client dry-run without a cluster).
+    pub fn dry_run(&self) -> DryRun {
+        self.dry_run
+    }
+
+    /// Starts the stage on its bus listener. `reports` is where each finished action goes
+    /// as an alert (a bus without lossless listeners: never back to this stage). The stage
+    /// ends once the bus has closed and its actions have finished or `shutdown_grace`
+    /// passed.
+    pub fn spawn(self, detections: Listener, reports: Bus) -> StageHandle {
         let stop = StopSignal::new();
-        let task = tokio::spawn(async move {
-            while let Some(envelope) = detections.recv().await {
-                envelope.done();
-            }
-        });
+        let task = tokio::spawn(self.run(detections, reports));
         StageHandle::task("response", stop, task)
+    }
+
+    async fn run(self, mut detections: Listener, reports: Bus) {
+        let (ingress, ingress_stage) = self.ingress.spawn();
+        let exec = Arc::new(Executor {
+            pods: self.pods,
+            ingress,
+            journal: Mutex::new(self.journal),
+            in_force: Mutex::new(InForce::new(IN_FORCE_CAPACITY)),
+            metrics: self.metrics.clone(),
+            reports,
+            dry_run: self.dry_run,
+        });
+        let permits = Arc::new(Semaphore::new(self.config.max_pending));
+        let mut running = JoinSet::new();
+        for decided in self.recovered {
+            exec.in_force().covered_or_insert(
+                decided.action.key(),
+                decided.give_up_at,
+                SystemTime::now(),
+            );
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            running.spawn(exec.clone().run(decided, None, permit));
+        }
+        while let Some(envelope) = detections.recv().await {
+            let taken = Instant::now();
+            let now = SystemTime::now();
+            for planned in self.playbooks.decide(&envelope.detection, now) {
+                let kind = planned.action.kind();
+                if exec
+                    .in_force()
+                    .covered_or_insert(planned.action.key(), planned.give_up_at, now)
+                {
+                    self.metrics.outcome(kind, Outcome::Deduplicated);
+                    tracing::debug!(
+                        playbook = planned.playbook,
+                        key = planned.action.key(),
+                        "already in force"
+                    );
+                    continue;
+                }
+                // Back-pressure: wait for room among the pending actions.
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let decided = exec.decide(planned, &envelope.detection, now);
+                running.spawn(exec.clone().run(decided, Some(taken), permit));
+            }
+            // Journaled: the producer may move on (save its cursor).
+            envelope.done();
+            while let Some(result) = running.try_join_next() {
+                report_panic(result);
+            }
+        }
+        // The bus has closed: let running actions finish within the grace period.
+        let grace = self.config.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(result) = running.join_next().await {
+                report_panic(result);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                actions = running.len(),
+                grace = %humantime::format_duration(grace),
+                "shutting down with actions unfinished; they stay journaled and run at the next start"
+            );
+            running.abort_all();
+        }
+        if let Err(e) = ingress_stage.shutdown().await {
+            tracing::error!(error = %e, "the Ingress responder failed");
+        }
+    }
+}
+
+fn report_panic(result: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = result
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a response action panicked");
+    }
+}
+
+/// Runs decided actions; shared by the intake and the action tasks.
+struct Executor {
+    pods: PodDeleter,
+    ingress: IngressHandle,
+    journal: Mutex<Option<Journal>>,
+    in_force: Mutex<InForce>,
+    metrics: ResponseMetrics,
+    reports: Bus,
+    dry_run: DryRun,
+}
+
+impl Executor {
+    fn in_force(&self) -> std::sync::MutexGuard<'_, InForce> {
+        self.in_force.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Option<Journal>> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives `planned` an id and journals it.
+    fn decide(&self, planned: Planned, detection: &Detection, now: SystemTime) -> Decided {
+        let mut journal = self.journal();
+        let id = journal.as_mut().map_or(0, Journal::next_id);
+        let decided = Decided {
+            id,
+            playbook: planned.playbook,
+            action: planned.action,
+            evidence: Evidence::of(detection),
+            decided_at: now,
+            give_up_at: planned.give_up_at,
+            dry_run: planned.dry_run,
+        };
+        if let Some(j) = journal.as_mut() {
+            if let Err(e) = j.add(&decided) {
+                self.metrics.journal_errors.inc();
+                tracing::error!(error = %e, "cannot journal a decided action; it is carried out but would not survive a restart");
+            }
+            self.metrics.pending.set(j.pending() as i64);
+        }
+        decided
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        decided: Decided,
+        taken: Option<Instant>,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let kind = decided.action.kind();
+        let finished = match &decided.action {
+            Action::DeletePod(pod) => self.pods.run(&decided, pod).await,
+            Action::DenyIp(_) | Action::Quarantine(_) => self.ingress.run(&decided).await,
+        };
+        self.metrics.outcome(kind, finished.outcome);
+        if finished.outcome == Outcome::Applied
+            && let Some(taken) = taken
+        {
+            self.metrics.latency(kind, taken.elapsed().as_secs_f64());
+        }
+        if matches!(finished.outcome, Outcome::Failed | Outcome::GaveUp) {
+            // A later detection may try again.
+            self.in_force().forget(&decided.action.key());
+            tracing::error!(
+                id = decided.id,
+                playbook = decided.playbook,
+                action = kind.as_str(),
+                target = decided.action.key(),
+                outcome = finished.outcome.as_str(),
+                detail = finished.detail,
+                rule = decided.evidence.rule,
+                "response action failed"
+            );
+        } else {
+            tracing::info!(
+                id = decided.id,
+                playbook = decided.playbook,
+                action = kind.as_str(),
+                target = decided.action.key(),
+                outcome = finished.outcome.as_str(),
+                detail = finished.detail,
+                rule = decided.evidence.rule,
+                "response action"
+            );
+        }
+        // A planned (client dry-run) action was printed already.
+        let planned_only = self.dry_run == DryRun::Client || decided.dry_run;
+        if !planned_only {
+            let _ = self
+                .reports
+                .publish_waiting(action_alert(&decided, &finished), None)
+                .await;
+        }
+        if let Some(j) = self.journal().as_mut() {
+            if let Err(e) = j.done(decided.id) {
+                self.metrics.journal_errors.inc();
+                tracing::warn!(error = %e, "cannot journal a finished action; a restart may try it again (harmless: actions are idempotent)");
+            }
+            self.metrics.pending.set(j.pending() as i64);
+        }
+    }
+}
+
+/// A finished action as an alert (`rule: "YouWatch response"`), for the alert output.
+fn action_alert(decided: &Decided, finished: &Finished) -> Detection {
+    let kind = decided.action.kind().as_str();
+    let mut fields: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    fields.insert("response.action".into(), kind.into());
+    fields.insert("response.outcome".into(), finished.outcome.as_str().into());
+    fields.insert("response.playbook".into(), decided.playbook.clone().into());
+    fields.insert("response.target".into(), decided.action.key().into());
+    fields.insert("response.detail".into(), finished.detail.clone().into());
+    fields.insert("response.rule".into(), decided.evidence.rule.clone().into());
+    let priority = match finished.outcome {
+        Outcome::Applied => Priority::Warning,
+        Outcome::Failed | Outcome::GaveUp | Outcome::Refused => Priority::Error,
+        _ => Priority::Notice,
+    };
+    Detection {
+        time: SystemTime::now(),
+        origin: Origin::Response,
+        rule: "YouWatch response".into(),
+        priority,
+        output: format!(
+            "{kind} {} ({}): {} (playbook {}, rule {})",
+            decided.action.key(),
+            finished.outcome.as_str(),
+            finished.detail,
+            decided.playbook,
+            decided.evidence.rule
+        ),
+        tags: vec!["youwatch".into(), "response".into()],
+        output_fields: fields,
+        subject: Subject::None,
     }
 }

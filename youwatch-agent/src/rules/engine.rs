@@ -185,6 +185,8 @@ pub fn subject(exec: &EnrichedExec) -> Subject {
                 .as_ref()
                 .filter(|c| !c.name.is_empty())
                 .map(|c| c.name.clone()),
+            owner: pod.owner.clone(),
+            labels: pod.labels.clone(),
         }),
         _ => Subject::None,
     }

@@ -271,6 +271,7 @@ fn source(d: &Detection) -> &str {
         _ => match d.origin {
             Origin::Rules | Origin::Falco => "syscall",
             Origin::Waf => "modsecurity",
+            Origin::Response => "youwatch",
         },
     }
 }

@@ -7,3 +7,4 @@ pub mod cgroup_tree;
 pub mod inventory_stage;
 pub mod nginx_waf;
 pub mod require;
+pub mod response;

@@ -269,6 +269,7 @@ fn subject(fields: &BTreeMap<String, Value>) -> Result<Subject, String> {
         uid,
         container_id,
         container_name,
+        ..PodRef::default()
     }))
 }
 

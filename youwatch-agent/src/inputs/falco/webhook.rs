@@ -163,7 +163,7 @@ async fn accept(hook: &Webhook, request: Request) -> Result<usize, Refusal> {
             continue;
         }
         hook.bus
-            .publish_waiting(d, &receipt)
+            .publish_waiting(d, Some(&receipt))
             .await
             .map_err(|e| shutting_down(e.to_string()))?;
         accepted += 1;

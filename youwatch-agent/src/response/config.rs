@@ -1,0 +1,396 @@
+//! The `response:` section. `config/default.yaml` documents each setting with its default.
+
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use super::action::ActionKind;
+use crate::detection::{Origin, Priority};
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResponseConfig {
+    /// Plan and print only, as `--dry-run` (which also turns this on).
+    pub dry_run: bool,
+    /// Which detections lead to which actions; every playbook that matches acts.
+    pub playbooks: Vec<PlaybookConfig>,
+    /// Pods in these namespaces are never deleted (the agent's own namespace never is).
+    pub protected_namespaces: Vec<String>,
+    /// Addresses never denied (CIDRs): add node, pod and service CIDRs, monitoring, offices.
+    /// Loopback, link-local, unspecified and multicast addresses never are either.
+    pub allowlist: Vec<IpNet>,
+    pub delete_pod: DeletePodConfig,
+    pub deny_ip: DenyIpConfig,
+    pub quarantine: QuarantineConfig,
+    pub retry: RetryConfig,
+    /// Decided actions not yet applied, at most; beyond, detections wait (back-pressure to
+    /// the detecting stages), never dropped.
+    pub max_pending: usize,
+    /// On SIGTERM, how long pending actions may still run before the agent exits (what is
+    /// left stays journaled and runs at the next start). Keep it below the pod's
+    /// terminationGracePeriodSeconds.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// fsync the journal of decided actions on every write (survives a node crash, not only
+    /// a process kill; costs a disk flush per decision).
+    pub journal_sync: bool,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            playbooks: vec![
+                PlaybookConfig {
+                    name: "delete-compromised-pod".into(),
+                    when: MatchConfig {
+                        origins: vec![Origin::Rules, Origin::Falco],
+                        min_priority: Priority::Error,
+                        ..MatchConfig::default()
+                    },
+                    actions: vec![ActionKind::DeletePod],
+                    ..PlaybookConfig::default()
+                },
+                PlaybookConfig {
+                    name: "deny-waf-attacker".into(),
+                    when: MatchConfig {
+                        origins: vec![Origin::Waf],
+                        rules: vec![crate::waf::detect::RULE_BAN.into()],
+                        ..MatchConfig::default()
+                    },
+                    actions: vec![ActionKind::DenyIp],
+                    ..PlaybookConfig::default()
+                },
+            ],
+            protected_namespaces: vec!["kube-system".into()],
+            allowlist: Vec::new(),
+            delete_pod: DeletePodConfig::default(),
+            deny_ip: DenyIpConfig::default(),
+            quarantine: QuarantineConfig::default(),
+            retry: RetryConfig::default(),
+            max_pending: 10_000,
+            shutdown_grace: Duration::from_secs(20),
+            journal_sync: false,
+        }
+    }
+}
+
+/// One playbook: a detection that matches `when` gets `actions`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybookConfig {
+    /// Named in logs, Events and metrics.
+    pub name: String,
+    pub when: MatchConfig,
+    pub actions: Vec<ActionKind>,
+    /// Only plan (print) this playbook's actions, even when the agent acts.
+    pub dry_run: bool,
+    /// How long a deny_ip or quarantine lasts when the detection does not say (a WAF ban
+    /// decision carries its own, growing for repeat offenders).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+/// What a detection must be for a playbook to act. Every non-empty condition must hold.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchConfig {
+    /// rules (own eBPF + rules), falco (the Falco fallback), waf. Empty: any.
+    pub origins: Vec<Origin>,
+    /// At least this severe.
+    #[serde(deserialize_with = "priority_from_str")]
+    pub min_priority: Priority,
+    /// Rule names (globs: `*` any run of characters). Empty: any.
+    pub rules: Vec<String>,
+    /// At least one of these tags. Empty: any.
+    pub tags: Vec<String>,
+}
+
+impl Default for MatchConfig {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            min_priority: Priority::Debug,
+            rules: Vec::new(),
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// `response.delete_pod:`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeletePodConfig {
+    /// Grace period of the deletion: 0 kills the compromised containers at once.
+    pub grace_period_seconds: u32,
+    /// At most this many deletions per workload (Deployment, StatefulSet...) per
+    /// `rate_window`; more are refused (reported), so an attacker who keeps spawning shells
+    /// cannot make the agent churn a workload.
+    pub max_per_workload: u32,
+    #[serde(with = "humantime_serde")]
+    pub rate_window: Duration,
+    /// Never delete when it would leave fewer than this many of the workload's desired
+    /// replicas available: a number ("2") or a percentage ("50%", rounded up). The last
+    /// available pod of a workload can always be deleted when it is compromised (its
+    /// controller recreates it), so the guard never blocks a single-replica app.
+    pub min_available: IntOrPercent,
+    /// A deletion the replicas guard holds back is tried again until this old, then given up.
+    #[serde(with = "humantime_serde")]
+    pub retry_for: Duration,
+}
+
+impl Default for DeletePodConfig {
+    fn default() -> Self {
+        Self {
+            grace_period_seconds: 0,
+            max_per_workload: 5,
+            rate_window: Duration::from_secs(600),
+            min_available: IntOrPercent::Percent(50),
+            retry_for: Duration::from_secs(600),
+        }
+    }
+}
+
+/// `response.deny_ip:` — the ingress-nginx denylist.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DenyIpConfig {
+    /// The Ingress annotation the controller enforces (never a snippet annotation).
+    pub annotation: String,
+    /// The agent's own annotation: its entries and their expiry (the ban ledger), so expiry
+    /// and `unban` remove only what the agent added.
+    pub ledger_annotation: String,
+    /// Entries on one Ingress at most (the user's and ours); a ban beyond is refused and
+    /// counted.
+    pub max_entries: usize,
+    /// Bans decided within this window go out in one patch per Ingress (every change
+    /// reloads nginx).
+    #[serde(with = "humantime_serde")]
+    pub coalesce: Duration,
+    /// Only Ingresses matching this label selector are patched. Empty: any.
+    pub ingress_selector: String,
+    /// Let loopback addresses be denied: only for labs and tests that simulate attackers on
+    /// 127.0.0.0/8.
+    pub allow_loopback: bool,
+}
+
+impl Default for DenyIpConfig {
+    fn default() -> Self {
+        Self {
+            annotation: "nginx.ingress.kubernetes.io/denylist-source-range".into(),
+            ledger_annotation: "youwatch.dev/denied-sources".into(),
+            max_entries: 500,
+            coalesce: Duration::from_millis(500),
+            ingress_selector: String::new(),
+            allow_loopback: false,
+        }
+    }
+}
+
+/// `response.quarantine:` — deny all traffic to an app through its Ingress.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuarantineConfig {
+    /// The allowlist annotation (`whitelist-source-range` on controllers older than 1.9).
+    pub annotation: String,
+    /// The agent's own annotation: the user's previous value to restore, and the expiry.
+    pub ledger_annotation: String,
+    /// What the allowlist is set to: an address no client has.
+    pub deny_all_source: IpNet,
+    /// How long a quarantine lasts when the playbook does not say.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        Self {
+            annotation: "nginx.ingress.kubernetes.io/allowlist-source-range".into(),
+            ledger_annotation: "youwatch.dev/quarantine".into(),
+            // TEST-NET-1 (RFC 5737): documentation only, never routed.
+            deny_all_source: "192.0.2.1/32".parse().unwrap_or_default(),
+            ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `response.retry:` — transient API errors (5xx, 429, timeouts, connection loss).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// A request without an answer within this long is abandoned and retried.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A count or a percentage (`"2"`, `2`, `"50%"`), as Kubernetes' IntOrString.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntOrPercent {
+    Int(u32),
+    Percent(u32),
+}
+
+impl IntOrPercent {
+    /// The count for `total`, percentages rounded up (as a PodDisruptionBudget's
+    /// minAvailable).
+    pub fn of(self, total: u32) -> u32 {
+        match self {
+            IntOrPercent::Int(n) => n,
+            IntOrPercent::Percent(p) => (u64::from(total) * u64::from(p)).div_ceil(100) as u32,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IntOrPercent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u32),
+            Text(String),
+        }
+        let bad = |s: &str| {
+            serde::de::Error::custom(format!(
+                "{s:?} is neither a count (\"2\") nor a percentage from 0% to 100% (\"50%\")"
+            ))
+        };
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(IntOrPercent::Int(n)),
+            Raw::Text(s) => match s.trim().strip_suffix('%') {
+                Some(p) => match p.trim().parse::<u32>() {
+                    Ok(p) if p <= 100 => Ok(IntOrPercent::Percent(p)),
+                    _ => Err(bad(&s)),
+                },
+                None => s.trim().parse().map(IntOrPercent::Int).map_err(|_| bad(&s)),
+            },
+        }
+    }
+}
+
+fn priority_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<Priority, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("response.playbooks[{index}]: {message}")]
+    Playbook { index: usize, message: String },
+    #[error("response.{key}: {message}")]
+    Setting { key: &'static str, message: String },
+}
+
+impl ResponseConfig {
+    /// Checks what serde cannot: names, globs, non-zero limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (index, p) in self.playbooks.iter().enumerate() {
+            let bad = |message: String| ConfigError::Playbook { index, message };
+            if p.name.is_empty() {
+                return Err(bad("needs a name".into()));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(bad(format!("the name {:?} is used twice", p.name)));
+            }
+            if p.actions.is_empty() {
+                return Err(bad(format!(
+                    "{:?} has no actions: list delete_pod, deny_ip and/or quarantine",
+                    p.name
+                )));
+            }
+            rule_globs(&p.when.rules).map_err(bad)?;
+        }
+        let zero = |key, bad: bool| {
+            if bad {
+                Err(ConfigError::Setting {
+                    key,
+                    message: "must be more than 0".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        zero("max_pending", self.max_pending == 0)?;
+        zero("deny_ip.max_entries", self.deny_ip.max_entries == 0)?;
+        zero(
+            "delete_pod.rate_window",
+            self.delete_pod.rate_window.is_zero(),
+        )?;
+        zero(
+            "retry.request_timeout",
+            self.retry.request_timeout.is_zero(),
+        )?;
+        Ok(())
+    }
+}
+
+/// The rule-name globs of a playbook.
+pub fn rule_globs(patterns: &[String]) -> Result<GlobSet, String> {
+    let mut set = GlobSetBuilder::new();
+    for p in patterns {
+        let glob = Glob::new(p).map_err(|e| format!("rule pattern {p:?}: {}", e.kind()))?;
+        set.add(glob);
+    }
+    set.build().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn int_or_percent() {
+        let parse = |y: &str| {
+            Config::parse(
+                &format!("response:\n  delete_pod:\n    min_available: {y}\n"),
+                Path::new("t.yaml"),
+            )
+            .map(|c| c.response.delete_pod.min_available)
+        };
+        assert_eq!(parse("2").unwrap(), IntOrPercent::Int(2));
+        assert_eq!(parse("\"50%\"").unwrap(), IntOrPercent::Percent(50));
+        let err = parse("\"150%\"").unwrap_err().to_string();
+        assert!(err.contains("150%"), "{err}");
+        assert_eq!(IntOrPercent::Percent(50).of(3), 2);
+        assert_eq!(IntOrPercent::Percent(50).of(1), 1);
+    }
+
+    #[test]
+    fn playbook_errors_name_the_playbook() {
+        let mut c = ResponseConfig::default();
+        c.playbooks[1].actions.clear();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("playbooks[1]") && err.contains("deny-waf-attacker"),
+            "{err}"
+        );
+        let mut c = ResponseConfig::default();
+        c.playbooks[0].when.rules = vec!["[".into()];
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("playbooks[0]")
+        );
+        ResponseConfig::default().validate().unwrap();
+    }
+}
