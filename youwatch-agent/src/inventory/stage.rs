@@ -174,6 +174,18 @@ async fn run<W: CgroupWatch>(
     }
 }
 
+/// A few processes of a cgroup (its `cgroup.procs`), oldest first.
+fn cgroup_procs(path: &std::path::Path) -> Vec<u32> {
+    std::fs::read_to_string(path.join("cgroup.procs"))
+        .map(|s| {
+            s.lines()
+                .take(8)
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn recv_or_pending<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -616,14 +628,23 @@ impl<W: CgroupWatch> State<W> {
                 None => (None, None),
             },
         };
+        let cgroup_path = watched_path
+            .as_deref()
+            .and_then(|watched| self.index.resolve(event.cgroup_id, watched));
         let container_id = watched_path.as_deref().and_then(|watched| {
-            let path = self.index.resolve(event.cgroup_id, watched)?;
-            container_id::from_cgroup_path(&path, watched).map(|(_, id)| id.to_owned())
+            let path = cgroup_path.as_deref()?;
+            container_id::from_cgroup_path(path, watched).map(|(_, id)| id.to_owned())
         });
         let user_key = container_id
             .clone()
             .unwrap_or_else(|| format!("cgroup:{}", event.watched_cgroup_id));
-        let user_name = self.users.name(&user_key, event.tgid, event.uid);
+        // A short command may be gone already: its container's other processes see the same
+        // passwd file.
+        let user_name = self
+            .users
+            .name_or_via(&user_key, event.tgid, event.uid, || {
+                cgroup_path.as_deref().map(cgroup_procs).unwrap_or_default()
+            });
         let mut exec = EnrichedExec {
             process,
             ancestors,

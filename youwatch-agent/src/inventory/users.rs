@@ -48,11 +48,27 @@ impl UserNames {
     /// The name of `uid` in the passwd file process `pid` sees; `key` names its filesystem
     /// view for caching (the process may be gone by the next exec).
     pub fn name(&mut self, key: &str, pid: u32, uid: u32) -> Option<String> {
+        self.name_or_via(key, pid, uid, Vec::new)
+    }
+
+    /// Like [`name`](Self::name); when `pid` has already exited (a short command), the
+    /// passwd file is read through another process of the same view, from `others`.
+    pub fn name_or_via(
+        &mut self,
+        key: &str,
+        pid: u32,
+        uid: u32,
+        others: impl FnOnce() -> Vec<u32>,
+    ) -> Option<String> {
         let fresh = self
             .cache
             .get(&key.to_owned())
             .is_some_and(|p| p.read_at.elapsed() < TTL);
-        if !fresh && let Some(names) = self.read(pid) {
+        let read = || {
+            self.read(pid)
+                .or_else(|| others().into_iter().find_map(|other| self.read(other)))
+        };
+        if !fresh && let Some(names) = read() {
             self.cache.insert(
                 key.to_owned(),
                 Passwd {
