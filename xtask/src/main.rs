@@ -28,6 +28,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The end-to-end scenarios (real kernel, real WAF, test API server), as root. Also part
+    /// of `test`.
+    E2e {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Build and run the agent (release). Arguments go to youwatch-agent; default `--dry-run`.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -45,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::BuildEbpf => prereq::ebpf_toolchain().and_then(|()| util::build_ebpf()),
         Command::Test { args } => test(&args),
+        Command::E2e { args } => e2e(&args),
         Command::Run { args } => run(&args),
         Command::Bench { which } => bench::run(which),
     };
@@ -67,6 +75,22 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     util::run_checked(&mut cmd)?;
     // Doc tests are not part of --all-targets.
     util::run_checked(util::cargo().args(["test", "--workspace", "--doc"]))
+}
+
+/// The end-to-end test binaries (`youwatch-agent/tests/e2e_*.rs`).
+const E2E_TESTS: &[&str] = &["e2e_runtime"];
+
+fn e2e(args: &[String]) -> anyhow::Result<()> {
+    prereq::ebpf_toolchain()?;
+    prereq::test_packages()?;
+    util::require_root("the scenarios load eBPF programs, create cgroups and run nginx")?;
+    let mut cmd = util::cargo();
+    cmd.args(["test", "-p", "youwatch-agent"]);
+    for test in E2E_TESTS {
+        cmd.args(["--test", test]);
+    }
+    cmd.args(args);
+    util::run_checked(&mut cmd)
 }
 
 fn run(args: &[String]) -> anyhow::Result<()> {

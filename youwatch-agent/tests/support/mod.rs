@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests. Each test binary uses a different part.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod apiserver;
 pub mod bus;
 pub mod cgroup_tree;

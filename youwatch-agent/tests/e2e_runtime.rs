@@ -1,0 +1,231 @@
+//! End to end, the original Falco auto-quarantine: the agent binary with its real eBPF
+//! programs, a juice-shop Deployment's pod on this node in the test API server, the pod's
+//! cgroup tree as the kubelet's systemd driver lays it out. A shell in the pod — in its app
+//! container (an RCE), through a `kubectl exec`-style process, or in a `kubectl debug`
+//! ephemeral container — gets the pod deleted with its uid precondition, one Warning Event
+//! and the Falco-format alerts. Needs root and BPF (fails under CI=true without them).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::events::v1::Event;
+use kube::{Api, api::ListParams};
+use serde_json::{Value, json};
+use support::{
+    agent::{Agent, acting_command},
+    apiserver::ApiServer,
+    cgroup_tree::CgroupTree,
+    require,
+};
+
+const NODE: &str = "node-e2e";
+const NS: &str = "shop";
+const POD: &str = "juice-shop-7d9f8b6c5-x2x4z";
+const APP_ID: &str = "a11ce00000000000000000000000000000000000000000000000000000000a11";
+const DEBUG_ID: &str = "deb0900000000000000000000000000000000000000000000000000000000deb";
+const IMAGE: &str = "docker.io/bkimminich/juice-shop:v17.1.1";
+
+struct Scene {
+    server: ApiServer,
+    tree: CgroupTree,
+    dir: tempfile::TempDir,
+    agent: Agent,
+    pod_cgroup: String,
+    uid: String,
+}
+
+impl Scene {
+    /// The Deployment's ReplicaSet and pod in the API server, the pod's cgroups, and the agent
+    /// guarding it.
+    async fn start(label: &str) -> Scene {
+        let server = ApiServer::start().await;
+        server.create(
+            "apps/replicasets",
+            NS,
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                   "metadata": {"name": "juice-shop-7d9f8b6c5", "labels": {"app": "juice-shop"}},
+                   "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "juice-shop"}}, "template": {}},
+                   "status": {"replicas": 1, "availableReplicas": 1}}),
+        );
+        let pod = server.create(
+            "pods",
+            NS,
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": POD,
+                    "labels": {"app": "juice-shop", "pod-template-hash": "7d9f8b6c5"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                        "name": "juice-shop-7d9f8b6c5", "uid": "rs-uid", "controller": true}]},
+                "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": IMAGE}]},
+                "status": {"qosClass": "BestEffort", "containerStatuses": [{"name": "app",
+                    "image": IMAGE, "imageID": "sha256:1", "ready": true, "restartCount": 0,
+                    "containerID": format!("containerd://{APP_ID}")}]},
+            }),
+        );
+        let uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();
+        let tree = CgroupTree::new(label);
+        let u = uid.replace('-', "_");
+        let pod_cgroup =
+            format!("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice");
+        tree.mkdir(&format!("{pod_cgroup}/cri-containerd-{APP_ID}.scope"));
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "agent:\n  state_dir: {state}\ntelemetry:\n  listen: \"\"\n  alerts:\n    stdout: false\n    file: {alerts}\ninventory:\n  cgroup:\n    kubepods: {kubepods}\n",
+            state = dir.path().join("state").display(),
+            alerts = dir.path().join("alerts.json").display(),
+            kubepods = tree.root().join("kubepods.slice").display(),
+        );
+        let mut cmd = acting_command(dir.path(), &config);
+        cmd.env("KUBECONFIG", server.write_kubeconfig(dir.path()))
+            .env("NODE_NAME", NODE);
+        let mut agent = Agent::spawn(cmd);
+        agent.wait_log("agent mode: cluster");
+        agent.wait_log("watching pod cgroup");
+        Scene {
+            server,
+            tree,
+            dir,
+            agent,
+            pod_cgroup,
+            uid,
+        }
+    }
+
+    /// Waits until the pod is gone from the API server; the time it took.
+    async fn pod_deleted(&self, since: Instant) -> Duration {
+        let deadline = since + Duration::from_secs(20);
+        while self.server.get("pods", NS, POD).is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the pod was not deleted; requests: {:?}",
+                self.server.requests()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        since.elapsed()
+    }
+
+    fn alerts(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("alerts.json"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("alert lines are JSON"))
+            .collect()
+    }
+
+    /// Checks what a deletion leaves behind: one DELETE, one Warning Event on the pod, the
+    /// shell alert and the response's alert.
+    async fn assert_deleted_and_reported(self) {
+        let deletes: Vec<String> = self
+            .server
+            .requests()
+            .into_iter()
+            .filter(|r| r.starts_with("DELETE"))
+            .collect();
+        assert_eq!(deletes.len(), 1, "{deletes:?}");
+        assert!(deletes[0].contains(&format!("/namespaces/{NS}/pods/{POD}")));
+        let events: Api<Event> = Api::namespaced(self.server.client(), NS);
+        let events = events
+            .list(&ListParams::default().fields(&format!("regarding.name={POD}")))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+        assert_eq!(events[0].reason.as_deref(), Some("PodDeleted"));
+        assert_eq!(
+            events[0].regarding.as_ref().unwrap().uid.as_deref(),
+            Some(self.uid.as_str())
+        );
+        // The alert writer is asynchronous: wait for both lines.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let alerts = loop {
+            let alerts = self.alerts();
+            let done = alerts.iter().any(|a| a["rule"] == "YouWatch response");
+            if done || Instant::now() > deadline {
+                break alerts;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let shell = alerts
+            .iter()
+            .find(|a| a["rule"] == "Shell spawned in Juice Shop pod")
+            .unwrap_or_else(|| panic!("no shell alert in {alerts:?}"));
+        assert_eq!(shell["priority"], "Critical");
+        assert_eq!(shell["output_fields"]["k8s.pod.name"], POD);
+        let response: Vec<&Value> = alerts
+            .iter()
+            .filter(|a| a["rule"] == "YouWatch response")
+            .collect();
+        assert_eq!(response.len(), 1, "{alerts:?}");
+        assert_eq!(response[0]["output_fields"]["response.outcome"], "applied");
+        let status = self.agent.signal_and_wait(libc::SIGTERM);
+        assert!(status.success(), "agent exit {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_in_the_app_container_deletes_the_pod() {
+    if !require::root_and_cgroup2("a_shell_in_the_app_container_deletes_the_pod") {
+        return;
+    }
+    let scene = Scene::start("e2e-rce").await;
+    // The app (python here) spawns a shell: what a remote code execution looks like.
+    let ctr = format!("{}/cri-containerd-{APP_ID}.scope", scene.pod_cgroup);
+    let started = Instant::now();
+    let status = scene
+        .tree
+        .command_in(&ctr, "/usr/bin/python3")
+        .args([
+            "-c",
+            "import subprocess; subprocess.run(['/bin/sh', '-c', 'id >/dev/null'])",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let took = scene.pod_deleted(started).await;
+    eprintln!("app container: exec -> pod deleted in {took:?}");
+    scene.assert_deleted_and_reported().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubectl_exec_shell_deletes_the_pod() {
+    if !require::root_and_cgroup2("a_kubectl_exec_shell_deletes_the_pod") {
+        return;
+    }
+    let scene = Scene::start("e2e-exec").await;
+    // `kubectl exec`: the runtime starts the shell from outside, straight into the container.
+    let ctr = format!("{}/cri-containerd-{APP_ID}.scope", scene.pod_cgroup);
+    let started = Instant::now();
+    scene.tree.sh(&ctr, "true");
+    let took = scene.pod_deleted(started).await;
+    eprintln!("kubectl exec: exec -> pod deleted in {took:?}");
+    scene.assert_deleted_and_reported().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_in_a_kubectl_debug_container_deletes_the_pod() {
+    if !require::root_and_cgroup2("a_shell_in_a_kubectl_debug_container_deletes_the_pod") {
+        return;
+    }
+    let scene = Scene::start("e2e-debug").await;
+    // `kubectl debug`: the ephemeral container is added to the pod's spec, the kubelet starts
+    // it in a new container cgroup under the pod's, and posts its status later.
+    scene.server.modify("pods", NS, POD, |p| {
+        p["spec"]["ephemeralContainers"] = json!([{"name": "debugger-x7k2p",
+            "image": "busybox:1.36", "stdin": true, "tty": true}]);
+    });
+    let ctr = format!("{}/cri-containerd-{DEBUG_ID}.scope", scene.pod_cgroup);
+    scene.tree.mkdir(&ctr);
+    let started = Instant::now();
+    scene.tree.sh(&ctr, "true");
+    scene.server.modify("pods", NS, POD, |p| {
+        p["status"]["ephemeralContainerStatuses"] = json!([{"name": "debugger-x7k2p",
+            "image": "busybox:1.36", "imageID": "sha256:2", "ready": false, "restartCount": 0,
+            "containerID": format!("containerd://{DEBUG_ID}")}]);
+    });
+    let took = scene.pod_deleted(started).await;
+    eprintln!("kubectl debug: exec -> pod deleted in {took:?}");
+    scene.assert_deleted_and_reported().await;
+}
