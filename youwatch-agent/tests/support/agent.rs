@@ -49,12 +49,18 @@ impl Agent {
 
     /// Waits for a log line containing `text`; panics with the log after 20 s.
     pub fn wait_log(&mut self, text: &str) -> String {
+        self.wait_log_all(&[text])
+    }
+
+    /// Waits for a log line containing every one of `texts`; panics with the log after 20 s.
+    pub fn wait_log_all(&mut self, texts: &[&str]) -> String {
+        let text = texts.join(" + ");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
             match self.stderr.recv_timeout(left) {
                 Ok(line) => {
                     self.log.push(line.clone());
-                    if line.contains(text) {
+                    if texts.iter().all(|t| line.contains(t)) {
                         return line;
                     }
                 }
