@@ -54,6 +54,11 @@ pub enum SensorError {
     Map { name: &'static str, message: String },
     #[error("the ring-buffer reader was already started")]
     ReaderTaken,
+    #[error(
+        "this youwatch-agent was built without its kernel programs (YOUWATCH_EBPF_STUB was set \
+         for a check-only build): rebuild without it, after `cargo xtask build-ebpf`"
+    )]
+    NoPrograms,
 }
 
 /// Kernel-side cost of the exec program, as the kernel's BPF run-time statistics count it.
@@ -99,6 +104,9 @@ impl ExecSensor {
         config: &SensorConfig,
         offsets: KernelOffsets,
     ) -> Result<Self, SensorError> {
+        if OBJECT.is_empty() {
+            return Err(SensorError::NoPrograms);
+        }
         let ring = config.ring_buffer_bytes;
         if ring < 4096 || !ring.is_power_of_two() {
             return Err(SensorError::BadRingSize(ring));
