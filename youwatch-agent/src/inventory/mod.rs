@@ -38,7 +38,7 @@ pub use metrics::InventoryMetrics;
 pub use mode::{InventoryMode, Targets};
 pub use stage::{CgroupWatch, InventoryError, spawn};
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use tokio::sync::mpsc;
 
@@ -88,7 +88,18 @@ pub struct InventoryConfig {
     pub max_ancestors: usize,
     /// Enriched execs buffered between this stage and the rules.
     pub channel_capacity: usize,
+    /// Cluster mode: how often this node's pods are listed again, in milliseconds, to correct
+    /// what a lost watch event left wrong. 0: only when the watch cannot resume.
+    pub pod_relist_interval_ms: u64,
     pub node_local: NodeLocalConfig,
+}
+
+impl InventoryConfig {
+    /// The periodic pod re-list interval; `None` when disabled.
+    pub fn pod_relist_every(&self) -> Option<Duration> {
+        (self.pod_relist_interval_ms > 0)
+            .then(|| Duration::from_millis(self.pod_relist_interval_ms))
+    }
 }
 
 impl Default for InventoryConfig {
@@ -103,6 +114,7 @@ impl Default for InventoryConfig {
             process_table_size: 8192,
             max_ancestors: 8,
             channel_capacity: 4096,
+            pod_relist_interval_ms: 300_000,
             node_local: NodeLocalConfig::default(),
         }
     }

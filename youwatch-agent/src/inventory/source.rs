@@ -35,7 +35,13 @@ pub enum PodUpdate {
 
 /// Starts watching the pods scheduled to `node`; updates arrive on the returned channel
 /// until the receiver is dropped.
-pub fn spawn(client: Client, node: &str, metrics: InventoryMetrics) -> mpsc::Receiver<PodUpdate> {
+pub fn spawn(
+    client: Client,
+    node: &str,
+    relist_every: Option<Duration>,
+    metrics: InventoryMetrics,
+) -> mpsc::Receiver<PodUpdate> {
+    let _ = relist_every;
     let (tx, rx) = mpsc::channel(256);
     let api: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
