@@ -82,7 +82,10 @@ mod tests {
         let bases = [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0, 30.0];
         for (i, base) in bases.iter().enumerate() {
             let d = b.delay(t + Duration::from_secs(i as u64)).as_secs_f64();
-            assert!(d >= *base && d < 2.0 * base, "retry {i}: {d} for base {base}");
+            assert!(
+                d >= *base && d < 2.0 * base,
+                "retry {i}: {d} for base {base}"
+            );
         }
     }
 

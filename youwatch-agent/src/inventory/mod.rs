@@ -8,13 +8,15 @@
 //!
 //! - [`mode`] decides between cluster mode (a kubeconfig or in-cluster service account) and
 //!   node-local mode (containers discovered from cgroupfs).
-//! - [`source`] watches this node's pods through the API server; [`pod`] extracts what we keep;
-//!   [`select`] decides which pods are guarded.
+//! - [`source`] watches this node's pods through the API server, recovering from its failures
+//!   as [`recovery`] and [`backoff`] say; [`pod`] extracts what we keep; [`select`] decides
+//!   which pods are guarded.
 //! - [`layout`] finds a pod's cgroup from its UID; [`appear`] notices cgroups created later.
 //! - [`cgroup_index`], [`container_id`], [`lineage`], [`users`] answer "who" for one exec;
 //!   [`stage`] ties them together.
 
 pub mod appear;
+pub mod backoff;
 pub mod bounded;
 pub mod cgroup_index;
 pub mod container_id;
@@ -27,6 +29,7 @@ pub mod mode;
 pub mod node_local;
 pub mod pod;
 pub mod procfs;
+pub mod recovery;
 pub mod select;
 pub mod source;
 pub mod stage;
@@ -89,16 +92,17 @@ pub struct InventoryConfig {
     /// Enriched execs buffered between this stage and the rules.
     pub channel_capacity: usize,
     /// Cluster mode: how often this node's pods are listed again, in milliseconds, to correct
-    /// what a lost watch event left wrong. 0: only when the watch cannot resume.
+    /// what a lost watch event left wrong (at least 1000). 0: only when the watch cannot resume.
     pub pod_relist_interval_ms: u64,
     pub node_local: NodeLocalConfig,
 }
 
 impl InventoryConfig {
-    /// The periodic pod re-list interval; `None` when disabled.
+    /// The periodic pod re-list interval; `None` when disabled. At least a second: each
+    /// re-list is a request to the API server.
     pub fn pod_relist_every(&self) -> Option<Duration> {
         (self.pod_relist_interval_ms > 0)
-            .then(|| Duration::from_millis(self.pod_relist_interval_ms))
+            .then(|| Duration::from_millis(self.pod_relist_interval_ms.max(1000)))
     }
 }
 
