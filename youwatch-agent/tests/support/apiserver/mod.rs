@@ -539,7 +539,8 @@ pub enum Restart {
     /// The datastore was restored from a backup or recreated: the objects are there, but
     /// resourceVersions start again from 1 (one per object), below what clients saw. A watch
     /// resuming from a version the server has not reached is refused with 504 "Too large
-    /// resource version", as kube-apiserver does (without its 3 s wait).
+    /// resource version", as kube-apiserver does (without its 3 s wait); one from a lower
+    /// version with 410 Gone.
     ResetVersions,
     /// Events lost without a word: watches resuming from before the restart are accepted and
     /// see only what changes afterwards. No conforming server does this on purpose; it stands
