@@ -1,9 +1,15 @@
 //! The test API server itself, through the real kube client over real HTTP: the semantics the
-//! inventory (and the response stage) rely on. No root needed.
+//! inventory (and the response stage) rely on; then the inventory's pod source against it when
+//! the API server fails (refused watches, failing lists, restarts that lose history). No root
+//! needed.
 
 mod support;
 
-use std::time::Duration;
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::{core::v1::Pod, networking::v1::Ingress};
@@ -14,8 +20,17 @@ use kube::{
         WatchParams,
     },
 };
+use prometheus_client::registry::Registry;
 use serde_json::json;
-use support::apiserver::ApiServer;
+use support::apiserver::{
+    ApiError, ApiServer, Restart, WatchRefusal,
+    faults::{Fault, Verb},
+};
+use tokio::sync::mpsc::Receiver;
+use youwatch_agent::inventory::{
+    InventoryMetrics,
+    source::{self, PodUpdate},
+};
 
 fn pod(name: &str, node: &str, labels: serde_json::Value) -> serde_json::Value {
     json!({
@@ -312,4 +327,364 @@ async fn restart_drops_connections_and_keeps_objects() {
             .items
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn faults_answer_matching_requests_with_their_status() {
+    let server = ApiServer::start().await;
+    server.create("pods", "shop", pod("a", "n", json!({})));
+    server.inject(Fault::new(Verb::List, "pods", ApiError::internal("etcd timed out")).times(2));
+    let pods: Api<Pod> = Api::all(server.client());
+    for _ in 0..2 {
+        let err = pods.list(&ListParams::default()).await.unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 500 && s.reason == "InternalError"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    // Other verbs and resources are not affected; a fault without a count lasts until cleared.
+    // (Not 429, 503 or 504 here: kube's client retries those by itself, 15 times.)
+    server.inject(Fault::new(
+        Verb::Watch,
+        "pods",
+        ApiError::internal("watch cache not ready"),
+    ));
+    let shop: Api<Pod> = Api::namespaced(server.client(), "shop");
+    assert!(shop.get("a").await.is_ok());
+    for _ in 0..3 {
+        assert_eq!(
+            status_code(
+                pods.watch(&WatchParams::default(), "0")
+                    .await
+                    .err()
+                    .unwrap()
+            ),
+            500
+        );
+    }
+    server.clear_faults();
+    assert!(pods.watch(&WatchParams::default(), "0").await.is_ok());
+}
+
+#[tokio::test]
+async fn refused_watches_come_as_an_event_or_as_a_status() {
+    let server = ApiServer::start().await;
+    let pods: Api<Pod> = Api::all(server.client());
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    server.create("pods", "shop", pod("a", "n", json!({})));
+    server.compact();
+    // kube-apiserver: HTTP 200 and an ERROR event.
+    let mut stream = pods
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let event = stream.try_next().await.unwrap().unwrap();
+    assert!(matches!(event, WatchEvent::Error(e) if e.code == 410));
+    // Other servers: the status itself.
+    server.set_watch_refusal(WatchRefusal::Status);
+    let err = pods
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 410 && s.reason == "Expired"),
+        "{err}"
+    );
+    // A version the server has not reached: 504 with cause ResourceVersionTooLarge (shown as
+    // an event: kube's client retries a 504 status by itself for minutes).
+    server.set_watch_refusal(WatchRefusal::ErrorEvent);
+    let mut stream = pods
+        .watch(&WatchParams::default(), "1000")
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(e) => {
+            assert_eq!((e.code, e.reason.as_str()), (504, "Timeout"));
+            assert!(
+                e.message.contains("Too large resource version: 1000"),
+                "{e:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- the inventory's pod source when the API server fails -----------------------------------
+
+const NODE: &str = "node-a";
+
+/// The pod source of the inventory for `NODE`, with its metrics.
+struct Source {
+    rx: Receiver<PodUpdate>,
+    metrics: InventoryMetrics,
+}
+
+impl Source {
+    fn start(server: &ApiServer, relist_every: Option<Duration>) -> Source {
+        let metrics = InventoryMetrics::default();
+        let rx = source::spawn(server.client(), NODE, relist_every, metrics.clone());
+        Source { rx, metrics }
+    }
+
+    /// The UIDs of the next re-list, within `timeout`.
+    async fn relist(&mut self, timeout: Duration) -> BTreeSet<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(PodUpdate::Relist(pods))) => {
+                    return pods.into_iter().map(|p| p.info.uid).collect();
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the pod source ended"),
+                Err(_) => panic!("no re-list within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Waits until an update about `uid` arrives (the watch is live).
+    async fn seen(&mut self, uid: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(PodUpdate::Apply(p))) if p.info.uid == uid => return,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the pod source ended"),
+                Err(_) => panic!("no update of {uid} within 10 s"),
+            }
+        }
+    }
+
+    /// `name{labels} value` lines of the inventory's metrics.
+    fn metric(&self, line_start: &str) -> f64 {
+        let mut registry = Registry::default();
+        self.metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+fn create_on_node(server: &ApiServer, name: &str) -> String {
+    let created = server.create("pods", "shop", pod(name, NODE, json!({})));
+    created["metadata"]["uid"].as_str().unwrap().to_owned()
+}
+
+fn set(uids: &[&String]) -> BTreeSet<String> {
+    uids.iter().map(|u| (*u).clone()).collect()
+}
+
+const RESTART: Duration = Duration::from_millis(300);
+/// Room for the retries around a restart: with client-go's backoff the watch is back within
+/// about 5 s; more on a loaded machine.
+const RECOVERY: Duration = Duration::from_secs(30);
+
+/// Fault 1: a watch refused with an HTTP 410 status (not an ERROR event) must lead to a
+/// re-list, as client-go's reflector does; retrying the stale version never ends.
+#[tokio::test]
+async fn watch_refused_with_a_410_status_leads_to_a_relist() {
+    let server = ApiServer::start().await;
+    server.set_watch_refusal(WatchRefusal::Status);
+    let a = create_on_node(&server, "a");
+    let mut source = Source::start(&server, None);
+    assert_eq!(source.relist(RECOVERY).await, set(&[&a]));
+    server.wait_for_watches(1, Duration::from_secs(10)).await;
+
+    let b = Mutex::new(String::new());
+    server
+        .restart(RESTART, |s| {
+            s.delete("pods", "shop", "a").unwrap();
+            *b.lock().unwrap() = create_on_node(s, "b");
+        })
+        .await;
+    let b = b.into_inner().unwrap();
+    assert_eq!(source.relist(RECOVERY).await, set(&[&b]));
+    assert_eq!(
+        source.metric("youwatch_inventory_pod_relists_total{reason=\"Expired\"}"),
+        1.0
+    );
+    assert!(source.metric("youwatch_inventory_pod_watch_errors_total{reason=\"Expired\"}") >= 1.0);
+}
+
+/// Fault 2: while the pod list fails, retries back off exponentially (client-go: 800 ms
+/// doubling to 30 s, each delay up to twice as long with jitter), not every 0.2 s.
+#[tokio::test]
+async fn failing_pod_list_is_retried_with_exponential_backoff() {
+    let server = ApiServer::start().await;
+    let a = create_on_node(&server, "a");
+    server.inject(Fault::new(
+        Verb::List,
+        "pods",
+        ApiError::internal("etcdserver: request timed out"),
+    ));
+    let mut source = Source::start(&server, None);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let lists: Vec<Instant> = server
+        .timed_requests()
+        .into_iter()
+        .filter(|(_, r)| r.starts_with("GET /api/v1/pods?") && !r.contains("watch=true"))
+        .map(|(t, _)| t)
+        .collect();
+    server.clear_faults();
+    // Requests at 0, then at least 0.8, 0.8 + 1.6, 0.8 + 1.6 + 3.2 s.
+    assert!(
+        (2..=4).contains(&lists.len()),
+        "{} lists in 7 s: {lists:?}",
+        lists.len()
+    );
+    for (i, pair) in lists.windows(2).enumerate() {
+        let least = Duration::from_millis(800) * 2u32.pow(i as u32);
+        assert!(
+            pair[1] - pair[0] >= least,
+            "retry {} after {:?}, less than {least:?}",
+            i + 1,
+            pair[1] - pair[0]
+        );
+    }
+    assert_eq!(
+        source.metric("youwatch_inventory_pod_watch_errors_total{reason=\"ListFailed\"}"),
+        lists.len() as f64
+    );
+    assert_eq!(source.relist(RECOVERY).await, set(&[&a]));
+}
+
+/// Fault 3: an API server restarted on a restored datastore has lower resourceVersions than the
+/// agent saw; it refuses the watch with 504 "Too large resource version" (an ERROR event, as
+/// kube-apiserver sends it). The agent must re-list: the pod deleted meanwhile is dropped,
+/// the one re-created under the same name is known by its new UID, the new one is added.
+#[tokio::test]
+async fn restart_that_lost_its_versions_leads_to_a_relist() {
+    let server = ApiServer::start().await;
+    let a = create_on_node(&server, "a");
+    let b = create_on_node(&server, "b");
+    let mut source = Source::start(&server, None);
+    assert_eq!(source.relist(RECOVERY).await, set(&[&a, &b]));
+    server.wait_for_watches(1, Duration::from_secs(10)).await;
+    // Status updates raise the version the agent resumes from above what the restored
+    // datastore will have (one version per object).
+    for i in 0..5 {
+        server.modify("pods", "shop", "b", |p| {
+            p["status"]["phase"] = if i % 2 == 0 { "Running" } else { "Pending" }.into()
+        });
+    }
+    source.seen(&b).await;
+
+    let (a2, c) = (Mutex::new(String::new()), Mutex::new(String::new()));
+    server
+        .restart_with(Restart::ResetVersions, RESTART, |s| {
+            s.delete("pods", "shop", "a").unwrap();
+            *a2.lock().unwrap() = create_on_node(s, "a");
+            *c.lock().unwrap() = create_on_node(s, "c");
+        })
+        .await;
+    let (a2, c) = (a2.into_inner().unwrap(), c.into_inner().unwrap());
+    assert_eq!(source.relist(RECOVERY).await, set(&[&a2, &b, &c]));
+    assert_eq!(
+        source.metric("youwatch_inventory_pod_relists_total{reason=\"WatchRefused\"}"),
+        1.0
+    );
+}
+
+/// Fault 3, when nothing says so: events lost without an error are corrected by the periodic
+/// re-list.
+#[tokio::test]
+async fn periodic_relist_corrects_events_lost_silently() {
+    let server = ApiServer::start().await;
+    let a = create_on_node(&server, "a");
+    let mut source = Source::start(&server, Some(Duration::from_secs(2)));
+    assert_eq!(source.relist(RECOVERY).await, set(&[&a]));
+    server.wait_for_watches(1, Duration::from_secs(10)).await;
+    let b = Mutex::new(String::new());
+    server
+        .restart_with(Restart::LoseEvents, RESTART, |s| {
+            s.delete("pods", "shop", "a").unwrap();
+            *b.lock().unwrap() = create_on_node(s, "b");
+        })
+        .await;
+    let b = b.into_inner().unwrap();
+    // Periodic re-lists before the restart was noticed may still hold a; the first after it
+    // does not.
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let listed = source.relist(RECOVERY).await;
+        if listed == set(&[&b]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {listed:?}");
+    }
+    assert!(source.metric("youwatch_inventory_pod_relists_total{reason=\"Periodic\"}") >= 1.0);
+}
+
+/// Fault 4: "pod watch recovered" is logged once, when a list or event finally succeeds, not
+/// before each retry.
+#[tokio::test]
+async fn recovery_is_logged_once_when_the_list_works_again() {
+    let log = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let server = ApiServer::start().await;
+    let a = create_on_node(&server, "a");
+    server.inject(
+        Fault::new(
+            Verb::List,
+            "pods",
+            ApiError::internal("etcdserver: leader changed"),
+        )
+        .times(2),
+    );
+    let mut source = Source::start(&server, None);
+    assert_eq!(source.relist(RECOVERY).await, set(&[&a]));
+    let text = log.text();
+    assert_eq!(text.matches("pod watch failed").count(), 2, "{text}");
+    assert_eq!(text.matches("pod watch recovered").count(), 1, "{text}");
+    let failed = text.rfind("pod watch failed").unwrap();
+    assert!(
+        text.rfind("pod watch recovered").unwrap() > failed,
+        "{text}"
+    );
+}
+
+/// Log lines written by a test's subscriber.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> LogCapture {
+        self.clone()
+    }
 }

@@ -9,7 +9,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{apiserver::ApiServer, cgroup_tree::CgroupTree, inventory_stage, require};
+use support::{
+    apiserver::{ApiServer, WatchRefusal},
+    cgroup_tree::CgroupTree,
+    inventory_stage, require,
+};
 use tokio::sync::mpsc::Receiver;
 use youwatch_agent::{
     event::EnrichedExec,
@@ -411,4 +415,45 @@ async fn watch_error_and_api_server_restart_lose_no_pod() {
         "b survived the restart"
     );
     assert_eq!(h.watch.ids().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_refused_with_a_status_after_a_restart_relists_into_the_kernel_map() {
+    if !has("watch_refused_with_a_status_after_a_restart_relists_into_the_kernel_map") {
+        return;
+    }
+    let h = Harness::start("inv-refused", "kubepods.slice").await;
+    // Refusals as an HTTP 410 status, not an ERROR event.
+    h.server.set_watch_refusal(WatchRefusal::Status);
+    let qos = "BestEffort";
+    let mk = |s: &ApiServer, name: &str| {
+        let uid = s.create("pods", NS, pod(name, NODE, qos))["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let cg = h.pod_cgroup(&uid, qos);
+        h.tree.mkdir(&cg);
+        cg
+    };
+    let a = mk(&h.server, "juice-shop-a");
+    let b = mk(&h.server, "juice-shop-b");
+    h.wait_watched(&a, true).await;
+    h.wait_watched(&b, true).await;
+
+    // While the API server is down, a is replaced by a pod of the same name (a new UID, a new
+    // cgroup; the old cgroup lingers, as it may while the kubelet tears it down). The watch
+    // cannot resume: it must re-list, drop the old a and guard the new one.
+    let a2 = std::sync::Mutex::new(String::new());
+    h.server
+        .restart(Duration::from_millis(300), |s| {
+            s.delete("pods", NS, "juice-shop-a").unwrap();
+            *a2.lock().unwrap() = mk(s, "juice-shop-a");
+        })
+        .await;
+    let a2 = a2.into_inner().unwrap();
+    h.wait_watched(&a2, true).await;
+    h.wait_watched(&a, false).await;
+    let ids = h.watch.ids();
+    assert!(ids.contains(&h.tree.id(&b)), "b survived the re-list");
+    assert_eq!(ids.len(), 2);
 }

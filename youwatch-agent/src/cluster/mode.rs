@@ -80,10 +80,14 @@ pub async fn choose(mode: InventoryMode) -> Result<(Option<kube::Client>, Decisi
         Decision::NodeLocal(_) => return Ok((None, decision)),
         Decision::Cluster(why) => why.clone(),
     };
-    let config = kube::Config::infer().await.map_err(|e| ModeError::Config {
+    let mut config = kube::Config::infer().await.map_err(|e| ModeError::Config {
         why: why.clone(),
         message: format!("{:#}", anyhow::Error::from(e)),
     })?;
+    // Every stage retries with its own policy (the inventory backs off like client-go's
+    // reflector; the response retries until an action's deadline). kube's built-in layer
+    // would retry 429/503/504 up to 15 times (~3 min) underneath them, unseen.
+    config.default_retry = false;
     let client = kube::Client::try_from(config).map_err(|e| ModeError::Config {
         why,
         message: format!("{:#}", anyhow::Error::from(e)),

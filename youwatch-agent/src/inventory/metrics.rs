@@ -1,5 +1,6 @@
 //! The inventory stage's Prometheus metrics.
 
+use super::recovery::{RelistReason, WatchErrorReason};
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -26,6 +27,16 @@ pub struct AttributionLabels {
     pub attribution: Attribution,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchErrorLabels {
+    pub reason: WatchErrorReason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RelistLabels {
+    pub reason: RelistReason,
+}
+
 /// Cheap to clone: every clone updates the same metrics.
 #[derive(Clone, Debug, Default)]
 pub struct InventoryMetrics {
@@ -33,8 +44,8 @@ pub struct InventoryMetrics {
     pub pending_pods: Gauge,
     pub watched_cgroups: Gauge,
     pub process_table_entries: Gauge,
-    pub watch_errors: Counter,
-    pub resyncs: Counter,
+    pub watch_errors: Family<WatchErrorLabels, Counter>,
+    pub relists: Family<RelistLabels, Counter>,
     pub execs: Family<AttributionLabels, Counter>,
 }
 
@@ -62,19 +73,29 @@ impl InventoryMetrics {
         );
         registry.register(
             "youwatch_inventory_pod_watch_errors",
-            "Errors of the pod watch against the API server (each is retried)",
+            "Errors of the pod watch against the API server, by reason (each is retried with backoff)",
             self.watch_errors.clone(),
         );
         registry.register(
-            "youwatch_inventory_pod_resyncs",
-            "Full pod (re-)lists: start-up, and after the watch could not resume",
-            self.resyncs.clone(),
+            "youwatch_inventory_pod_relists",
+            "Complete lists of this node's pods, by reason: start-up, periodic, or the watch could not resume",
+            self.relists.clone(),
         );
         registry.register(
             "youwatch_inventory_execs",
             "Exec events enriched, by how far they were attributed",
             self.execs.clone(),
         );
+    }
+
+    pub fn watch_error(&self, reason: WatchErrorReason) {
+        self.watch_errors
+            .get_or_create(&WatchErrorLabels { reason })
+            .inc();
+    }
+
+    pub fn relist(&self, reason: RelistReason) {
+        self.relists.get_or_create(&RelistLabels { reason }).inc();
     }
 
     pub fn exec(&self, attribution: Attribution) {
@@ -95,11 +116,16 @@ mod tests {
         metrics.register(&mut registry);
         metrics.exec(Attribution::Container);
         metrics.guarded_pods.set(2);
+        metrics.relist(RelistReason::Periodic);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("youwatch_inventory_guarded_pods 2"), "{text}");
         assert!(
             text.contains("youwatch_inventory_execs_total{attribution=\"Container\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("youwatch_inventory_pod_relists_total{reason=\"Periodic\"} 1"),
             "{text}"
         );
     }

@@ -9,13 +9,15 @@
 //! - [`Targets`]: cluster mode (this node's pods, from the shared
 //!   [`ClusterContext`](crate::cluster::ClusterContext)) or node-local mode (containers
 //!   discovered from cgroupfs); [`crate::cluster`] decides which.
-//! - [`source`] watches this node's pods through the API server; [`pod`] extracts what we keep;
-//!   [`select`] decides which pods are guarded.
+//! - [`source`] watches this node's pods through the API server, recovering from its failures
+//!   as [`recovery`] and [`backoff`] say; [`pod`] extracts what we keep; [`select`] decides
+//!   which pods are guarded.
 //! - [`layout`] finds a pod's cgroup from its UID; [`appear`] notices cgroups created later.
 //! - [`cgroup_index`], [`container_id`], [`lineage`], [`users`] answer "who" for one exec;
 //!   [`stage`] ties them together.
 
 pub mod appear;
+pub mod backoff;
 pub mod bounded;
 pub mod cgroup_index;
 pub mod container_id;
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod node_local;
 pub mod pod;
 pub mod procfs;
+pub mod recovery;
 pub mod select;
 pub mod source;
 pub mod stage;
@@ -38,7 +41,7 @@ pub use crate::cluster::InventoryMode;
 pub use metrics::InventoryMetrics;
 pub use stage::{CgroupWatch, InventoryError, spawn};
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use tokio::sync::mpsc;
 
@@ -117,7 +120,19 @@ pub struct InventoryConfig {
     pub max_ancestors: usize,
     /// Enriched execs buffered between this stage and the rules.
     pub channel_capacity: usize,
+    /// Cluster mode: how often this node's pods are listed again, in milliseconds, to correct
+    /// what a lost watch event left wrong (at least 1000). 0: only when the watch cannot resume.
+    pub pod_relist_interval_ms: u64,
     pub node_local: NodeLocalConfig,
+}
+
+impl InventoryConfig {
+    /// The periodic pod re-list interval; `None` when disabled. At least a second: each
+    /// re-list is a request to the API server.
+    pub fn pod_relist_every(&self) -> Option<Duration> {
+        (self.pod_relist_interval_ms > 0)
+            .then(|| Duration::from_millis(self.pod_relist_interval_ms.max(1000)))
+    }
 }
 
 impl Default for InventoryConfig {
@@ -132,6 +147,7 @@ impl Default for InventoryConfig {
             process_table_size: 8192,
             max_ancestors: 8,
             channel_capacity: 4096,
+            pod_relist_interval_ms: 300_000,
             node_local: NodeLocalConfig::default(),
         }
     }

@@ -102,7 +102,12 @@ pub fn spawn<W: CgroupWatch>(
     let pods = match targets {
         Targets::Cluster {
             client, node_name, ..
-        } => Some(source::spawn(client, &node_name, metrics)),
+        } => Some(source::spawn(
+            client,
+            &node_name,
+            config.pod_relist_every(),
+            metrics,
+        )),
         Targets::NodeLocal => None,
     };
     let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));

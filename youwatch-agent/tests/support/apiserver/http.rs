@@ -12,7 +12,9 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Shared, patch,
+    ApiError, Shared,
+    faults::Verb,
+    patch,
     resources::ResourceType,
     select::{FieldSelector, LabelSelector},
     store::{Part, Preconditions, WatchFilter},
@@ -70,6 +72,10 @@ fn route(
         return Err(ApiError::not_found_path(uri.path()));
     }
     let rt = &target.rt;
+    let verb = verb(method, &target, query);
+    if let Some(error) = verb.and_then(|v| shared.fault(v, &target.resource())) {
+        return Err(error);
+    }
     match (
         method.clone(),
         target.name.as_deref(),
@@ -77,7 +83,7 @@ fn route(
     ) {
         (Method::GET, None, None) => {
             let selectors = selectors(rt, query)?;
-            if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
+            if verb == Some(Verb::Watch) {
                 watch(shared, &target, selectors, query)
             } else {
                 list(shared, &target, selectors, query)
@@ -160,6 +166,31 @@ fn route(
                 uri.path()
             ),
         )),
+    }
+}
+
+/// The request's verb as RBAC names it (`None` for methods the server does not serve).
+fn verb(method: &Method, target: &Target, query: &HashMap<String, String>) -> Option<Verb> {
+    let watch = query.get("watch").is_some_and(|v| v == "true" || v == "1");
+    Some(match (method.clone(), target.name.is_some()) {
+        (Method::GET, false) if watch => Verb::Watch,
+        (Method::GET, false) => Verb::List,
+        (Method::GET, true) => Verb::Get,
+        (Method::POST, _) => Verb::Create,
+        (Method::PUT, _) => Verb::Update,
+        (Method::PATCH, _) => Verb::Patch,
+        (Method::DELETE, _) => Verb::Delete,
+        _ => return None,
+    })
+}
+
+impl Target {
+    /// `pods`, `pods/status`, `apps/replicasets`: the resource as RBAC and faults name it.
+    fn resource(&self) -> String {
+        match &self.sub {
+            Some(sub) => format!("{}/{sub}", self.rt.plural_key()),
+            None => self.rt.plural_key(),
+        }
     }
 }
 
@@ -311,7 +342,7 @@ fn watch(
         api_version: rt.api_version(),
     };
     let initial_end = query.get("sendInitialEvents").is_some_and(|v| v == "true");
-    let rx = shared.store().watch(filter, from, initial_end);
+    let rx = shared.store().watch(filter, from, initial_end)?;
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())

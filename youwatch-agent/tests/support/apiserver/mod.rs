@@ -13,11 +13,15 @@
 //! Test controls: create/update/delete objects directly, [`ApiServer::fail_watches`] (ERROR 410
 //! to every open watch), [`ApiServer::drop_watches`], [`ApiServer::restart`] (connections
 //! dropped, port refused while down, history forgotten like a fresh watch cache: clients
-//! must re-list), [`ApiServer::bookmark`], and a log of requests.
+//! must re-list) and [`ApiServer::restart_with`] for restarts that lose more,
+//! [`ApiServer::set_watch_refusal`] (a watch the server cannot serve is refused with an ERROR
+//! event, as kube-apiserver does, or with an HTTP status), [`ApiServer::inject`] (API errors by
+//! verb and resource, see [`faults`]), [`ApiServer::bookmark`], and a timed log of requests.
 //!
 //! The agent talks to it with the real `kube::Client` ([`ApiServer::client`]) or a kubeconfig
 //! file ([`ApiServer::write_kubeconfig`]); nothing in `src/` knows it exists.
 
+pub mod faults;
 mod http;
 mod patch;
 pub mod resources;
@@ -41,8 +45,9 @@ use resources::ResourceType;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinSet};
 
-pub use store::Preconditions;
+use faults::{Fault, FaultPlan};
 use store::{Part, Store};
+pub use store::{Preconditions, WatchRefusal};
 
 /// A random UID, as the API server assigns to `metadata.uid` (for
 /// [`ApiServer::create_with_uid`]).
@@ -136,6 +141,47 @@ impl ApiError {
         Self::new(StatusCode::GONE, "Expired", message)
     }
 
+    /// 500, as kube-apiserver answers when its storage fails.
+    pub fn internal(message: &str) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            &format!("Internal error occurred: {message}"),
+        )
+        .with_causes(&[("", message)])
+    }
+
+    /// 504 with cause `ResourceVersionTooLarge`: kube-apiserver's answer to a request for a
+    /// resourceVersion it has not reached (after waiting up to 3 s for it).
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        let mut err = Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            &format!("Timeout: Too large resource version: {requested}, current: {current}"),
+        )
+        .with_causes(&[("ResourceVersionTooLarge", "Too large resource version")]);
+        err.details["retryAfterSeconds"] = 1.into();
+        err
+    }
+
+    fn with_causes(mut self, causes: &[(&str, &str)]) -> Self {
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|(reason, message)| {
+                if reason.is_empty() {
+                    json!({"message": message})
+                } else {
+                    json!({"reason": reason, "message": message})
+                }
+            })
+            .collect();
+        if self.details.is_null() {
+            self.details = json!({});
+        }
+        self.details["causes"] = causes.into();
+        self
+    }
+
     /// The `Status` object a real API server returns.
     pub fn status(&self) -> Value {
         let mut status = json!({
@@ -172,7 +218,8 @@ fn qualified(rt: &ResourceType) -> String {
 pub struct Shared {
     store: Mutex<Store>,
     resources: Mutex<Vec<ResourceType>>,
-    requests: Mutex<VecDeque<String>>,
+    requests: Mutex<VecDeque<(Instant, String)>>,
+    faults: Mutex<FaultPlan>,
 }
 
 impl Shared {
@@ -204,7 +251,12 @@ impl Shared {
         if log.len() == REQUEST_LOG {
             log.pop_front();
         }
-        log.push_back(format!("{method} {uri}"));
+        log.push_back((Instant::now(), format!("{method} {uri}")));
+    }
+
+    /// The injected error for this request, if any.
+    fn fault(&self, verb: faults::Verb, resource: &str) -> Option<ApiError> {
+        self.faults.lock().unwrap().take(verb, resource)
     }
 }
 
@@ -231,6 +283,7 @@ impl ApiServer {
             store: Mutex::new(Store::new()),
             resources: Mutex::new(resources::defaults()),
             requests: Mutex::new(VecDeque::new()),
+            faults: Mutex::new(FaultPlan::default()),
         });
         let server = ApiServer {
             shared,
@@ -274,8 +327,10 @@ impl ApiServer {
     }
 
     /// A real kube client for this server.
+    /// A client configured as the agent configures its own (no hidden retry layer).
     pub fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.url().parse().expect("a valid URL"));
+        let mut config = kube::Config::new(self.url().parse().expect("a valid URL"));
+        config.default_retry = false;
         kube::Client::try_from(config).expect("a kube client for the test API server")
     }
 
@@ -306,10 +361,28 @@ impl ApiServer {
     /// objects kept, the event history forgotten (watches resuming from before get 410 Gone
     /// and must re-list). Changes made while down are what clients must notice.
     pub async fn restart(&self, down: Duration, while_down: impl FnOnce(&ApiServer)) {
+        self.restart_with(Restart::KeepVersions, down, while_down)
+            .await;
+    }
+
+    /// [`restart`](Self::restart), losing what `how` says.
+    pub async fn restart_with(
+        &self,
+        how: Restart,
+        down: Duration,
+        while_down: impl FnOnce(&ApiServer),
+    ) {
         self.stop();
         while_down(self);
         tokio::time::sleep(down).await;
-        self.shared.store().compact();
+        {
+            let mut store = self.shared.store();
+            match how {
+                Restart::KeepVersions => store.compact(),
+                Restart::ResetVersions => store.reset_versions(),
+                Restart::LoseEvents => store.forget_silently(),
+            }
+        }
         let listener = TcpListener::bind(self.addr)
             .await
             .expect("re-binding the test API server's port");
@@ -317,6 +390,22 @@ impl ApiServer {
     }
 
     // ---- test controls -----------------------------------------------------------------------
+
+    /// How watches the server cannot serve are refused from now on (default:
+    /// [`WatchRefusal::ErrorEvent`], as kube-apiserver does).
+    pub fn set_watch_refusal(&self, refusal: WatchRefusal) {
+        self.shared.store().watch_refusal = refusal;
+    }
+
+    /// Adds a fault: matching requests are answered with its error.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.faults.lock().unwrap().add(fault);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
 
     /// Serves another resource type.
     pub fn add_resource(&self, rt: ResourceType) {
@@ -428,6 +517,11 @@ impl ApiServer {
 
     /// `METHOD /path?query` of the requests served, oldest first.
     pub fn requests(&self) -> Vec<String> {
+        self.timed_requests().into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// The requests served with when they arrived, oldest first.
+    pub fn timed_requests(&self) -> Vec<(Instant, String)> {
         self.shared
             .requests
             .lock()
@@ -436,6 +530,24 @@ impl ApiServer {
             .cloned()
             .collect()
     }
+}
+
+/// What an API server restart loses besides its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// The datastore survives and the watch cache starts empty: a watch resuming from before
+    /// the restart is refused with 410 Gone (as [`ApiServer::set_watch_refusal`] says).
+    KeepVersions,
+    /// The datastore was restored from a backup or recreated: the objects are there, but
+    /// resourceVersions start again from 1 (one per object), below what clients saw. A watch
+    /// resuming from a version the server has not reached is refused with 504 "Too large
+    /// resource version", as kube-apiserver does (without its 3 s wait); one from a lower
+    /// version with 410 Gone.
+    ResetVersions,
+    /// Events lost without a word: watches resuming from before the restart are accepted and
+    /// see only what changes afterwards. No conforming server does this on purpose; it stands
+    /// for every lost event a periodic re-list has to correct.
+    LoseEvents,
 }
 
 impl Drop for ApiServer {

@@ -91,6 +91,19 @@ struct Watch {
     tx: mpsc::Sender<Vec<u8>>,
 }
 
+/// How the server refuses a watch it cannot serve (a version it no longer has or has not
+/// reached).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WatchRefusal {
+    /// HTTP 200, one `ERROR` event, end of stream: kube-apiserver's answer once the request is
+    /// authorised and its resourceVersion parsed.
+    #[default]
+    ErrorEvent,
+    /// An HTTP error status with the `Status` body, before any stream: what other API servers
+    /// and proxies answer. client-go re-lists on both forms.
+    Status,
+}
+
 pub struct Store {
     rv: u64,
     /// resource → (namespace, name) → object.
@@ -99,6 +112,7 @@ pub struct Store {
     /// Watches may resume from versions > this; older ones get 410 Gone.
     compacted: u64,
     watches: Vec<Watch>,
+    pub watch_refusal: WatchRefusal,
     /// When the last event was handed to the open watches (benchmarks measure from here).
     pub last_sent: Option<Instant>,
     /// Versions whose events were handed to watches, with when (bounded, for benchmarks).
@@ -113,6 +127,7 @@ impl Store {
             history: VecDeque::new(),
             compacted: 1,
             watches: Vec::new(),
+            watch_refusal: WatchRefusal::default(),
             last_sent: None,
             sent_at: VecDeque::new(),
         }
@@ -386,21 +401,24 @@ impl Store {
     }
 
     /// Opens a watch from `from` (`None`: the current state as synthetic ADDED events, then
-    /// changes). When `from` was compacted away the stream holds one `ERROR` event (410 Gone)
-    /// and ends, as with a real API server (HTTP 200, then the error in the stream).
+    /// changes). When `from` was compacted away (410 Gone) or is beyond the current version
+    /// (504 "Too large resource version") the watch is refused as `watch_refusal` says.
     pub fn watch(
         &mut self,
         filter: WatchFilter,
         from: Option<u64>,
         initial_events_end: bool,
-    ) -> mpsc::Receiver<Vec<u8>> {
+    ) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let backlog: Vec<Vec<u8>> = match from {
             Some(rv) if rv < self.compacted => {
-                return gone_stream(&format!(
+                return self.refuse(ApiError::gone(&format!(
                     "too old resource version: {rv} ({})",
                     self.compacted
-                ));
+                )));
+            }
+            Some(rv) if rv > self.rv => {
+                return self.refuse(ApiError::too_large_resource_version(rv, self.rv));
             }
             Some(rv) => self
                 .history
@@ -426,11 +444,20 @@ impl Store {
         };
         for line in backlog {
             if tx.try_send(line).is_err() {
-                return gone_stream("more changes to replay than a watch buffers; re-list");
+                return self.refuse(ApiError::gone(
+                    "more changes to replay than a watch buffers; re-list",
+                ));
             }
         }
         self.watches.push(Watch { filter, tx });
-        rx
+        Ok(rx)
+    }
+
+    fn refuse(&self, error: ApiError) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
+        match self.watch_refusal {
+            WatchRefusal::ErrorEvent => Ok(error_stream(&error)),
+            WatchRefusal::Status => Err(error),
+        }
     }
 
     /// Sends a BOOKMARK at the current version to every watch that asked for bookmarks.
@@ -465,6 +492,23 @@ impl Store {
         self.compacted = self.rv;
     }
 
+    /// Versions start again from 1, one per object (a datastore restored or recreated);
+    /// the history is gone.
+    pub fn reset_versions(&mut self) {
+        self.rv = 1;
+        for object in self.objects.values_mut().flat_map(|m| m.values_mut()) {
+            self.rv += 1;
+            object["metadata"]["resourceVersion"] = self.rv.to_string().into();
+        }
+        self.compact();
+    }
+
+    /// Forgets the history but accepts watches from any earlier version, replaying nothing.
+    pub fn forget_silently(&mut self) {
+        self.history.clear();
+        self.compacted = 0;
+    }
+
     pub fn open_watches(&self) -> usize {
         self.watches.iter().filter(|w| !w.tx.is_closed()).count()
     }
@@ -489,10 +533,10 @@ pub struct Preconditions {
     pub resource_version: Option<String>,
 }
 
-/// A watch stream holding only `ERROR 410 Gone`.
-fn gone_stream(message: &str) -> mpsc::Receiver<Vec<u8>> {
+/// A watch stream holding only an `ERROR` event.
+fn error_stream(error: &ApiError) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel(1);
-    let _ = tx.try_send(event_line("ERROR", &ApiError::gone(message).status()));
+    let _ = tx.try_send(event_line("ERROR", &error.status()));
     rx
 }
 
