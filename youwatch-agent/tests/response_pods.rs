@@ -384,3 +384,74 @@ async fn a_decision_survives_a_restart_while_the_api_server_is_down() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test]
+async fn server_errors_and_timeouts_are_retried_until_applied() {
+    use support::apiserver::{
+        ApiError,
+        faults::{Fault, Stall, Verb},
+    };
+    let server = ApiServer::start().await;
+    let pod = server.create_with_uid(
+        "pods",
+        "shop",
+        deployment_pod("juice-shop-1", NODE, "juice-shop-abc"),
+    );
+    server.create(
+        "apps/replicasets",
+        "shop",
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "juice-shop-abc"},
+               "spec": {"replicas": 1, "selector": {}, "template": {}},
+               "status": {"replicas": 1, "availableReplicas": 1}}),
+    );
+    // The ReplicaSet read fails twice (503, 500), the DELETE hangs past the client's timeout
+    // once, then fails with a 500, then goes through.
+    server.inject(
+        Fault::new(
+            Verb::Get,
+            "apps/replicasets",
+            ApiError::internal("etcd timeout"),
+        )
+        .times(2),
+    );
+    server.stall(Stall::new(
+        "DELETE",
+        "/pods/juice-shop-1",
+        Duration::from_secs(2),
+        1,
+    ));
+    server.inject(
+        Fault::new(
+            Verb::Delete,
+            "pods",
+            ApiError::internal("etcd leader changed"),
+        )
+        .times(1),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut config = ResponseConfig::default();
+    config.retry.request_timeout = Duration::from_millis(300);
+    config.retry.initial_backoff = Duration::from_millis(20);
+    let mut running = start(Some(&server), &config, DryRun::Off, state.path());
+    let mut d = shell_in("shop", "juice-shop-1", Some(&uid_of(&pod)));
+    let Subject::Pod(p) = &mut d.subject else {
+        panic!()
+    };
+    p.owner = Some(("Deployment".into(), "juice-shop".into()));
+    p.labels = [("pod-template-hash".to_owned(), "abc".to_owned())].into();
+    running.bus.publish(d).await.unwrap();
+    let report = running.report().await;
+    assert_eq!(
+        report.output_fields["response.outcome"], "applied",
+        "{report:?}"
+    );
+    assert!(server.get("pods", "shop", "juice-shop-1").is_none());
+    let requests = server.requests();
+    let gets = requests
+        .iter()
+        .filter(|r| r.starts_with("GET /apis/apps/v1/namespaces/shop/replicasets"))
+        .count();
+    assert_eq!(gets, 3, "{requests:?}");
+    assert_eq!(deletes(&server).len(), 3, "{requests:?}");
+    running.stop().await;
+}

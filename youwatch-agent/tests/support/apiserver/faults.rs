@@ -81,3 +81,64 @@ impl FaultPlan {
         Some(error)
     }
 }
+
+/// A delay before a matching request is served: how a timeout looks from the client (set it
+/// longer than the client waits).
+#[derive(Clone, Debug)]
+pub struct Stall {
+    method: String,
+    path_contains: String,
+    delay: std::time::Duration,
+    remaining: usize,
+}
+
+impl Stall {
+    /// The next `times` requests with this HTTP method whose path contains `path_contains`
+    /// are served only after `delay`.
+    pub fn new(
+        method: &str,
+        path_contains: &str,
+        delay: std::time::Duration,
+        times: usize,
+    ) -> Self {
+        Self {
+            method: method.to_owned(),
+            path_contains: path_contains.to_owned(),
+            delay,
+            remaining: times,
+        }
+    }
+}
+
+/// The stalls in force.
+#[derive(Default)]
+pub struct StallPlan {
+    stalls: Vec<Stall>,
+}
+
+impl StallPlan {
+    pub fn add(&mut self, stall: Stall) {
+        if stall.remaining > 0 {
+            self.stalls.push(stall);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.stalls.clear();
+    }
+
+    /// The delay for this request, if a stall matches; uses up one of its requests.
+    pub fn take(&mut self, method: &str, path: &str) -> Option<std::time::Duration> {
+        let index = self
+            .stalls
+            .iter()
+            .position(|s| s.method == method && path.contains(&s.path_contains))?;
+        let stall = &mut self.stalls[index];
+        let delay = stall.delay;
+        stall.remaining -= 1;
+        if stall.remaining == 0 {
+            self.stalls.remove(index);
+        }
+        Some(delay)
+    }
+}

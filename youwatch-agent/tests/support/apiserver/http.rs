@@ -37,6 +37,14 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     shared.log_request(&method, &uri);
+    let stall = shared
+        .stalls
+        .lock()
+        .unwrap()
+        .take(method.as_str(), uri.path());
+    if let Some(delay) = stall {
+        tokio::time::sleep(delay).await;
+    }
     match route(&shared, &method, &uri, &query, &headers, &body) {
         Ok(response) => response,
         Err(err) => err.into_response(),

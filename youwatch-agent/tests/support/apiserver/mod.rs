@@ -220,6 +220,7 @@ pub struct Shared {
     resources: Mutex<Vec<ResourceType>>,
     requests: Mutex<VecDeque<(Instant, String)>>,
     faults: Mutex<FaultPlan>,
+    stalls: Mutex<faults::StallPlan>,
 }
 
 impl Shared {
@@ -284,6 +285,7 @@ impl ApiServer {
             resources: Mutex::new(resources::defaults()),
             requests: Mutex::new(VecDeque::new()),
             faults: Mutex::new(FaultPlan::default()),
+            stalls: Mutex::new(faults::StallPlan::default()),
         });
         let server = ApiServer {
             shared,
@@ -402,9 +404,15 @@ impl ApiServer {
         self.shared.faults.lock().unwrap().add(fault);
     }
 
-    /// Removes every fault.
+    /// Removes every fault and stall.
     pub fn clear_faults(&self) {
         self.shared.faults.lock().unwrap().clear();
+        self.shared.stalls.lock().unwrap().clear();
+    }
+
+    /// Delays matching requests (a slow or hung API server, as a client's timeout sees it).
+    pub fn stall(&self, stall: faults::Stall) {
+        self.shared.stalls.lock().unwrap().add(stall);
     }
 
     /// Serves another resource type.
