@@ -35,6 +35,9 @@ use crate::{response::retry::Backoff, stage::StopSignal};
 pub struct IngressIndex {
     store: Store<Ingress>,
     changes: watch::Receiver<u64>,
+    /// Set once the first list is complete. (kube's `Store::wait_until_ready` wakes only
+    /// the last of several concurrent waiters: a futures oneshot keeps one waker.)
+    listed: watch::Receiver<bool>,
 }
 
 impl IngressIndex {
@@ -47,6 +50,7 @@ impl IngressIndex {
     ) -> (IngressIndex, tokio::task::JoinHandle<()>) {
         let (store, writer) = reflector::store();
         let (tx, changes) = watch::channel(0u64);
+        let (listed_tx, listed) = watch::channel(false);
         let api: Api<Ingress> = Api::all(client);
         let config = watcher::Config::default().labels_from(selector);
         let reader = store.clone();
@@ -67,6 +71,9 @@ impl IngressIndex {
                             tracing::info!("Ingress watch recovered");
                             healthy = true;
                         }
+                        if matches!(event, watcher::Event::InitDone) {
+                            listed_tx.send_if_modified(|l| !std::mem::replace(l, true));
+                        }
                         // Page by page during a (re-)list: announce once it is whole.
                         if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
                             metrics.managed.set(reader.len() as i64);
@@ -82,7 +89,14 @@ impl IngressIndex {
                 }
             }
         });
-        (IngressIndex { store, changes }, task)
+        (
+            IngressIndex {
+                store,
+                changes,
+                listed,
+            },
+            task,
+        )
     }
 
     /// Waits for the first complete list, until `deadline`; whether it came.
@@ -90,9 +104,10 @@ impl IngressIndex {
         let left = deadline
             .duration_since(SystemTime::now())
             .unwrap_or_default();
+        let mut listed = self.listed.clone();
         matches!(
-            tokio::time::timeout(left, self.store.wait_until_ready()).await,
-            Ok(Ok(()))
+            tokio::time::timeout(left, listed.wait_for(|l| *l)).await,
+            Ok(Ok(_))
         )
     }
 

@@ -115,9 +115,11 @@ pub fn short_reason(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-/// `t` rounded down to whole seconds (what a record keeps).
+/// `t` rounded up to whole seconds (what a record keeps: a ban lasts at least as decided).
 pub fn whole_seconds(t: SystemTime) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(super::super::action::epoch_secs(t))
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() + u64::from(since.subsec_nanos() > 0);
+    UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 /// A time as RFC 3339 text, e.g. `2026-12-01T13:00:00Z`.
