@@ -882,3 +882,147 @@ async fn quarantine_then_expiry_restores_the_users_value_exactly() {
     );
     running.stop().await;
 }
+
+/// Runs the agent binary's `args` against `server`.
+async fn agent_cli(server: &ApiServer, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_youwatch-agent"))
+        .args(args)
+        .env("KUBECONFIG", server.write_kubeconfig(dir.path()))
+        .env("HOME", dir.path())
+        .env("NODE_NAME", "node-cli")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("YOUWATCH_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn bans_unban_and_release_from_the_command_line() {
+    let server = ApiServer::start().await;
+    let ban = |node: &str| json!({"until": "2099-01-01T00:00:00Z", "offense": 2, "reason": "WAF attacker to ban (sqli)", "node": node});
+    let web_ledger =
+        json!({"203.0.113.9/32": ban("node-a"), "203.0.113.10/32": ban("node-b")}).to_string();
+    let quarantine = json!({"previous": "10.0.0.0/8", "until": "2099-01-01T00:00:00Z", "reason": "shell", "node": "node-a"}).to_string();
+    server.create(
+        INGRESSES,
+        "shop",
+        ingress(
+            "web",
+            &["shop.example"],
+            "juice-shop",
+            &[
+                (DENY, "1.2.3.4,203.0.113.9/32,203.0.113.10/32"),
+                (LEDGER, &web_ledger),
+                (ALLOW, "192.0.2.1/32"),
+                (QUARANTINE, &quarantine),
+            ],
+        ),
+    );
+    let api_ledger = json!({"203.0.113.9/32": ban("node-b")}).to_string();
+    server.create(
+        INGRESSES,
+        "shop",
+        ingress(
+            "api",
+            &["api.example"],
+            "api",
+            &[(DENY, "203.0.113.9/32"), (LEDGER, &api_ledger)],
+        ),
+    );
+
+    let (ok, out, err) = agent_cli(&server, &["bans"]).await;
+    assert!(ok, "{err}");
+    for expected in [
+        "INGRESS",
+        "shop/web",
+        "shop/api",
+        "203.0.113.9/32",
+        "203.0.113.10/32",
+        "quarantine",
+        "2099-01-01T00:00:00Z",
+        "node-b",
+        "restores allowlist \"10.0.0.0/8\"",
+    ] {
+        assert!(out.contains(expected), "{expected} missing:\n{out}");
+    }
+    let (ok, out, _) = agent_cli(&server, &["bans", "-o", "json"]).await;
+    assert!(ok);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+
+    let (ok, out, err) = agent_cli(&server, &["unban", "203.0.113.9"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("shop/web: removed 203.0.113.9/32") && out.contains("shop/api: removed"),
+        "{out}"
+    );
+    assert_eq!(
+        annotation(&server, "web", DENY).unwrap(),
+        "1.2.3.4,203.0.113.10/32"
+    );
+    assert_eq!(
+        ledger(&server, "web").keys().collect::<Vec<_>>(),
+        ["203.0.113.10/32"]
+    );
+    assert_eq!(annotation(&server, "api", DENY), None);
+    assert_eq!(annotation(&server, "api", LEDGER), None);
+    assert!(
+        event_reasons(&server, "api")
+            .await
+            .contains(&"SourceReleased".to_owned())
+    );
+
+    let (ok, _, err) = agent_cli(&server, &["unban", "203.0.113.9"]).await;
+    assert!(
+        !ok && err.contains("203.0.113.9/32 is not denied by youwatch"),
+        "{err}"
+    );
+    let (ok, _, err) = agent_cli(&server, &["unban", "1.2.3.4"]).await;
+    assert!(!ok && err.contains("users wrote"), "{err}");
+    assert!(
+        annotation(&server, "web", DENY)
+            .unwrap()
+            .starts_with("1.2.3.4,"),
+        "the user's entry stays"
+    );
+    let (ok, _, err) = agent_cli(&server, &["unban", "nope"]).await;
+    assert!(
+        !ok && err.contains("\"nope\" is not an IP address"),
+        "{err}"
+    );
+    let (ok, _, err) = agent_cli(&server, &["unban", "203.0.113.0/24"]).await;
+    assert!(!ok && err.contains("range"), "{err}");
+
+    let (ok, out, err) = agent_cli(&server, &["release", "shop/web"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("quarantine lifted") && out.contains("\"10.0.0.0/8\""),
+        "{out}"
+    );
+    assert_eq!(annotation(&server, "web", ALLOW).unwrap(), "10.0.0.0/8");
+    assert_eq!(annotation(&server, "web", QUARANTINE), None);
+    assert!(
+        event_reasons(&server, "web")
+            .await
+            .contains(&"QuarantineLifted".to_owned())
+    );
+    let (ok, _, err) = agent_cli(&server, &["release", "shop/web"]).await;
+    assert!(!ok && err.contains("shop/web is not quarantined"), "{err}");
+    let (ok, _, err) = agent_cli(&server, &["release", "shop/missing"]).await;
+    assert!(!ok && err.contains("shop/missing not found"), "{err}");
+    let (ok, _, err) = agent_cli(&server, &["release", "web"]).await;
+    assert!(
+        !ok && err.contains("\"web\" is not an Ingress as namespace/name"),
+        "{err}"
+    );
+}

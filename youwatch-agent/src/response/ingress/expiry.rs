@@ -52,8 +52,7 @@ impl Expiry {
 
     async fn run(self) {
         let this = Arc::new(self);
-        let far = SystemTime::now() + Duration::from_secs(10 * 365 * 86_400);
-        if !this.index.ready(far).await {
+        if !this.index.listed().await {
             return;
         }
         let mut changes = this.index.changes();

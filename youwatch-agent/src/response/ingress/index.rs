@@ -99,16 +99,19 @@ impl IngressIndex {
         )
     }
 
-    /// Waits for the first complete list, until `deadline`; whether it came.
+    /// Waits for the first complete list; false if the watch task ended first.
+    pub async fn listed(&self) -> bool {
+        self.listed.clone().wait_for(|l| *l).await.is_ok()
+    }
+
+    /// [`listed`](Self::listed), until `deadline`.
     pub async fn ready(&self, deadline: SystemTime) -> bool {
         let left = deadline
             .duration_since(SystemTime::now())
             .unwrap_or_default();
-        let mut listed = self.listed.clone();
-        matches!(
-            tokio::time::timeout(left, listed.wait_for(|l| *l)).await,
-            Ok(Ok(_))
-        )
+        tokio::time::timeout(left, self.listed())
+            .await
+            .unwrap_or(false)
     }
 
     pub fn get(&self, key: &IngressKey) -> Option<Arc<Ingress>> {
