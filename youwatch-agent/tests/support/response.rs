@@ -69,6 +69,11 @@ impl Running {
         self.stage.join().await.unwrap();
     }
 
+    /// Publishes a detection to the stage.
+    pub async fn publish(&self, detection: Detection) {
+        self.bus.publish(detection).await.expect("the bus is open");
+    }
+
     /// The value of a metric sample as exposed (`name{labels}`), 0 when absent.
     pub fn metric(&self, sample: &str) -> f64 {
         let mut text = String::new();

@@ -196,15 +196,7 @@ impl State<'_> {
         let names = self.names;
         let ledger = match &mut self.ledger {
             Ok(l) => l,
-            Err(e) => {
-                return Verdict::Refused {
-                    why: Refusal::MalformedLedger,
-                    detail: format!(
-                        "annotation {} is {e}; fix or delete it (it lists the agent's bans)",
-                        names.deny_ledger
-                    ),
-                };
-            }
+            Err(e) => return unreadable(&names.deny_ledger, e, "it lists the agent's bans"),
         };
         let malformed = self.list.malformed();
         if !malformed.is_empty() {
@@ -266,13 +258,11 @@ impl State<'_> {
         let current = match &mut self.quarantine {
             Ok(q) => q,
             Err(e) => {
-                return Verdict::Refused {
-                    why: Refusal::MalformedLedger,
-                    detail: format!(
-                        "annotation {} is {e}; fix or delete it (it holds the allowlist to restore)",
-                        names.quarantine_ledger
-                    ),
-                };
+                return unreadable(
+                    &names.quarantine_ledger,
+                    e,
+                    "it holds the allowlist to restore",
+                );
             }
         };
         let deny_all = Some(names.deny_all.as_str());
@@ -342,6 +332,14 @@ impl State<'_> {
         } else {
             Verdict::Removed { released, lifted }
         }
+    }
+}
+
+/// The refusal to add to an Ingress whose record of the agent's own cannot be read.
+fn unreadable(annotation: &str, error: &str, holds: &str) -> Verdict {
+    Verdict::Refused {
+        why: Refusal::MalformedLedger,
+        detail: format!("annotation {annotation} is {error}; fix or delete it ({holds})"),
     }
 }
 

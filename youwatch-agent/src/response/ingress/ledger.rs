@@ -105,14 +105,7 @@ impl Quarantined {
 
 /// A reason short enough for a record, cut on a char boundary.
 pub fn short_reason(text: &str) -> String {
-    if text.len() <= MAX_REASON {
-        return text.to_owned();
-    }
-    let mut end = MAX_REASON;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    super::super::action::truncate(text, MAX_REASON)
 }
 
 /// `t` rounded up to whole seconds (what a record keeps: a ban lasts at least as decided).
