@@ -355,7 +355,10 @@ async fn expiry_removes_only_our_entries() {
         ledger(&server, "web").keys().collect::<Vec<_>>(),
         ["203.0.113.10/32"]
     );
-    assert_eq!(running.metric("youwatch_response_bans_expired_total"), 1.0);
+    eventually("the expiry counted", || {
+        running.metric("youwatch_response_bans_expired_total") == 1.0
+    })
+    .await;
     eventually_events(&server, "web", 3).await;
     let released: Vec<Event> = events(&server, "web")
         .await
@@ -493,7 +496,7 @@ async fn a_burst_of_bans_gives_few_patches_and_a_valid_sorted_capped_list() {
     assert_eq!(outcomes["refused"], BANS - (max - 3), "{outcomes:?}");
     let patches = requests(&server, "PATCH");
     assert!(
-        patches.len() <= 20,
+        patches.len() <= 10,
         "{} patches for a burst of {BANS}",
         patches.len()
     );
@@ -754,10 +757,10 @@ async fn quarantine_then_expiry_restores_the_users_value_exactly() {
     assert_eq!(before("web-open"), open_before, "no allowlist again");
     eventually_events(&server, "web", 2).await;
     assert!(has_event(&server, "web", "QuarantineLifted").await);
-    assert_eq!(
-        running.metric("youwatch_response_quarantines_lifted_total"),
-        2.0
-    );
+    eventually("both lifts counted", || {
+        running.metric("youwatch_response_quarantines_lifted_total") == 2.0
+    })
+    .await;
     running.stop().await;
 }
 
