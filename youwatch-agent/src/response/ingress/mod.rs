@@ -336,7 +336,13 @@ impl Inner {
             (namespace, name, labels),
         )
         .await
-        .map_err(|f| failed("finding the pod's Services", &f))?;
+        .map_err(|f| match f.class {
+            ErrorClass::NotFound => Finished::new(
+                Outcome::Refused,
+                format!("pod {namespace}/{name} no longer exists and its labels are unknown"),
+            ),
+            _ => failed("finding the pod's Services", &f),
+        })?;
         if keys.is_empty() {
             return Err(Finished::new(
                 Outcome::Refused,
@@ -431,7 +437,7 @@ impl Inner {
                 return;
             }
             Err(f) => {
-                tracing::warn!(ingress = %key, error = %f, "Ingress not patched");
+                tracing::debug!(ingress = %key, error = %f, "Ingress not patched");
                 tally.failed.push((key.to_string(), f));
                 return;
             }
@@ -442,7 +448,7 @@ impl Inner {
                     self.reporter
                         .denied(key, done.uid, decided, net, entry.until, extended);
                 }
-                tracing::info!(ingress = %key, address = %net, until = format_time(entry.until), extended, "client denied on the Ingress");
+                tracing::debug!(ingress = %key, address = %net, until = format_time(entry.until), extended, "client denied on the Ingress");
                 tally.applied.push(key.to_string());
             }
             (Verdict::Quarantined { extended }, Op::Quarantine(q)) => {
@@ -450,7 +456,7 @@ impl Inner {
                     self.reporter
                         .quarantined(key, done.uid, decided, q.until, extended);
                 }
-                tracing::info!(ingress = %key, until = format_time(q.until), extended, "Ingress quarantined");
+                tracing::debug!(ingress = %key, until = format_time(q.until), extended, "Ingress quarantined");
                 tally.applied.push(key.to_string());
             }
             (Verdict::Refused { why, detail }, op) => {
@@ -463,7 +469,7 @@ impl Inner {
                     self.reporter
                         .refused(key, done.uid, reason, decided, &detail);
                 }
-                tracing::warn!(ingress = %key, reason = why.as_str(), detail, "Ingress not changed");
+                tracing::debug!(ingress = %key, reason = why.as_str(), detail, "Ingress not changed");
                 tally.refused.push(format!("{key}: {detail}"));
             }
             (Verdict::AlreadyDenied(why) | Verdict::AlreadyQuarantined(why), _) => {
@@ -486,20 +492,26 @@ struct Tally {
 impl Tally {
     /// One outcome: a failure anywhere fails the action (a later detection retries; the
     /// Ingresses already done then say so), else applied anywhere, else refused, else
-    /// already done.
+    /// already done. The detail (logged by the stage, in the action alert) names each
+    /// Ingress and why.
     fn finish(self, dry: DryRun, what: &str) -> Finished {
         let mut parts = Vec::new();
         if !self.applied.is_empty() {
-            parts.push(format!("{what} on {}", self.applied.join(", ")));
+            parts.push(format!("{what} on {}", listed(&self.applied, ", ")));
         }
         if !self.refused.is_empty() {
-            parts.push(format!("refused on {}", self.refused.join("; ")));
+            parts.push(format!("refused on {}", listed(&self.refused, "; ")));
         }
         if !self.already.is_empty() {
-            parts.push(format!("nothing to do on {}", self.already.join("; ")));
+            parts.push(format!("nothing to do on {}", listed(&self.already, "; ")));
         }
-        for (key, f) in &self.failed {
-            parts.push(format!("failed on {key}: {f}"));
+        let failed: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(key, f)| format!("{key}: {f}"))
+            .collect();
+        if !failed.is_empty() {
+            parts.push(format!("failed on {}", listed(&failed, "; ")));
         }
         let detail = parts.join("; ");
         let outcome = if !self.failed.is_empty() {
@@ -527,6 +539,18 @@ impl Tally {
     }
 }
 
+/// Ingresses named in an action's detail at most (a host-less ban may touch them all).
+const MAX_LISTED: usize = 10;
+
+/// `items` joined, the first [`MAX_LISTED`] of them.
+fn listed(items: &[String], separator: &str) -> String {
+    let mut text = items[..items.len().min(MAX_LISTED)].join(separator);
+    if items.len() > MAX_LISTED {
+        text.push_str(&format!("{separator}and {} more", items.len() - MAX_LISTED));
+    }
+    text
+}
+
 fn failed(doing: &str, f: &Failure) -> Finished {
     let outcome = if f.class == ErrorClass::Transient {
         Outcome::GaveUp
@@ -541,5 +565,62 @@ fn reason(decided: &Decided) -> String {
     match decided.evidence.fields.get("waf.classes") {
         Some(serde_json::Value::String(c)) => format!("{} ({c})", decided.evidence.rule),
         _ => decided.evidence.rule.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(class: ErrorClass) -> Failure {
+        Failure {
+            class,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_failure_anywhere_fails_the_action_else_applied_wins() {
+        let tally = |applied: &[&str], refused: &[&str], failed: Option<ErrorClass>| Tally {
+            applied: applied.iter().map(|s| s.to_string()).collect(),
+            already: vec!["shop/c: denied".into()],
+            refused: refused.iter().map(|s| s.to_string()).collect(),
+            failed: failed
+                .map(|c| vec![("shop/d".to_owned(), failure(c))])
+                .unwrap_or_default(),
+        };
+        let off = DryRun::Off;
+        let f = tally(&["shop/a"], &["shop/b: full"], None).finish(off, "client x");
+        assert_eq!(f.outcome, Outcome::Applied);
+        assert_eq!(
+            f.detail,
+            "client x on shop/a; refused on shop/b: full; nothing to do on shop/c: denied"
+        );
+        let t = tally(&["shop/a"], &[], Some(ErrorClass::Transient));
+        assert_eq!(t.finish(off, "x").outcome, Outcome::GaveUp);
+        let t = tally(&[], &["shop/b"], Some(ErrorClass::Permanent));
+        assert_eq!(t.finish(off, "x").outcome, Outcome::Failed);
+        assert_eq!(
+            tally(&[], &["b"], None).finish(off, "x").outcome,
+            Outcome::Refused
+        );
+        assert_eq!(
+            tally(&[], &[], None).finish(off, "x").outcome,
+            Outcome::AlreadyDone
+        );
+        assert_eq!(
+            tally(&["a"], &[], None).finish(DryRun::Server, "x").outcome,
+            Outcome::DryRun
+        );
+    }
+
+    #[test]
+    fn long_lists_are_cut() {
+        let items: Vec<String> = (0..12).map(|i| format!("ns/i{i}")).collect();
+        let text = listed(&items, ", ");
+        assert!(
+            text.starts_with("ns/i0, ns/i1") && text.ends_with("ns/i9, and 2 more"),
+            "{text}"
+        );
     }
 }

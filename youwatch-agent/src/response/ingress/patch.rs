@@ -174,6 +174,7 @@ impl Patcher {
                 }
                 Err(f) if f.class == ErrorClass::Conflict => {
                     self.metrics.conflicts.inc();
+                    tracing::debug!(ingress = %key, "the Ingress changed since it was read; re-reading");
                     if retried.load(Ordering::Relaxed) {
                         unanswered = Some(edit);
                     }
