@@ -11,7 +11,8 @@
 //!   with a resourceVersion precondition, re-read and recomputed on 409, transient errors
 //!   retried.
 //! - [`expiry`]: every agent removes expired entries on every managed Ingress.
-//! - [`report`]: the Events.
+//! - [`report`]: the Events; [`outcome`]: one result for an action over several Ingresses;
+//!   [`plan`]: client dry-run.
 //!
 //! A DenyIp without a host (the WAF saw no Host header) goes on every managed Ingress: the
 //! attacked server is unknown, and `deny_ip.ingress_selector` bounds where the agent writes.
@@ -25,7 +26,9 @@ mod hosts;
 mod index;
 pub mod ledger;
 pub mod metrics;
+mod outcome;
 pub mod patch;
+mod plan;
 mod report;
 mod source_list;
 
@@ -41,6 +44,7 @@ use self::{
     expiry::Expiry,
     index::IngressIndex,
     ledger::{Denied, Quarantined, format_time, short_reason, whole_seconds},
+    outcome::{Tally, failed},
     patch::{IngressKey, Patcher},
 };
 pub use self::{address::parse_single, report::Reporter};
@@ -48,7 +52,7 @@ use super::{
     Finished,
     action::{Action, Decided, DenyIp, Quarantine, QuarantineTarget},
     config::{ResponseConfig, RetryConfig},
-    dry_run::{DryRun, PlannedRequest, print_planned},
+    dry_run::DryRun,
     events::EventSink,
     metrics::{Outcome, ResponseMetrics},
     retry::{ErrorClass, Failure},
@@ -361,7 +365,9 @@ impl Inner {
         what: &str,
     ) -> Finished {
         let keys = match targets {
-            Targets::Unresolved(wanted) => return self.plan_unresolved(decided, &op, &wanted),
+            Targets::Unresolved(wanted) => {
+                return plan::plan_unresolved(&self.names, decided, &op, &wanted);
+            }
             Targets::Ingresses(keys) => keys,
         };
         let results: Vec<(IngressKey, Result<Done, Failure>)> = match (dry, &self.coalescer) {
@@ -373,7 +379,10 @@ impl Inner {
             }
             _ => keys
                 .iter()
-                .map(|key| (key.clone(), Ok(self.plan(decided, key, &op))))
+                .map(|key| {
+                    let done = plan::plan(&self.names, self.index.as_ref(), decided, key, &op);
+                    (key.clone(), Ok(done))
+                })
                 .collect(),
         };
         let mut tally = Tally::default();
@@ -381,41 +390,6 @@ impl Inner {
             self.account(decided, dry, &key, &op, result, &mut tally);
         }
         tally.finish(dry, what)
-    }
-
-    /// Client dry-run: prints the PATCH the current annotations call for.
-    fn plan(&self, decided: &Decided, key: &IngressKey, op: &Op) -> Done {
-        let known = self.index.as_ref().and_then(|i| i.get(key));
-        let annotations = known.as_deref().map(patch::annotations).unwrap_or_default();
-        let mut e = edit::edit(&annotations, &self.names, std::slice::from_ref(op));
-        if !e.changes.is_empty() {
-            print_planned(
-                decided,
-                &patch::planned(key, known.as_deref(), &e),
-                Some(
-                    "JSON merge patch (application/merge-patch+json); on 409 Conflict the Ingress is re-read and the change recomputed",
-                ),
-            );
-        }
-        Done {
-            verdict: e.verdicts.pop().unwrap_or(Verdict::NothingToRemove),
-            uid: known.and_then(|i| i.metadata.uid.clone()),
-        }
-    }
-
-    /// Client dry-run without a cluster: the change to an Ingress without annotations.
-    fn plan_unresolved(&self, decided: &Decided, op: &Op, wanted: &str) -> Finished {
-        let e = edit::edit(&BTreeMap::new(), &self.names, std::slice::from_ref(op));
-        let request = PlannedRequest {
-            method: "PATCH",
-            path: format!("/apis/networking.k8s.io/v1/namespaces/<namespace>/ingresses/<{wanted}>"),
-            body: patch::patch_body(None, &e.changes),
-        };
-        let note = format!(
-            "no cluster: {wanted} and their annotations cannot be read; the body is the change to an Ingress without them (the user's entries are kept, resourceVersion is the one read)"
-        );
-        print_planned(decided, &request, Some(&note));
-        Finished::new(Outcome::DryRun, "planned (client dry-run, no cluster)")
     }
 
     /// Reports one Ingress's result: Event, log line, metrics, and the tally.
@@ -480,147 +454,10 @@ impl Inner {
     }
 }
 
-/// The per-Ingress results of one action.
-#[derive(Default)]
-struct Tally {
-    applied: Vec<String>,
-    already: Vec<String>,
-    refused: Vec<String>,
-    failed: Vec<(String, Failure)>,
-}
-
-impl Tally {
-    /// One outcome: a failure anywhere fails the action (a later detection retries; the
-    /// Ingresses already done then say so), else applied anywhere, else refused, else
-    /// already done. The detail (logged by the stage, in the action alert) names each
-    /// Ingress and why.
-    fn finish(self, dry: DryRun, what: &str) -> Finished {
-        let mut parts = Vec::new();
-        if !self.applied.is_empty() {
-            parts.push(format!("{what} on {}", listed(&self.applied, ", ")));
-        }
-        if !self.refused.is_empty() {
-            parts.push(format!("refused on {}", listed(&self.refused, "; ")));
-        }
-        if !self.already.is_empty() {
-            parts.push(format!("nothing to do on {}", listed(&self.already, "; ")));
-        }
-        let failed: Vec<String> = self
-            .failed
-            .iter()
-            .map(|(key, f)| format!("{key}: {f}"))
-            .collect();
-        if !failed.is_empty() {
-            parts.push(format!("failed on {}", listed(&failed, "; ")));
-        }
-        let detail = parts.join("; ");
-        let outcome = if !self.failed.is_empty() {
-            if self
-                .failed
-                .iter()
-                .any(|(_, f)| f.class == ErrorClass::Transient)
-            {
-                Outcome::GaveUp
-            } else {
-                Outcome::Failed
-            }
-        } else if !self.applied.is_empty() {
-            if dry == DryRun::Off {
-                Outcome::Applied
-            } else {
-                Outcome::DryRun
-            }
-        } else if !self.refused.is_empty() {
-            Outcome::Refused
-        } else {
-            Outcome::AlreadyDone
-        };
-        Finished::new(outcome, detail)
-    }
-}
-
-/// Ingresses named in an action's detail at most (a host-less ban may touch them all).
-const MAX_LISTED: usize = 10;
-
-/// `items` joined, the first [`MAX_LISTED`] of them.
-fn listed(items: &[String], separator: &str) -> String {
-    let mut text = items[..items.len().min(MAX_LISTED)].join(separator);
-    if items.len() > MAX_LISTED {
-        text.push_str(&format!("{separator}and {} more", items.len() - MAX_LISTED));
-    }
-    text
-}
-
-fn failed(doing: &str, f: &Failure) -> Finished {
-    let outcome = if f.class == ErrorClass::Transient {
-        Outcome::GaveUp
-    } else {
-        Outcome::Failed
-    };
-    Finished::new(outcome, format!("{doing}: {f}"))
-}
-
 /// The reason kept in a record: the rule, and the WAF classes when known.
 fn reason(decided: &Decided) -> String {
     match decided.evidence.fields.get("waf.classes") {
         Some(serde_json::Value::String(c)) => format!("{} ({c})", decided.evidence.rule),
         _ => decided.evidence.rule.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failure(class: ErrorClass) -> Failure {
-        Failure {
-            class,
-            message: "m".into(),
-        }
-    }
-
-    #[test]
-    fn a_failure_anywhere_fails_the_action_else_applied_wins() {
-        let tally = |applied: &[&str], refused: &[&str], failed: Option<ErrorClass>| Tally {
-            applied: applied.iter().map(|s| s.to_string()).collect(),
-            already: vec!["shop/c: denied".into()],
-            refused: refused.iter().map(|s| s.to_string()).collect(),
-            failed: failed
-                .map(|c| vec![("shop/d".to_owned(), failure(c))])
-                .unwrap_or_default(),
-        };
-        let off = DryRun::Off;
-        let f = tally(&["shop/a"], &["shop/b: full"], None).finish(off, "client x");
-        assert_eq!(f.outcome, Outcome::Applied);
-        assert_eq!(
-            f.detail,
-            "client x on shop/a; refused on shop/b: full; nothing to do on shop/c: denied"
-        );
-        let t = tally(&["shop/a"], &[], Some(ErrorClass::Transient));
-        assert_eq!(t.finish(off, "x").outcome, Outcome::GaveUp);
-        let t = tally(&[], &["shop/b"], Some(ErrorClass::Permanent));
-        assert_eq!(t.finish(off, "x").outcome, Outcome::Failed);
-        assert_eq!(
-            tally(&[], &["b"], None).finish(off, "x").outcome,
-            Outcome::Refused
-        );
-        assert_eq!(
-            tally(&[], &[], None).finish(off, "x").outcome,
-            Outcome::AlreadyDone
-        );
-        assert_eq!(
-            tally(&["a"], &[], None).finish(DryRun::Server, "x").outcome,
-            Outcome::DryRun
-        );
-    }
-
-    #[test]
-    fn long_lists_are_cut() {
-        let items: Vec<String> = (0..12).map(|i| format!("ns/i{i}")).collect();
-        let text = listed(&items, ", ");
-        assert!(
-            text.starts_with("ns/i0, ns/i1") && text.ends_with("ns/i9, and 2 more"),
-            "{text}"
-        );
     }
 }
