@@ -329,6 +329,26 @@ async fn a_malformed_user_value_is_reported_not_made_worse() {
         running.metric("youwatch_response_deny_refused_total{reason=\"malformed_list\"}"),
         1.0
     );
+
+    // A ledger the agent cannot read (edited by hand): nothing added either.
+    let bad_ledger = "{\"203.0.113.1/32\": \"soon\"}";
+    server.create(
+        INGRESSES,
+        "shop",
+        ingress("api", &["api.example"], "api", &[(LEDGER, bad_ledger)]),
+    );
+    eventually("the agent sees the new Ingress", || {
+        running.metric("youwatch_response_ingresses") == 2.0
+    })
+    .await;
+    running
+        .publish(waf_ban("203.0.113.9", Some("api.example"), HOUR, 1))
+        .await;
+    let report = running.report().await;
+    assert_eq!(outcome(&report), "refused");
+    assert!(detail(&report).contains(LEDGER), "{report:?}");
+    assert_eq!(annotation(&server, "api", LEDGER).unwrap(), bad_ledger);
+    assert_eq!(annotation(&server, "api", DENY), None);
     running.stop().await;
 }
 

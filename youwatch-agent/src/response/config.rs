@@ -208,15 +208,6 @@ impl DenyIpConfig {
         if let Err(e) = crate::inventory::labels::parse(&self.ingress_selector) {
             return bad("deny_ip.ingress_selector", e.to_string());
         }
-        if self.annotation.contains("snippet") {
-            return bad(
-                "deny_ip.annotation",
-                format!(
-                    "{:?} is a snippet annotation; the agent only writes source ranges (snippets are off by default since ingress-nginx 1.9, CVE-2021-25742)",
-                    self.annotation
-                ),
-            );
-        }
         Ok(())
     }
 }
@@ -385,7 +376,34 @@ impl ResponseConfig {
             self.retry.request_timeout.is_zero(),
         )?;
         self.deny_ip.validate()?;
-        self.quarantine.validate()
+        self.quarantine.validate()?;
+        self.distinct_annotations()
+    }
+
+    /// The four annotations the Ingress actions use are different ones, and none is a
+    /// snippet (off by default since ingress-nginx 1.9, the path of CVE-2021-25742).
+    fn distinct_annotations(&self) -> Result<(), ConfigError> {
+        let names = [
+            ("deny_ip.annotation", &self.deny_ip.annotation),
+            ("deny_ip.ledger_annotation", &self.deny_ip.ledger_annotation),
+            ("quarantine.annotation", &self.quarantine.annotation),
+            (
+                "quarantine.ledger_annotation",
+                &self.quarantine.ledger_annotation,
+            ),
+        ];
+        for (i, (key, name)) in names.iter().enumerate() {
+            let bad = |message: String| Err(ConfigError::Setting { key, message });
+            if name.is_empty() || name.contains("snippet") {
+                return bad(format!(
+                    "{name:?}: name an annotation that holds source ranges or the agent's record, never a snippet"
+                ));
+            }
+            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+                return bad(format!("{name:?} is response.{other} already"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -463,6 +481,10 @@ mod tests {
         check(
             |c| c.quarantine.deny_all_source = "0.0.0.0/0".parse().unwrap(),
             "quarantine.deny_all_source",
+        );
+        check(
+            |c| c.quarantine.ledger_annotation = "youwatch.dev/denied-sources".into(),
+            "quarantine.ledger_annotation",
         );
     }
 }
