@@ -53,6 +53,15 @@ pub enum Command {
     /// Check Falco rule files, or list the rules the agent loads.
     #[command(subcommand)]
     Rules(crate::rules::cli::RulesCommand),
+    /// List the addresses the agents deny and the apps they quarantine, per Ingress, with
+    /// their expiry, as the cluster holds them (the agents' ledger annotations).
+    Bans(crate::response::cli::BansArgs),
+    /// Let an address in again: remove the agents' ban of it from every Ingress (entries
+    /// users wrote stay). Example: youwatch-agent unban 203.0.113.9
+    Unban(crate::response::cli::UnbanArgs),
+    /// Lift the agents' quarantine of an Ingress, restoring the allowlist it had before.
+    /// Example: youwatch-agent release shop/juice-shop
+    Release(crate::response::cli::ReleaseArgs),
 }
 
 #[derive(Clone, Debug, Default, Args)]
@@ -106,5 +115,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Replay(args)) => crate::waf::replay::run(args),
         Some(Command::Rules(cmd)) => crate::rules::cli::run(cmd),
+        Some(Command::Bans(args)) => crate::response::cli::bans(args),
+        Some(Command::Unban(args)) => crate::response::cli::unban(args),
+        Some(Command::Release(args)) => crate::response::cli::release(args),
     }
 }

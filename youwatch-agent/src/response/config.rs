@@ -189,6 +189,29 @@ impl Default for DenyIpConfig {
     }
 }
 
+/// Most denylist entries per Ingress: with the ledger (about 250 bytes an entry at worst)
+/// they must fit in the 256 KiB an object's annotations may hold together.
+pub const MAX_DENY_ENTRIES: usize = 700;
+
+impl DenyIpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: String| Err(ConfigError::Setting { key, message });
+        if self.max_entries > MAX_DENY_ENTRIES {
+            return bad(
+                "deny_ip.max_entries",
+                format!(
+                    "{} is more than {MAX_DENY_ENTRIES}: the entries and their ledger would not fit in an Ingress's annotations (256 KiB together)",
+                    self.max_entries
+                ),
+            );
+        }
+        if let Err(e) = crate::inventory::labels::parse(&self.ingress_selector) {
+            return bad("deny_ip.ingress_selector", e.to_string());
+        }
+        Ok(())
+    }
+}
+
 /// `response.quarantine:` — deny all traffic to an app through its Ingress.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -213,6 +236,22 @@ impl Default for QuarantineConfig {
             deny_all_source: "192.0.2.1/32".parse().unwrap_or_default(),
             ttl: Duration::from_secs(3600),
         }
+    }
+}
+
+impl QuarantineConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let single = self.deny_all_source.prefix_len() == self.deny_all_source.max_prefix_len();
+        if !single {
+            return Err(ConfigError::Setting {
+                key: "quarantine.deny_all_source",
+                message: format!(
+                    "{} is a range; use one address no client has (e.g. 192.0.2.1/32): the allowlist lets exactly that in",
+                    self.deny_all_source
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -336,6 +375,34 @@ impl ResponseConfig {
             "retry.request_timeout",
             self.retry.request_timeout.is_zero(),
         )?;
+        self.deny_ip.validate()?;
+        self.quarantine.validate()?;
+        self.distinct_annotations()
+    }
+
+    /// The four annotations the Ingress actions use are different ones, and none is a
+    /// snippet (off by default since ingress-nginx 1.9, the path of CVE-2021-25742).
+    fn distinct_annotations(&self) -> Result<(), ConfigError> {
+        let names = [
+            ("deny_ip.annotation", &self.deny_ip.annotation),
+            ("deny_ip.ledger_annotation", &self.deny_ip.ledger_annotation),
+            ("quarantine.annotation", &self.quarantine.annotation),
+            (
+                "quarantine.ledger_annotation",
+                &self.quarantine.ledger_annotation,
+            ),
+        ];
+        for (i, (key, name)) in names.iter().enumerate() {
+            let bad = |message: String| Err(ConfigError::Setting { key, message });
+            if name.is_empty() || name.contains("snippet") {
+                return bad(format!(
+                    "{name:?}: name an annotation that holds source ranges or the agent's record, never a snippet"
+                ));
+            }
+            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+                return bad(format!("{name:?} is response.{other} already"));
+            }
+        }
         Ok(())
     }
 }
@@ -392,5 +459,32 @@ mod tests {
                 .contains("playbooks[0]")
         );
         ResponseConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn ingress_settings_are_checked_by_name() {
+        let check = |change: fn(&mut ResponseConfig), key: &str| {
+            let mut c = ResponseConfig::default();
+            change(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        };
+        check(|c| c.deny_ip.max_entries = 5000, "deny_ip.max_entries");
+        check(
+            |c| c.deny_ip.ingress_selector = "tier in (web".into(),
+            "deny_ip.ingress_selector",
+        );
+        check(
+            |c| c.deny_ip.annotation = "nginx.ingress.kubernetes.io/server-snippet".into(),
+            "deny_ip.annotation",
+        );
+        check(
+            |c| c.quarantine.deny_all_source = "0.0.0.0/0".parse().unwrap(),
+            "quarantine.deny_all_source",
+        );
+        check(
+            |c| c.quarantine.ledger_annotation = "youwatch.dev/denied-sources".into(),
+            "quarantine.ledger_annotation",
+        );
     }
 }

@@ -76,6 +76,13 @@ impl EventSink {
         EventSink::new(None, false, Counter::default(), Counter::default())
     }
 
+    /// Waits until every Event emitted so far was written or failed (a CLI exits after).
+    pub async fn settled(&self) {
+        if let Some(inner) = &self.inner {
+            let _ = inner.in_flight.acquire_many(IN_FLIGHT as u32).await;
+        }
+    }
+
     /// Sends `report` in the background.
     pub fn emit(&self, report: Report) {
         let Some(inner) = self.inner.clone() else {

@@ -70,6 +70,8 @@ pub struct ResponseMetrics {
     pub events_sent: Counter,
     pub events_failed: Counter,
     pub journal_errors: Counter,
+    /// The Ingress side's own counters (patches, conflicts, refusals, expiry).
+    pub ingress: super::ingress::metrics::IngressMetrics,
 }
 
 impl Default for ResponseMetrics {
@@ -82,6 +84,7 @@ impl Default for ResponseMetrics {
             events_sent: Counter::default(),
             events_failed: Counter::default(),
             journal_errors: Counter::default(),
+            ingress: Default::default(),
         }
     }
 }
@@ -123,6 +126,7 @@ impl ResponseMetrics {
             "Failed writes to the response journal (decided actions might not survive a restart)",
             self.journal_errors.clone(),
         );
+        self.ingress.register(registry);
     }
 
     pub fn outcome(&self, kind: ActionKind, outcome: Outcome) {

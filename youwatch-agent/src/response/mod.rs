@@ -13,6 +13,7 @@
 //! back-pressure reaches the producers.
 
 pub mod action;
+pub mod cli;
 pub mod config;
 mod dry_run;
 pub mod events;

@@ -23,6 +23,8 @@ pub struct Running {
     pub bus: Bus,
     pub reports: Listener,
     pub stage: StageHandle,
+    /// The stage's metrics.
+    pub registry: prometheus_client::registry::Registry,
 }
 
 /// Starts the stage on `server` (or without a cluster), with its journal in `state`.
@@ -32,8 +34,21 @@ pub fn start(
     dry_run: DryRun,
     state: &Path,
 ) -> Running {
-    let cluster = server.map(|s| Arc::new(ClusterContext::new(s.client(), NODE.into())));
+    start_as(NODE, server, config, dry_run, state)
+}
+
+/// [`start`] as the agent of `node`.
+pub fn start_as(
+    node: &str,
+    server: Option<&ApiServer>,
+    config: &ResponseConfig,
+    dry_run: DryRun,
+    state: &Path,
+) -> Running {
+    let cluster = server.map(|s| Arc::new(ClusterContext::new(s.client(), node.into())));
     let stage = ResponseStage::new(config, cluster, dry_run, state).expect("valid config");
+    let mut registry = prometheus_client::registry::Registry::default();
+    stage.register(&mut registry);
     let mut builder = BusBuilder::new(BusMetrics::default());
     let listener = builder.listen("response", 64, Delivery::Lossless);
     let reports = builder.listen("alerts", 1024, Delivery::BestEffort);
@@ -43,6 +58,7 @@ pub fn start(
         bus,
         reports,
         stage,
+        registry,
     }
 }
 
@@ -51,6 +67,20 @@ impl Running {
     pub async fn stop(self) {
         drop(self.bus);
         self.stage.join().await.unwrap();
+    }
+
+    /// Publishes a detection to the stage.
+    pub async fn publish(&self, detection: Detection) {
+        self.bus.publish(detection).await.expect("the bus is open");
+    }
+
+    /// The value of a metric sample as exposed (`name{labels}`), 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// The next action report (a "YouWatch response" alert; the detections themselves,
@@ -114,4 +144,60 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A WAF ban decision: `ip` attacked `host`, banned for `ban_for`.
+pub fn waf_ban(ip: &str, host: Option<&str>, ban_for: Duration, offense: u32) -> Detection {
+    Detection {
+        time: SystemTime::now(),
+        origin: Origin::Waf,
+        rule: youwatch_agent::waf::detect::RULE_BAN.into(),
+        priority: Priority::Critical,
+        output: format!("WAF attacker {ip} to ban"),
+        tags: vec!["waf".into()],
+        output_fields: [
+            ("waf.client_ip".to_owned(), serde_json::json!(ip)),
+            ("waf.rule_id".to_owned(), serde_json::json!(942100)),
+            ("waf.classes".to_owned(), serde_json::json!("sqli")),
+            ("waf.offense".to_owned(), serde_json::json!(offense)),
+        ]
+        .into(),
+        subject: Subject::Attacker {
+            ip: ip.parse().expect("a test IP"),
+            host: host.map(str::to_owned),
+            ban_for: Some(ban_for),
+        },
+    }
+}
+
+/// An Ingress with one rule per host (routing to `backend`) and these annotations.
+pub fn ingress(
+    name: &str,
+    hosts: &[&str],
+    backend: &str,
+    annotations: &[(&str, &str)],
+) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = hosts
+        .iter()
+        .map(|h| {
+            serde_json::json!({"host": h, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": backend, "port": {"number": 80}}}}]}})
+        })
+        .collect();
+    let annotations: serde_json::Map<String, serde_json::Value> = annotations
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::json!(v)))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "labels": {"youwatch.dev/managed": "true"}, "annotations": annotations},
+        "spec": {"ingressClassName": "nginx", "rules": rules},
+    })
+}
+
+/// Serves core/v1 Services too (the quarantine by pod lists them).
+pub fn serve_services(server: &ApiServer) {
+    server.add_resource(super::apiserver::resources::ResourceType::new(
+        "", "v1", "services", "Service", true,
+    ));
 }
