@@ -455,3 +455,55 @@ async fn server_errors_and_timeouts_are_retried_until_applied() {
     assert_eq!(deletes(&server).len(), 3, "{requests:?}");
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_alert_queue_never_loses_a_response() {
+    use youwatch_agent::{
+        bus::{BusBuilder, BusMetrics, Delivery},
+        cluster::ClusterContext,
+        response::ResponseStage,
+    };
+    let server = ApiServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let cluster = std::sync::Arc::new(ClusterContext::new(server.client(), NODE.into()));
+    let stage = ResponseStage::new(
+        &ResponseConfig::default(),
+        Some(cluster),
+        DryRun::Off,
+        state.path(),
+    )
+    .unwrap();
+    let metrics = BusMetrics::default();
+    let mut builder = BusBuilder::new(metrics.clone());
+    let listener = builder.listen("response", 4, Delivery::Lossless);
+    // An alert writer that never writes: its queue of 1 stays full.
+    let _stuck_alerts = builder.listen("alerts", 1, Delivery::BestEffort);
+    let bus = builder.build();
+    let handle = stage.spawn(listener, bus.reports_only());
+    let mut names = Vec::new();
+    for i in 0..20 {
+        let name = format!("juice-shop-{i}");
+        let pod = server.create_with_uid(
+            "pods",
+            "shop",
+            json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name}, "spec": {"nodeName": NODE, "containers": []}}),
+        );
+        bus.publish(shell_in("shop", &name, Some(&uid_of(&pod))))
+            .await
+            .unwrap();
+        names.push(name);
+    }
+    eventually("every pod deleted", || {
+        names
+            .iter()
+            .all(|n| server.get("pods", "shop", n).is_none())
+    })
+    .await;
+    assert!(
+        metrics.dropped("alerts") >= 19,
+        "alerts were dropped, counted"
+    );
+    drop(bus);
+    handle.join().await.unwrap();
+}

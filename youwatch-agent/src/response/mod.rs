@@ -355,12 +355,13 @@ impl Executor {
                 "response action"
             );
         }
-        // A planned (client dry-run) action was printed already.
+        // A planned (client dry-run) action was printed already. A full alert queue drops
+        // the report (counted, logged) rather than hold up the next action.
         let planned_only = self.dry_run == DryRun::Client || decided.dry_run;
         if !planned_only {
             let _ = self
                 .reports
-                .publish_waiting(action_alert(&decided, &finished), None)
+                .publish(action_alert(&decided, &finished))
                 .await;
         }
         if let Some(j) = self.journal().as_mut() {
