@@ -6,3 +6,4 @@ pub mod cgroup_tree;
 pub mod inventory_stage;
 pub mod nginx_waf;
 pub mod require;
+pub mod waf_corpus;
