@@ -18,7 +18,12 @@ use support::{
     nginx_waf,
     waf_corpus::{self, Client, Expect, Label},
 };
-use youwatch_agent::waf::{WafConfig, replay};
+use youwatch_agent::waf::{
+    WafConfig,
+    classify::{Class, Classifier},
+    entry::Parser,
+    replay,
+};
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/waf-corpus")
@@ -37,6 +42,15 @@ fn record_corpora_through_the_real_waf() {
         let waf = waf_corpus::start_waf();
         let (sent, log) = waf_corpus::record(&waf, &clients);
         summarize(name, &clients, &sent);
+        // The policy holds on this recording too, not only on the committed one.
+        let labels = waf_corpus::parse_labels(&waf_corpus::labels_tsv(name, &clients));
+        check_defaults(
+            name,
+            &Corpus {
+                log: log.clone(),
+                labels,
+            },
+        );
         if write {
             let dir = data_dir();
             std::fs::create_dir_all(&dir).unwrap();
@@ -105,49 +119,103 @@ fn lab_defaults() -> WafConfig {
     cfg
 }
 
-/// Clients labelled `want` that `cfg` bans (or does not ban).
-fn outcome(cfg: &WafConfig, c: &Corpus) -> (BTreeSet<IpAddr>, Vec<String>, Vec<String>) {
-    let banned: BTreeSet<IpAddr> = replay::bans_in(cfg, &c.log)
+/// The clients `cfg` bans in a replay of `log`.
+fn banned(cfg: &WafConfig, log: &[u8]) -> BTreeSet<IpAddr> {
+    replay::bans_in(cfg, log)
         .into_iter()
         .map(|(ip, _)| ip)
-        .collect();
+        .collect()
+}
+
+/// Labelled clients the policy got wrong: (benign ones banned, attackers that must be banned
+/// and are not).
+fn misjudged(cfg: &WafConfig, c: &Corpus) -> (Vec<String>, Vec<String>) {
+    let banned = banned(cfg, &c.log);
+    let mut benign_banned = Vec::new();
     let mut missed = Vec::new();
-    let mut wrongly = Vec::new();
     for l in &c.labels {
-        let is = banned.contains(&IpAddr::V4(l.ip));
-        match l.expect {
-            Expect::Ban if !is => missed.push(format!("{} ({})", l.ip, l.why)),
-            Expect::NoBan if is => wrongly.push(format!("{} ({})", l.ip, l.why)),
+        match (l.expect, banned.contains(&IpAddr::V4(l.ip))) {
+            (Expect::NoBan, true) => benign_banned.push(format!("{} ({})", l.ip, l.why)),
+            (Expect::Ban, false) => missed.push(format!("{} ({})", l.ip, l.why)),
             _ => {}
         }
     }
-    (banned, missed, wrongly)
+    (benign_banned, missed)
+}
+
+/// The classes an attacker does not send by accident.
+const HIGH_CONFIDENCE: [Class; 8] = [
+    Class::Sqli,
+    Class::Xss,
+    Class::Rce,
+    Class::Lfi,
+    Class::Rfi,
+    Class::Php,
+    Class::Injection,
+    Class::Java,
+];
+
+/// Clients of `log` with an entry the WAF blocked for a high-confidence class shown by a rule
+/// of weight ≥ 1 (as the defaults weigh rules): what the labels must call `ban`.
+fn blocked_high_confidence(cfg: &WafConfig, log: &[u8]) -> BTreeSet<IpAddr> {
+    let classifier = Classifier::from_config(cfg);
+    let mut parser = Parser::new();
+    let mut out = BTreeSet::new();
+    for line in log.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+        let e = parser.parse(line).expect("ModSecurity wrote it");
+        let v = classifier.classify(&e);
+        if v.blocked && HIGH_CONFIDENCE.iter().any(|&c| v.evidence.contains(c)) {
+            out.insert(std::str::from_utf8(e.client_ip()).unwrap().parse().unwrap());
+        }
+    }
+    out
+}
+
+/// What the defaults must do on a corpus: ban no benign client, and every attacker labelled
+/// `ban` — which every client blocked for a high-confidence attack must be.
+fn check_defaults(name: &str, c: &Corpus) {
+    let cfg = lab_defaults();
+    let labelled_ban: BTreeSet<IpAddr> = c
+        .labels
+        .iter()
+        .filter(|l| l.expect == Expect::Ban)
+        .map(|l| IpAddr::V4(l.ip))
+        .collect();
+    let unlabelled: Vec<_> = blocked_high_confidence(&cfg, &c.log)
+        .difference(&labelled_ban)
+        .copied()
+        .collect();
+    assert!(
+        unlabelled.is_empty(),
+        "{name}: blocked for a high-confidence attack but not labelled ban: {unlabelled:?}"
+    );
+    let (benign_banned, missed) = misjudged(&cfg, c);
+    assert!(
+        benign_banned.is_empty(),
+        "{name}: the defaults ban {} benign client(s):\n  {}",
+        benign_banned.len(),
+        benign_banned.join("\n  ")
+    );
+    assert!(
+        missed.is_empty(),
+        "{name}: the defaults miss {} of {} attackers that must be banned:\n  {}",
+        missed.len(),
+        labelled_ban.len(),
+        missed.join("\n  ")
+    );
 }
 
 #[test]
-fn measure_defaults_on_the_corpora() {
-    let cfg = lab_defaults();
-    for name in ["benign", "attacks"] {
-        let c = corpus(name);
-        let (banned, missed, wrongly) = outcome(&cfg, &c);
-        let must = c.labels.iter().filter(|l| l.expect == Expect::Ban).count();
-        let benign = c
-            .labels
-            .iter()
-            .filter(|l| l.expect == Expect::NoBan)
-            .count();
-        eprintln!(
-            "{name}: {} clients, {} banned; attackers that must be banned: {must}, missed {}; benign: {benign}, banned {}",
-            c.labels.len(),
-            banned.len(),
-            missed.len(),
-            wrongly.len()
-        );
-        for m in &missed {
-            eprintln!("  missed {m}");
-        }
-        for w in &wrongly {
-            eprintln!("  benign banned {w}");
-        }
-    }
+fn the_defaults_ban_no_client_of_the_benign_corpus() {
+    let c = corpus("benign");
+    assert!(c.labels.len() >= 60 && c.labels.iter().all(|l| !l.attacker));
+    check_defaults("benign", &c);
+    assert!(banned(&lab_defaults(), &c.log).is_empty());
+}
+
+#[test]
+fn the_defaults_ban_every_attacker_blocked_for_a_high_confidence_attack() {
+    let c = corpus("attacks");
+    assert!(c.labels.iter().filter(|l| l.expect == Expect::Ban).count() >= 30);
+    check_defaults("attacks", &c);
 }

@@ -105,6 +105,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             pin(agent.to_str().unwrap())
                 .arg("replay")
                 .arg("--summary")
+                // The pipeline alone: no per-client score paths (a tuning aid, not the agent).
+                .args(["--clients", "0"])
                 .arg("--config")
                 .arg(&config)
                 .arg(&log),
