@@ -67,7 +67,7 @@ pub struct Client {
 }
 
 /// Seed of the benign corpus: change it and the corpus changes.
-const SEED: u64 = 0x5eed_0f_1a1c_e5;
+const SEED: u64 = 0x5eed_0f1a_1ce5;
 
 /// 60 browser users, API scripts, crawlers and an uptime probe, on 127.0.2.0/24.
 pub fn benign_clients() -> Vec<Client> {
@@ -86,10 +86,11 @@ pub fn benign_clients() -> Vec<Client> {
     };
     for n in 0..60 {
         let requests = benign::browser_session(&mut rng, n);
-        add(
-            format!("shopper in a browser ({})", ua_of(&requests)),
-            requests,
-        );
+        let why = match reviews_in(&requests) {
+            0 => format!("shopper ({})", ua_of(&requests)),
+            n => format!("shopper ({}) writing {n} review(s)", ua_of(&requests)),
+        };
+        add(why, requests);
     }
     for n in 0..4 {
         let requests = benign::api_client(&mut rng, n);
@@ -118,12 +119,51 @@ pub fn benign_clients() -> Vec<Client> {
     clients
 }
 
+/// The client's user-agent family, for the labels.
 fn ua_of(requests: &[Request]) -> String {
-    requests
+    const FAMILIES: [&str; 19] = [
+        "Googlebot",
+        "bingbot",
+        "DuckDuckBot",
+        "facebookexternalhit",
+        "Slackbot",
+        "Instagram",
+        "FBAN",
+        "SamsungBrowser",
+        "Tizen",
+        "PlayStation",
+        "Waterfox",
+        "Edg/",
+        "OPR/",
+        "CriOS",
+        "CrOS",
+        "Trident",
+        "Lynx",
+        "Firefox",
+        "Chrome",
+    ];
+    let ua = requests
         .first()
         .and_then(|r| r.headers.iter().find(|(k, _)| k == "User-Agent"))
-        .map(|(_, v)| v.split(['(', '/']).next().unwrap_or(v).trim().to_owned())
-        .unwrap_or_default()
+        .map_or("", |(_, v)| v.as_str());
+    FAMILIES
+        .iter()
+        .find(|f| ua.contains(*f))
+        .map(|f| f.trim_end_matches('/').to_owned())
+        .or_else(|| ua.contains("Safari").then(|| "Safari".to_owned()))
+        .unwrap_or_else(|| ua.split('/').next().unwrap_or(ua).to_owned())
+}
+
+/// How many product reviews a session writes or edits, for the labels.
+fn reviews_in(requests: &[Request]) -> usize {
+    requests
+        .iter()
+        .filter(|r| {
+            (r.method == "PUT" || r.method == "PATCH")
+                && r.target.starts_with("/rest/products/")
+                && r.target.contains("reviews")
+        })
+        .count()
 }
 
 /// The attackers of [`attacks::attackers`], on 127.0.1.0/24.
