@@ -249,5 +249,19 @@ mod tests {
                 .unwrap_err()
                 .contains("waf.scoring.threshold")
         );
+        let yaml = "waf:\n  scoring:\n    rule_weights: {942100: -1, 932100: 0}\n";
+        let cfg = Config::parse(yaml, Path::new("t.yaml")).unwrap().waf;
+        assert_eq!(cfg.scoring.rule_weights.len(), 2, "the list is replaced");
+        assert_eq!(
+            cfg.validate().unwrap_err(),
+            "waf.scoring.rule_weights.942100 must be between 0 and 100, not -1"
+        );
+        let mut cfg = WafConfig::default();
+        cfg.scoring.blocked_factor = 0.5;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .contains("waf.scoring.blocked_factor")
+        );
     }
 }
