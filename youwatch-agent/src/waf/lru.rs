@@ -5,9 +5,9 @@
 //! on access; eviction sweeps over the entries, clearing bits, and takes the first entry
 //! whose bit was already clear. Each sweep starts at a random slot rather than where the last
 //! one stopped: a hand moving round the table evicts just behind itself while inserts land
-//! everywhere, so the slots just ahead of it fill up and linear probing there degrades to
-//! about a thousand probes per insert at 3/4 load (measured); random starts keep the load
-//! even (about six probes).
+//! everywhere, so the slots just ahead of it fill up and linear probing there degrades (at
+//! 3/4 load, 100,000 inserts into a full table of 100,000 took 5 s instead of 0.06 s);
+//! random starts keep the load even.
 //!
 //! The table is open addressing with linear probing, and key, value and used bit share one
 //! cache-line-aligned slot: a lookup is one cache line (a `HashMap` reads a control group

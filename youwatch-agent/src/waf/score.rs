@@ -248,6 +248,12 @@ mod tests {
     }
 
     #[test]
+    fn the_state_fits_its_slot() {
+        // With the 17-byte address and the used bit, one 64-byte slot per IP (see lru).
+        assert!(std::mem::size_of::<IpState>() <= 40);
+    }
+
+    #[test]
     fn memory_is_capped() {
         let mut s = Scorer::new(cfg());
         for i in 0..1000u32 {
