@@ -36,6 +36,9 @@ pub struct Args {
     /// Rounds per contender; the best is reported (the machine is shared).
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// Distinct client addresses in the per-IP memory measurement (0: skip it).
+    #[arg(long, default_value_t = 2_000_000)]
+    memory_ips: u32,
 }
 
 const PYTHON: &str = r#"
@@ -105,6 +108,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             pin(agent.to_str().unwrap())
                 .arg("replay")
                 .arg("--summary")
+                // The pipeline alone: no per-client score paths (a tuning aid, not the agent).
+                .args(["--clients", "0"])
                 .arg("--config")
                 .arg(&config)
                 .arg(&log),
@@ -149,7 +154,97 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ours.cpu / wc.cpu
     );
 
-    latency(&agent, &config, &dir, &seed, args.samples)
+    latency(&agent, &config, &dir, &seed, args.samples)?;
+    if args.memory_ips > 0 {
+        memory(&agent, &dir, args.memory_ips)?;
+    }
+    Ok(())
+}
+
+/// Per-IP scoring state: peak RSS of `replay` over a log of `ips` entries from as many
+/// distinct clients, with `max_tracked_ips` at 1 (the baseline) and at larger caps; the
+/// difference over the cap is the memory per tracked IP.
+fn memory(agent: &Path, dir: &Path, ips: u32) -> anyhow::Result<()> {
+    let log = dir.join(format!("waf-distinct-ips-{ips}.jsonl"));
+    if std::fs::metadata(&log).is_err() {
+        eprintln!("xtask: writing {}", log.display());
+        let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&log)?);
+        for n in 0..ips {
+            writeln!(
+                out,
+                r#"{{"transaction":{{"client_ip":"10.{}.{}.{}","time_stamp":"Tue Dec  1 12:59:04 2026","client_port":40000,"unique_id":"{n}","request":{{"method":"GET","uri":"/rest/products/search?q=x","headers":{{"Host":"shop.example"}}}},"response":{{"http_code":403}},"producer":{{"secrules_engine":"Enabled"}},"messages":[{{"message":"SQL Injection Attack Detected via libinjection","details":{{"ruleId":"942100","severity":"2","tags":[]}}}}]}}}}"#,
+                (n >> 16) & 255,
+                (n >> 8) & 255,
+                n & 255
+            )?;
+        }
+        out.flush()?;
+    }
+    println!("\nper-IP state, {ips} distinct client IPs (peak RSS of replay --summary):");
+    let mut base = None;
+    for cap in [1usize, 100_000, 1_000_000] {
+        let config = dir.join(format!("waf-memory-{cap}.yaml"));
+        std::fs::write(
+            &config,
+            format!("waf:\n  scoring:\n    max_tracked_ips: {cap}\n"),
+        )?;
+        let rss = peak_rss_kib(
+            Command::new(agent)
+                .args(["replay", "--summary", "--clients", "0", "--config"])
+                .arg(&config)
+                .arg(&log),
+            &format!("{ips} entries, 0 bad lines"),
+        )?;
+        let base = *base.get_or_insert(rss);
+        let per_ip = (rss - base) as f64 * 1024.0 / cap as f64;
+        println!(
+            "  max_tracked_ips {cap:>9}: peak RSS {:>7.1} MiB{}",
+            rss as f64 / 1024.0,
+            if cap > 1 {
+                format!(", {per_ip:.0} bytes per tracked IP over the cap-1 baseline")
+            } else {
+                " (baseline)".to_owned()
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Runs `cmd` to completion; its peak resident set (KiB), after checking its stdout holds
+/// `want`. Read from `/proc/PID/status` (VmHWM) while it runs: `ru_maxrss` would report our
+/// own peak, which exec hands down to the child.
+fn peak_rss_kib(cmd: &mut Command, want: &str) -> anyhow::Result<i64> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut stdout = child.stdout.take().context("child stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).map(|_| out)
+    });
+    let mut peak = 0;
+    while child.try_wait()?.is_none() {
+        let hwm = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+                line.split_whitespace().nth(1)?.parse::<i64>().ok()
+            })
+            .unwrap_or(0);
+        peak = peak.max(hwm);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = child.wait()?;
+    let out = reader.join().expect("reader thread")?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    check(&out, want, "youwatch-agent replay")?;
+    Ok(peak)
 }
 
 /// Writes at least `size` bytes of entries replicated from `seed`, client address varied;

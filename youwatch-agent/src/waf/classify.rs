@@ -8,7 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Engine, Entry, Message};
+use super::{
+    WafConfig,
+    entry::{Engine, Entry, Message},
+};
 
 /// CRS attack classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -184,6 +187,19 @@ impl ClassSet {
         ClassSet(self.0 & other.0)
     }
 
+    pub fn union(self, other: ClassSet) -> ClassSet {
+        ClassSet(self.0 | other.0)
+    }
+
+    /// The classes of `self` not in `other`.
+    pub fn difference(self, other: ClassSet) -> ClassSet {
+        ClassSet(self.0 & !other.0)
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Class> {
         Class::ALL.into_iter().filter(move |c| self.contains(*c))
     }
@@ -205,67 +221,193 @@ impl FromIterator<Class> for ClassSet {
 }
 
 /// What the classifier says about one entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Verdict {
     pub classes: ClassSet,
-    /// The classes that are ban reasons (configured).
+    /// The classes of the rules that count against the client (ban classes, weight > 0).
     pub ban_classes: ClassSet,
+    /// The ban classes shown by a rule of weight ≥ 1 (a weak rule alone shows none).
+    pub evidence: ClassSet,
+    /// What the entry's own attack rules are worth: severity points × rule weight, summed
+    /// over the counted rules, each rule once (at least 1 when any counts).
+    pub points: f32,
+    /// Severity points of the entry's other classed rules (other classes riding along,
+    /// weight 0, repeats): not counted.
+    pub ignored: u32,
     /// Inbound anomaly score.
     pub score: u32,
     /// The score was read from the WAF's own evaluation (949110), not summed by us.
     pub score_from_waf: bool,
     /// The WAF blocked the request (vs detection-only).
     pub blocked: bool,
-    /// Index of the first message of a ban class (for reports), else of the first classed one.
+    /// Index of the counted message worth most (for reports), else of the first classed one.
     pub main_message: Option<usize>,
+}
+
+/// What one message of an entry adds, and why.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Contribution {
+    pub rule_id: Option<u32>,
+    pub class: Class,
+    /// CRS anomaly points of its severity (critical 5, error 4, warning 3, notice 2).
+    pub severity_points: u32,
+    /// Its `rule_weights` weight (1 when unlisted).
+    pub weight: f32,
+    pub count: Count,
+}
+
+/// Whether a message counts against its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    Counted,
+    /// Its class is not in `ban_classes`.
+    NotBanClass,
+    /// `rule_weights` gives it 0.
+    ZeroWeight,
+    /// The same rule already counted in this entry (it matched several variables).
+    Repeated,
+}
+
+impl Contribution {
+    /// The points it adds (0 unless counted).
+    pub fn points(&self) -> f32 {
+        match self.count {
+            Count::Counted => self.severity_points as f32 * self.weight,
+            _ => 0.0,
+        }
+    }
 }
 
 pub struct Classifier {
     ban_classes: ClassSet,
+    /// Rule id → weight, sorted by id.
+    weights: Vec<(u32, f32)>,
 }
 
 /// 949110: inbound blocking evaluation; 980130: CRS 3 inbound correlation.
 const INBOUND_EVALUATION: [u32; 2] = [949110, 980130];
 
 impl Classifier {
+    /// Every rule of `ban_classes` counts with weight 1.
     pub fn new(ban_classes: ClassSet) -> Classifier {
-        Classifier { ban_classes }
+        Classifier {
+            ban_classes,
+            weights: Vec::new(),
+        }
+    }
+
+    /// The classifier of a `waf:` configuration: its ban classes and rule weights.
+    pub fn from_config(cfg: &WafConfig) -> Classifier {
+        Classifier {
+            ban_classes: cfg.ban_class_set(),
+            weights: cfg
+                .scoring
+                .rule_weights
+                .iter()
+                .map(|(&id, &w)| (id, w))
+                .collect(),
+        }
+    }
+
+    fn weight(&self, rule_id: Option<u32>) -> f32 {
+        rule_id
+            .and_then(|id| {
+                self.weights
+                    .binary_search_by_key(&id, |&(id, _)| id)
+                    .ok()
+                    .map(|i| self.weights[i].1)
+            })
+            .unwrap_or(1.0)
     }
 
     pub fn classify(&self, e: &Entry<'_>) -> Verdict {
-        let mut classes = ClassSet::EMPTY;
+        let mut v = Verdict {
+            classes: ClassSet::EMPTY,
+            ban_classes: ClassSet::EMPTY,
+            evidence: ClassSet::EMPTY,
+            points: 0.0,
+            ignored: 0,
+            score: 0,
+            score_from_waf: false,
+            blocked: false,
+            main_message: None,
+        };
         let mut summed = 0u32;
         let mut waf_score = None;
-        let mut main = None;
-        let mut main_bans = false;
+        let mut main_points = -1.0;
         for (i, m) in e.messages().iter().enumerate() {
             if let Some(score) = self.evaluation_score(e, m) {
                 waf_score = Some(waf_score.unwrap_or(0).max(score));
                 continue;
             }
-            let Some(class) = message_class(e, m) else {
+            let Some(c) = self.contribution(e, i) else {
                 continue;
             };
-            classes.insert(class);
-            summed = summed.saturating_add(severity_points(m.severity));
-            let bans = self.ban_classes.contains(class);
-            if main.is_none() || (bans && !main_bans) {
-                main = Some(i);
-                main_bans = bans;
+            v.classes.insert(c.class);
+            summed = summed.saturating_add(c.severity_points);
+            let points = c.points();
+            if c.count == Count::Counted {
+                v.ban_classes.insert(c.class);
+                if c.weight >= 1.0 {
+                    v.evidence.insert(c.class);
+                }
+                v.points += points;
+            } else {
+                v.ignored = v.ignored.saturating_add(c.severity_points);
+            }
+            // The counted message worth most; the first classed one until one counts.
+            let rank = if c.count == Count::Counted {
+                points
+            } else {
+                -0.5
+            };
+            if rank > main_points {
+                main_points = rank;
+                v.main_message = Some(i);
             }
         }
-        let blocked = match e.interrupted() {
+        if !v.ban_classes.is_empty() {
+            v.points = v.points.max(1.0);
+        }
+        v.blocked = match e.interrupted() {
             Some(interrupted) => interrupted,
             None => e.engine() == Engine::On && (waf_score.is_some() || e.status() == Some(403)),
         };
-        Verdict {
-            classes,
-            ban_classes: classes.intersection(self.ban_classes),
-            score: waf_score.unwrap_or(summed),
-            score_from_waf: waf_score.is_some(),
-            blocked,
-            main_message: main,
+        v.score = waf_score.unwrap_or(summed);
+        v.score_from_waf = waf_score.is_some();
+        v
+    }
+
+    /// What message `i` of `e` adds; `None` for the WAF's own bookkeeping (the anomaly
+    /// evaluation, initialisation rules).
+    pub fn contribution(&self, e: &Entry<'_>, i: usize) -> Option<Contribution> {
+        let messages = e.messages();
+        let m = &messages[i];
+        if m.rule_id.is_some_and(|id| INBOUND_EVALUATION.contains(&id)) {
+            return None;
         }
+        let class = message_class(e, m)?;
+        let severity_points = severity_points(m.severity);
+        let (weight, count) = if !self.ban_classes.contains(class) {
+            (1.0, Count::NotBanClass)
+        } else {
+            let weight = self.weight(m.rule_id);
+            let count = if weight <= 0.0 {
+                Count::ZeroWeight
+            } else if m.rule_id.is_some() && messages[..i].iter().any(|p| p.rule_id == m.rule_id) {
+                Count::Repeated
+            } else {
+                Count::Counted
+            };
+            (weight, count)
+        };
+        Some(Contribution {
+            rule_id: m.rule_id,
+            class,
+            severity_points,
+            weight,
+            count,
+        })
     }
 
     /// The total of an inbound anomaly evaluation message, `None` for other messages.
@@ -336,6 +478,48 @@ mod tests {
         assert_eq!(v.ban_classes, [Class::Sqli].into_iter().collect());
         assert_eq!((v.score, v.score_from_waf, v.blocked), (8, true, true));
         assert_eq!(v.main_message, Some(1));
+    }
+
+    #[test]
+    fn only_the_attack_rules_count_weighted_once_each() {
+        let line = br#"{"transaction":{"client_ip":"1.2.3.4","producer":{"secrules_engine":"Enabled"},"response":{"http_code":403},"messages":[{"details":{"ruleId":"920420","severity":"2","tags":["attack-protocol"]}},{"details":{"ruleId":"942190","severity":"2","tags":["attack-sqli"]}},{"details":{"ruleId":"942100","severity":"2","tags":[]}},{"details":{"ruleId":"942100","severity":"2","tags":[]}},{"details":{"ruleId":"932150","severity":"2","tags":["attack-rce"]}},{"message":"Inbound Anomaly Score Exceeded (Total Score: 25)","details":{"ruleId":"949110","severity":"2"}}]}}"#;
+        let mut cfg = WafConfig::default();
+        cfg.scoring.rule_weights = [(942100, 2.0), (942190, 0.5), (932150, 0.0)].into();
+        let classifier = Classifier::from_config(&cfg);
+        let mut p = Parser::new();
+        let e = p.parse(line).unwrap();
+        let v = classifier.classify(&e);
+        // 942190 5 x 0.5 + 942100 5 x 2 (once); 920420 (protocol), the repeat and the
+        // weight-0 932150 are ignored.
+        assert_eq!((v.points, v.ignored, v.score), (12.5, 15, 25));
+        assert_eq!(v.ban_classes, [Class::Sqli].into_iter().collect());
+        assert_eq!(v.evidence, [Class::Sqli].into_iter().collect());
+        assert_eq!(v.main_message, Some(2), "942100 is worth most");
+        let counts: Vec<Count> = (0..e.messages().len())
+            .filter_map(|i| classifier.contribution(&e, i))
+            .map(|c| c.count)
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                Count::NotBanClass,
+                Count::Counted,
+                Count::Counted,
+                Count::Repeated,
+                Count::ZeroWeight
+            ]
+        );
+    }
+
+    #[test]
+    fn weak_rules_alone_show_no_class() {
+        let line = br#"{"transaction":{"client_ip":"1.2.3.4","messages":[{"details":{"ruleId":"932100","severity":"2","tags":["attack-rce"]}}]}}"#;
+        let classifier = Classifier::from_config(&WafConfig::default());
+        let mut p = Parser::new();
+        let v = classifier.classify(&p.parse(line).unwrap());
+        assert_eq!(v.ban_classes, [Class::Rce].into_iter().collect());
+        assert!(v.evidence.is_empty());
+        assert_eq!(v.points, 2.5);
     }
 
     #[test]

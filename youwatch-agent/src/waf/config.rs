@@ -1,6 +1,6 @@
 //! The `waf:` section. `config/default.yaml` documents each setting with its default.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -52,8 +52,17 @@ pub enum Report {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScoringConfig {
-    /// Anomaly points that make a ban (a CRS critical match is 5).
+    /// Points that make a ban. An entry's points: each matched rule of a ban class adds its
+    /// CRS severity points (critical 5) times its weight; a blocked entry counts
+    /// `blocked_factor` times.
     pub threshold: u32,
+    /// How many times an entry the WAF blocked counts (a detection-only one counts once).
+    pub blocked_factor: f32,
+    /// Points added when a client shows a ban class it had not shown since its bucket was
+    /// last empty, for every class after its first (only rules of weight ≥ 1 show a class).
+    pub new_class_points: f32,
+    /// Weight of a rule by id; unlisted rules weigh 1, 0 ignores a rule.
+    pub rule_weights: BTreeMap<u32, f32>,
     /// The bucket leaks `threshold` points per `window`.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
@@ -76,6 +85,9 @@ impl Default for ScoringConfig {
     fn default() -> Self {
         Self {
             threshold: 20,
+            blocked_factor: 2.0,
+            new_class_points: 10.0,
+            rule_weights: default_rule_weights(),
             window: Duration::from_secs(600),
             ban: Duration::from_secs(600),
             ban_factor: 4,
@@ -84,6 +96,21 @@ impl Default for ScoringConfig {
             max_tracked_ips: 100_000,
         }
     }
+}
+
+/// Rules that rarely misfire weigh 2 (one blocked entry is a ban), PL1 rules that fire on
+/// ordinary prose 0.5 (it takes four blocked entries). Chosen on the corpora under
+/// `tests/data/waf-corpus/`; `config/default.yaml` says why for each.
+fn default_rule_weights() -> BTreeMap<u32, f32> {
+    let reliable = [
+        942100, 941100, 930120, 932160, 932170, 932171, 933100, 933110, 934100, 944100, 944110,
+    ];
+    let weak = [932100, 932110, 932150, 933210, 942190, 942270];
+    reliable
+        .into_iter()
+        .map(|id| (id, 2.0))
+        .chain(weak.into_iter().map(|id| (id, 0.5)))
+        .collect()
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -97,6 +124,9 @@ pub struct ClientIpConfig {
     /// 127.0.0.0/8.
     pub ban_loopback: bool,
 }
+
+/// Largest rule weight and blocked factor accepted.
+const MAX_WEIGHT: f32 = 100.0;
 
 impl WafConfig {
     pub fn enabled(&self) -> bool {
@@ -138,8 +168,26 @@ impl WafConfig {
                 "waf.follow.poll_interval must be longer than 0s",
             ),
         ];
-        match checks.iter().find(|(bad, _)| *bad) {
-            Some((_, msg)) => Err((*msg).to_owned()),
+        if let Some((_, msg)) = checks.iter().find(|(bad, _)| *bad) {
+            return Err((*msg).to_owned());
+        }
+        let weight = |w: f32| w.is_finite() && (0.0..=MAX_WEIGHT).contains(&w);
+        if !weight(s.blocked_factor) || s.blocked_factor < 1.0 {
+            return Err(format!(
+                "waf.scoring.blocked_factor must be between 1 and {MAX_WEIGHT}, not {}",
+                s.blocked_factor
+            ));
+        }
+        if !s.new_class_points.is_finite() || s.new_class_points < 0.0 {
+            return Err(format!(
+                "waf.scoring.new_class_points must be 0 or more, not {}",
+                s.new_class_points
+            ));
+        }
+        match s.rule_weights.iter().find(|(_, w)| !weight(**w)) {
+            Some((id, w)) => Err(format!(
+                "waf.scoring.rule_weights.{id} must be between 0 and {MAX_WEIGHT}, not {w}"
+            )),
             None => Ok(()),
         }
     }
@@ -186,6 +234,20 @@ mod tests {
             cfg.validate()
                 .unwrap_err()
                 .contains("waf.scoring.threshold")
+        );
+        let yaml = "waf:\n  scoring:\n    rule_weights: {942100: -1, 932100: 0}\n";
+        let cfg = Config::parse(yaml, Path::new("t.yaml")).unwrap().waf;
+        assert_eq!(cfg.scoring.rule_weights.len(), 2, "the list is replaced");
+        assert_eq!(
+            cfg.validate().unwrap_err(),
+            "waf.scoring.rule_weights.942100 must be between 0 and 100, not -1"
+        );
+        let mut cfg = WafConfig::default();
+        cfg.scoring.blocked_factor = 0.5;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .contains("waf.scoring.blocked_factor")
         );
     }
 }

@@ -21,7 +21,7 @@ pub const RULE_ATTACK: &str = "WAF attack";
 /// The detection an outcome is worth under `report`, if any.
 pub fn detection(o: &Outcome<'_>, report: Report) -> Option<Detection> {
     let (rule, priority, ban) = match o.decision {
-        Decision::Scored(_, Score::Ban { ttl, offense }) => {
+        Decision::Scored(_, Score::Ban { ttl, offense }, _) => {
             (RULE_BAN, Priority::Critical, Some((ttl, offense)))
         }
         Decision::Pass => return None,
@@ -67,6 +67,10 @@ pub fn detection(o: &Outcome<'_>, report: Report) -> Option<Detection> {
     put("waf.host", host.clone().map_or(Value::Null, Value::from));
     put("waf.classes", Value::from(classes));
     put("waf.score", Value::from(v.score));
+    if let Decision::Scored(_, _, added) = o.decision {
+        // What this entry added to the client's bucket (the score is the WAF's own total).
+        put("waf.points", Value::from(added.points + added.new_class));
+    }
     put("waf.blocked", Value::from(v.blocked));
     put("waf.rule_id", rule_id.map_or(Value::Null, Value::from));
     put("waf.msg", Value::from(msg));

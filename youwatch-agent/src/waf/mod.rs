@@ -5,13 +5,15 @@
 //! whether the WAF blocked; [`client_ip`] decides who the client is and whether it may ever be
 //! banned; [`score`] keeps a leaky bucket per IP (bounded by [`lru`]) and grows bans for repeat
 //! offenders; [`pipeline`] chains those for one line; [`detect`] turns a decision into a
-//! `Detection`; [`stage`] runs it all live; [`replay`] runs it over a file for tuning.
+//! `Detection`; [`stage`] runs it all live; [`replay`] runs it over a file for tuning, with
+//! [`explain`] saying per client why it would or would not be banned.
 
 pub mod classify;
 pub mod client_ip;
 pub mod config;
 pub mod detect;
 pub mod entry;
+pub mod explain;
 pub mod json;
 pub mod lru;
 pub mod metrics;

@@ -10,7 +10,7 @@ use super::{
     entry::{BadLine, Entry, Parser},
     json,
     metrics::{DecisionKind, WafMetrics},
-    score::{Score, Scorer},
+    score::{Added, Evidence, Score, Scorer},
 };
 
 /// What happened to one entry's client.
@@ -22,7 +22,8 @@ pub enum Decision {
     Protected(IpAddr, Protection),
     /// A ban class, but no valid client address.
     Unattributable,
-    Scored(IpAddr, Score),
+    /// Counted against the client: what it did and the points it added.
+    Scored(IpAddr, Score, Added),
 }
 
 impl Decision {
@@ -31,16 +32,16 @@ impl Decision {
             Decision::Pass => DecisionKind::Pass,
             Decision::Protected(..) => DecisionKind::Protected,
             Decision::Unattributable => DecisionKind::Unattributable,
-            Decision::Scored(_, Score::Counted { .. }) => DecisionKind::Counted,
-            Decision::Scored(_, Score::Ban { .. }) => DecisionKind::Ban,
-            Decision::Scored(_, Score::AlreadyBanned { .. }) => DecisionKind::AlreadyBanned,
+            Decision::Scored(_, Score::Counted { .. }, _) => DecisionKind::Counted,
+            Decision::Scored(_, Score::Ban { .. }, _) => DecisionKind::Ban,
+            Decision::Scored(_, Score::AlreadyBanned { .. }, _) => DecisionKind::AlreadyBanned,
         }
     }
 
     /// The ban this entry caused, if any.
     pub fn ban(&self) -> Option<(IpAddr, Duration)> {
         match *self {
-            Decision::Scored(ip, Score::Ban { ttl, .. }) => Some((ip, ttl)),
+            Decision::Scored(ip, Score::Ban { ttl, .. }, _) => Some((ip, ttl)),
             _ => None,
         }
     }
@@ -48,7 +49,7 @@ impl Decision {
     /// The client the decision is about, when resolved.
     pub fn ip(&self) -> Option<IpAddr> {
         match *self {
-            Decision::Protected(ip, _) | Decision::Scored(ip, _) => Some(ip),
+            Decision::Protected(ip, _) | Decision::Scored(ip, ..) => Some(ip),
             _ => None,
         }
     }
@@ -79,7 +80,7 @@ impl Pipeline {
     pub fn new(cfg: &WafConfig, metrics: WafMetrics) -> Pipeline {
         Pipeline {
             parser: Parser::new(),
-            classifier: Classifier::new(cfg.ban_class_set()),
+            classifier: Classifier::from_config(cfg),
             policy: ClientIpPolicy {
                 trusted_proxies: cfg.client_ip.trusted_proxies.clone(),
                 allowlist: cfg.client_ip.allowlist.clone(),
@@ -149,12 +150,17 @@ impl Pipeline {
             match self.policy.resolve_parsed(peer, entry.forwarded_for()) {
                 Client::Candidate(ip) => {
                     let evictions = self.scorer.evictions();
-                    let score = self.scorer.record(ip, verdict.score.max(1), time);
+                    let evidence = Evidence {
+                        points: verdict.points,
+                        blocked: verdict.blocked,
+                        classes: verdict.evidence,
+                    };
+                    let (score, added) = self.scorer.record(ip, evidence, time);
                     if self.scorer.evictions() != evictions {
                         self.metrics.evicted_ips.inc();
                     }
                     self.metrics.tracked_ips.set(self.scorer.tracked() as i64);
-                    Decision::Scored(ip, score)
+                    Decision::Scored(ip, score, added)
                 }
                 Client::Protected(ip, why) => Decision::Protected(ip, why),
                 Client::Unattributable => Decision::Unattributable,

@@ -16,10 +16,11 @@ use anyhow::Context;
 use super::{
     WafConfig,
     classify::{Class, ClassSet},
+    explain::{self, ScorePaths},
     json::display,
     metrics::{DecisionKind, WafMetrics},
     pipeline::{Decision, Outcome, Pipeline},
-    score::Score,
+    score::{Added, Score},
     stage::WafStage,
 };
 use crate::{
@@ -53,17 +54,25 @@ pub struct ReplayArgs {
     /// entry's decision as it arrives, until interrupted. No summary in this mode.
     #[arg(long, conflicts_with = "summary")]
     pub follow: bool,
+    /// Clients whose score path the summary shows (why each was or was not banned), banned
+    /// ones first, then by how close they came. 0: none.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub clients: usize,
 }
 
-#[derive(Default)]
 struct Summary {
     entries: u64,
     bad_lines: u64,
     /// Per `Class as usize` / `DecisionKind as usize` (arrays: this runs per entry).
     classes: [u64; Class::ALL.len()],
     decisions: [u64; DecisionKind::ALL.len()],
-    /// IP → (longest ban, offenses, first ban time, classes seen).
+    /// IP → (longest ban, offenses, first ban time, classes seen); at most
+    /// `explain::MAX_CLIENTS` (the addresses are attacker-chosen).
     bans: BTreeMap<IpAddr, (Duration, u32, u64, ClassSet)>,
+    /// Banned IPs beyond those, counted once per ban decision.
+    bans_unlisted: u64,
+    /// Per-client score paths (not kept with `--clients 0`).
+    paths: Option<ScorePaths>,
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -91,7 +100,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     opts.inotify = args.follow;
     let mut follower = Follower::open(opts, TailMetrics::default())?;
     let mut pipeline = Pipeline::new(&waf, WafMetrics::default());
-    let mut summary = Summary::default();
+    let mut summary = Summary::new(&waf, args.clients);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let now = super::detect::now_secs();
@@ -128,7 +137,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     drop(out);
-    let text = summary.render();
+    let text = summary.render(args.clients);
     if args.json {
         std::io::stderr().write_all(text.as_bytes())?;
     } else {
@@ -137,7 +146,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn time_text(secs: u64) -> String {
+pub(super) fn time_text(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
@@ -146,17 +155,27 @@ fn decision_text(d: &Decision) -> String {
         Decision::Pass => "pass (no ban class)".into(),
         Decision::Protected(_, why) => format!("never banned ({})", why.as_str()),
         Decision::Unattributable => "unattributable (no valid client address)".into(),
-        Decision::Scored(_, Score::Counted { level, threshold }) => {
-            format!("counted {level}/{threshold}")
+        Decision::Scored(_, Score::Counted { level, threshold }, added) => {
+            format!("+{} counted {level:.1}/{threshold}", added_text(added))
         }
-        Decision::Scored(_, Score::Ban { ttl, offense }) => format!(
-            "BAN for {} (offense {offense})",
+        Decision::Scored(_, Score::Ban { ttl, offense }, added) => format!(
+            "+{} BAN for {} (offense {offense})",
+            added_text(added),
             humantime::format_duration(*ttl)
         ),
-        Decision::Scored(_, Score::AlreadyBanned { remaining }) => format!(
+        Decision::Scored(_, Score::AlreadyBanned { remaining }, _) => format!(
             "already banned ({} left)",
             humantime::format_duration(*remaining)
         ),
+    }
+}
+
+/// `20` or `10+10` (own points + new-class points).
+fn added_text(a: &Added) -> String {
+    if a.new_class > 0.0 {
+        format!("{:.1}+{:.1}", a.points, a.new_class)
+    } else {
+        format!("{:.1}", a.points)
     }
 }
 
@@ -178,6 +197,8 @@ fn print_entry(out: &mut impl Write, o: &Outcome<'_>, json: bool) -> std::io::Re
             "classes": classes,
             "ban_classes": o.verdict.ban_classes.join(","),
             "score": o.verdict.score,
+            "points": o.verdict.points,
+            "ignored_points": o.verdict.ignored,
             "blocked": o.verdict.blocked,
             "decision": o.decision.kind().as_str(),
             "ban_secs": o.decision.ban().map(|(_, ttl)| ttl.as_secs()),
@@ -201,13 +222,32 @@ fn print_entry(out: &mut impl Write, o: &Outcome<'_>, json: bool) -> std::io::Re
 }
 
 impl Summary {
+    fn new(waf: &WafConfig, clients: usize) -> Summary {
+        Summary {
+            entries: 0,
+            bad_lines: 0,
+            classes: [0; Class::ALL.len()],
+            decisions: [0; DecisionKind::ALL.len()],
+            bans: BTreeMap::new(),
+            bans_unlisted: 0,
+            paths: (clients > 0).then(|| ScorePaths::new(waf)),
+        }
+    }
+
     fn add(&mut self, o: &Outcome<'_>) {
         self.entries += 1;
+        if let Some(paths) = &mut self.paths {
+            paths.add(o);
+        }
         for c in o.verdict.classes.iter() {
             self.classes[c as usize] += 1;
         }
         self.decisions[o.decision.kind() as usize] += 1;
-        if let Decision::Scored(ip, Score::Ban { ttl, offense }) = o.decision {
+        if let Decision::Scored(ip, Score::Ban { ttl, offense }, _) = o.decision {
+            if !self.bans.contains_key(&ip) && self.bans.len() >= explain::MAX_CLIENTS {
+                self.bans_unlisted += 1;
+                return;
+            }
             let e = self
                 .bans
                 .entry(ip)
@@ -217,7 +257,7 @@ impl Summary {
         }
     }
 
-    fn render(&self) -> String {
+    fn render(&self, clients: usize) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
         let _ = writeln!(
@@ -246,7 +286,16 @@ impl Summary {
                 }
             }
         }
-        let _ = writeln!(s, "would ban {} IP(s):", self.bans.len());
+        match self.bans_unlisted {
+            0 => writeln!(s, "would ban {} IP(s):", self.bans.len()),
+            n => writeln!(
+                s,
+                "would ban more than {} IP(s) ({n} more ban decisions; the first {} IPs are listed):",
+                self.bans.len(),
+                self.bans.len()
+            ),
+        }
+        .ok();
         for (ip, (ttl, offense, time, classes)) in &self.bans {
             let _ = writeln!(
                 s,
@@ -255,6 +304,9 @@ impl Summary {
                 time_text(*time),
                 classes.join(",")
             );
+        }
+        if let Some(paths) = &self.paths {
+            s.push_str(&paths.render(clients));
         }
         s
     }

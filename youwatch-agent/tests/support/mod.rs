@@ -9,3 +9,4 @@ pub mod inventory_stage;
 pub mod nginx_waf;
 pub mod require;
 pub mod response;
+pub mod waf_corpus;

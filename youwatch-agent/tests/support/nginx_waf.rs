@@ -21,6 +21,38 @@ const CRS_SETUP: &str = "/etc/modsecurity/crs/crs-setup.conf";
 const CRS_RULES: &str = "/usr/share/modsecurity-crs/rules";
 const PACKAGES: [&str; 3] = ["nginx", "libnginx-mod-http-modsecurity", "modsecurity-crs"];
 
+/// How [`RealWaf::start_with`] configures the WAF.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    /// Appended to the ModSecurity configuration.
+    pub extra_modsec: &'a str,
+    /// Load [`RECOMMENDED_BASE`] before the CRS, as deployments do.
+    pub recommended_base: bool,
+    /// A second virtual host on the same port where the same rules run with
+    /// `SecRuleEngine DetectionOnly`: logged, never blocked.
+    pub detection_only_host: Option<&'a str>,
+}
+
+/// The request-body part of ModSecurity's recommended base configuration, as the Debian
+/// package ships it (`/etc/nginx/modsecurity.conf`) and ingress-nginx does: JSON and XML
+/// bodies are parsed into ARGS (so the CRS sees API payloads), limits, and the rules that
+/// reject bodies the parser could not read.
+pub const RECOMMENDED_BASE: &str = r#"SecRule REQUEST_HEADERS:Content-Type "^(?:application(?:/soap\+|/)|text/)xml" "id:'200000',phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule REQUEST_HEADERS:Content-Type "^application/json" "id:'200001',phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"
+SecRequestBodyLimit 13107200
+SecRequestBodyNoFilesLimit 131072
+SecRequestBodyLimitAction Reject
+SecRequestBodyJsonDepthLimit 512
+SecArgumentsLimit 1000
+SecRule &ARGS "@ge 1000" "id:'200007',phase:2,t:none,log,deny,status:400,msg:'Failed to fully parse request body due to large argument count',severity:2"
+SecRule REQBODY_ERROR "!@eq 0" "id:'200002',phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.',logdata:'%{reqbody_error_msg}',severity:2"
+SecRule MULTIPART_STRICT_ERROR "!@eq 0" "id:'200003',phase:2,t:none,log,deny,status:400,msg:'Multipart request body failed strict validation'"
+SecRule MULTIPART_UNMATCHED_BOUNDARY "@eq 1" "id:'200004',phase:2,t:none,log,deny,msg:'Multipart parser detected a possible unmatched boundary.'"
+SecPcreMatchLimit 1000
+SecPcreMatchLimitRecursion 1000
+SecRule TX:/^MSC_/ "!@streq 0" "id:'200005',phase:2,t:none,deny,msg:'ModSecurity internal error flagged: %{MATCHED_VAR_NAME}'"
+"#;
+
 pub struct RealWaf {
     dir: tempfile::TempDir,
     nginx: Child,
@@ -85,6 +117,23 @@ impl RealWaf {
     /// Starts nginx + ModSecurity (`SecRuleEngine On`) + CRS. `extra_modsec` is appended to the
     /// ModSecurity configuration.
     pub fn start(extra_modsec: &str) -> RealWaf {
+        Self::start_with(Options {
+            extra_modsec,
+            ..Options::default()
+        })
+    }
+
+    pub fn start_with(options: Options<'_>) -> RealWaf {
+        let Options {
+            extra_modsec,
+            recommended_base,
+            detection_only_host,
+        } = options;
+        let base = if recommended_base {
+            RECOMMENDED_BASE
+        } else {
+            ""
+        };
         let dir = tempfile::tempdir().unwrap();
         let backend = Backend::start();
         let port = free_port();
@@ -96,10 +145,9 @@ impl RealWaf {
         } else {
             ""
         };
-        std::fs::write(
-            dir.path().join("modsec.conf"),
+        let modsec = |engine: &str| {
             format!(
-                "SecRuleEngine On\n\
+                "SecRuleEngine {engine}\n\
                  SecRequestBodyAccess On\n\
                  SecResponseBodyAccess Off\n\
                  SecAuditEngine RelevantOnly\n\
@@ -110,12 +158,20 @@ impl RealWaf {
                  SecAuditLog {d}/audit.log\n\
                  SecTmpDir {d}\n\
                  SecDataDir {d}\n\
+                 {base}\n\
                  Include {CRS_SETUP}\n\
                  Include {CRS_RULES}/*.conf\n\
                  {extra_modsec}\n"
-            ),
-        )
-        .unwrap();
+            )
+        };
+        std::fs::write(dir.path().join("modsec.conf"), modsec("On")).unwrap();
+        if detection_only_host.is_some() {
+            std::fs::write(
+                dir.path().join("modsec-detection-only.conf"),
+                modsec("DetectionOnly"),
+            )
+            .unwrap();
+        }
         std::fs::write(
             dir.path().join("nginx.conf"),
             format!(
@@ -139,10 +195,21 @@ impl RealWaf {
                      server_name shop.example;\n\
                      modsecurity on;\n\
                      modsecurity_rules_file {d}/modsec.conf;\n\
-                     location / {{ proxy_pass http://127.0.0.1:{}; }}\n\
+                     location / {{ proxy_pass http://127.0.0.1:{backend}; }}\n\
                    }}\n\
+                   {detection_only}\n\
                  }}\n",
-                backend.port
+                backend = backend.port,
+                detection_only = detection_only_host.map_or_else(String::new, |host| format!(
+                    "server {{\n\
+                       listen 127.0.0.1:{port};\n\
+                       server_name {host};\n\
+                       modsecurity on;\n\
+                       modsecurity_rules_file {d}/modsec-detection-only.conf;\n\
+                       location / {{ proxy_pass http://127.0.0.1:{}; }}\n\
+                     }}",
+                    backend.port
+                )),
             ),
         )
         .unwrap();
@@ -193,6 +260,11 @@ impl RealWaf {
 
     /// Sends a raw HTTP request from `source` (any 127.x.y.z); returns the status code.
     pub fn send(&self, source: Ipv4Addr, request: &str) -> u16 {
+        self.send_bytes(source, request.as_bytes())
+    }
+
+    /// [`send`](Self::send) for requests that are not text (binary upload bodies).
+    pub fn send_bytes(&self, source: Ipv4Addr, request: &[u8]) -> u16 {
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket.bind(&SocketAddr::from((source, 0)).into()).unwrap();
@@ -206,7 +278,7 @@ impl RealWaf {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(request).unwrap();
         let mut response = Vec::new();
         let _ = stream.read_to_end(&mut response);
         let head = String::from_utf8_lossy(&response);
