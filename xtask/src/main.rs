@@ -78,7 +78,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The end-to-end test binaries (`youwatch-agent/tests/e2e_*.rs`).
-const E2E_TESTS: &[&str] = &["e2e_runtime"];
+const E2E_TESTS: &[&str] = &["e2e_runtime", "e2e_web"];
 
 fn e2e(args: &[String]) -> anyhow::Result<()> {
     prereq::ebpf_toolchain()?;

@@ -39,6 +39,12 @@ impl Scene {
     /// The Deployment's ReplicaSet and pod in the API server, the pod's cgroups, and the agent
     /// guarding it.
     async fn start(label: &str) -> Scene {
+        Self::start_with(label, "", "").await
+    }
+
+    /// As [`start`](Self::start), with the HTTP listener on `listen` ("" for none) and
+    /// `extra` appended to the agent's configuration.
+    async fn start_with(label: &str, listen: &str, extra: &str) -> Scene {
         let server = ApiServer::start().await;
         server.create(
             "apps/replicasets",
@@ -71,7 +77,7 @@ impl Scene {
         tree.mkdir(&format!("{pod_cgroup}/cri-containerd-{APP_ID}.scope"));
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
-            "agent:\n  state_dir: {state}\ntelemetry:\n  listen: \"\"\n  alerts:\n    stdout: false\n    file: {alerts}\ninventory:\n  cgroup:\n    kubepods: {kubepods}\n",
+            "agent:\n  state_dir: {state}\ntelemetry:\n  listen: \"{listen}\"\n  alerts:\n    stdout: false\n    file: {alerts}\ninventory:\n  cgroup:\n    kubepods: {kubepods}\n{extra}",
             state = dir.path().join("state").display(),
             alerts = dir.path().join("alerts.json").display(),
             kubepods = tree.root().join("kubepods.slice").display(),
@@ -117,6 +123,13 @@ impl Scene {
     /// Checks what a deletion leaves behind: one DELETE, one Warning Event on the pod, the
     /// shell alert and the response's alert.
     async fn assert_deleted_and_reported(self) {
+        self.assert_deleted_after("Shell spawned in Juice Shop pod")
+            .await
+    }
+
+    /// As [`assert_deleted_and_reported`](Self::assert_deleted_and_reported), for the alert of
+    /// `rule`.
+    async fn assert_deleted_after(self, rule: &str) {
         let deletes: Vec<String> = self
             .server
             .requests()
@@ -150,7 +163,7 @@ impl Scene {
         };
         let shell = alerts
             .iter()
-            .find(|a| a["rule"] == "Shell spawned in Juice Shop pod")
+            .find(|a| a["rule"] == rule)
             .unwrap_or_else(|| panic!("no shell alert in {alerts:?}"));
         assert_eq!(shell["priority"], "Critical");
         assert_eq!(shell["output_fields"]["k8s.pod.name"], POD);
@@ -228,4 +241,61 @@ async fn a_shell_in_a_kubectl_debug_container_deletes_the_pod() {
     let took = scene.pod_deleted(started).await;
     eprintln!("kubectl debug: exec -> pod deleted in {took:?}");
     scene.assert_deleted_and_reported().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_falco_alert_posted_to_the_webhook_deletes_the_pod() {
+    if !require::root_and_cgroup2("a_falco_alert_posted_to_the_webhook_deletes_the_pod") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let extra = format!(
+        "falco:\n  webhook:\n    enabled: true\n    token_file: {}\n",
+        token.display()
+    );
+    let listen = format!("127.0.0.1:{port}");
+    // The listener starts before the pod is watched (Scene::start waits for that).
+    let scene = Scene::start_with("e2e-falco", &listen, &extra).await;
+    // What Falco's http_output sends (json_output: true), with the token in the URL's
+    // credentials as libcurl sends them.
+    let alert = format!(
+        r#"{{"hostname":"node-e2e","output":"12:00:00.000000000: Critical Shell in juice-shop (user=root)","output_fields":{{"k8s.ns.name":"{NS}","k8s.pod.name":"{POD}","container.id":"{}","proc.cmdline":"sh -i"}},"priority":"Critical","rule":"Falco shell in juice-shop","source":"syscall","tags":["shell"],"time":"2026-12-01T12:00:00.000000000Z"}}"#,
+        &APP_ID[..12]
+    );
+    let started = Instant::now();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let basic = base64_basic("falco", "s3cret");
+        write!(
+            s,
+            "POST /falco HTTP/1.1\r\nHost: agent\r\nAuthorization: Basic {basic}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{alert}",
+            alert.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let took = scene.pod_deleted(started).await;
+    eprintln!("Falco webhook: alert -> pod deleted in {took:?}");
+    scene
+        .assert_deleted_after("Falco shell in juice-shop")
+        .await;
+}
+
+/// `user:password` as HTTP Basic credentials.
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
