@@ -165,8 +165,8 @@ pub struct DenyIpConfig {
     /// Entries on one Ingress at most (the user's and ours); a ban beyond is refused and
     /// counted.
     pub max_entries: usize,
-    /// Bans decided within this window go out in one patch per Ingress (every change
-    /// reloads nginx).
+    /// At most one patch per Ingress per window (every change reloads nginx): a ban on a
+    /// quiet Ingress goes out at once, a burst waits for the window and goes out together.
     #[serde(with = "humantime_serde")]
     pub coalesce: Duration,
     /// Only Ingresses matching this label selector are patched. Empty: any.

@@ -1,5 +1,7 @@
-//! One patch per Ingress per burst: operations for an Ingress wait up to `deny_ip.coalesce`
-//! from the first of a batch, then go out together (every denylist change reloads nginx).
+//! At most one patch per Ingress per `deny_ip.coalesce` window (every denylist change reloads
+//! nginx): an operation for an Ingress not patched within the last window goes out at once
+//! (an isolated ban takes milliseconds); during a burst, operations wait for the window to
+//! end and go out together.
 //! At most one patch per Ingress is in flight; what arrives meanwhile is the next batch,
 //! sent as soon as the current one is done. Different Ingresses are patched in parallel.
 //!
@@ -107,6 +109,8 @@ async fn batch_loop(
 ) {
     let mut pending: HashMap<IngressKey, Batch> = HashMap::new();
     let mut busy: HashSet<IngressKey> = HashSet::new();
+    // When each Ingress was last patched (one entry per Ingress patched within a window).
+    let mut last_flush: HashMap<IngressKey, Instant> = HashMap::new();
     let mut flushing: JoinSet<IngressKey> = JoinSet::new();
     loop {
         let next_due = pending
@@ -118,9 +122,12 @@ async fn batch_loop(
             _ = stop.stopped() => return,
             submission = rx.recv() => {
                 let Some(s) = submission else { break };
+                let now = Instant::now();
+                last_flush.retain(|_, at| *at + window > now);
+                let due = last_flush.get(&s.key).map_or(now, |at| *at + window);
                 pending
                     .entry(s.key.clone())
-                    .or_insert_with(|| Batch { due: Instant::now() + window, ops: Vec::new() })
+                    .or_insert_with(|| Batch { due, ops: Vec::new() })
                     .ops
                     .push(s);
             }
@@ -138,6 +145,7 @@ async fn batch_loop(
                     .collect();
                 for key in due {
                     let Some(batch) = pending.remove(&key) else { continue };
+                    last_flush.insert(key.clone(), now);
                     busy.insert(key.clone());
                     flushing.spawn(flush(patcher.clone(), index.clone(), on_retry.clone(), key, batch.ops));
                 }
