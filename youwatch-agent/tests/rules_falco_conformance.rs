@@ -191,7 +191,9 @@ fn agrees_with_falco_on_its_own_test_expectations() {
     for g in &data.rules {
         let tally = tallies.entry("rules").or_default();
         for c in &g.cases {
-            tally.record(rules_case(c), || format!("{}:{} {}", g.group, c.line, c.name));
+            tally.record(rules_case(c), || {
+                format!("{}:{} {}", g.group, c.line, c.name)
+            });
         }
     }
     let mut report = String::new();
@@ -331,7 +333,11 @@ fn rules_case(c: &RulesCase) -> Outcome {
         }
     }
     for p in &c.probes {
-        if set.infos.first().is_some_and(|i| needs_fields_only(&i.status)) {
+        if set
+            .infos
+            .first()
+            .is_some_and(|i| needs_fields_only(&i.status))
+        {
             return Outcome::NotApplicable;
         }
         let fired = fires(&set, &event(&p.event));

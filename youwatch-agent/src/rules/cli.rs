@@ -35,8 +35,9 @@ pub enum RulesCommand {
     },
     /// Evaluate recorded exec events against rule files, offline, and print the alerts as
     /// the agent writes them (Falco JSON alert lines). Events are the JSON lines the agent
-    /// prints with --dry-run, one exec per line ("-" reads standard input). Exits 1 when the
-    /// rules have errors or a line is not an event (reported on stderr with its line number).
+    /// prints with --dry-run, one exec per line ("-" reads standard input); the alert and
+    /// action lines it prints among them are ignored. Exits 1 when the rules have errors or a
+    /// line is not an event (reported on stderr with its line number).
     ///
     /// Example: youwatch-agent rules replay --rules my_rules.yaml execs.jsonl
     Replay {
@@ -163,20 +164,36 @@ fn run_replay(
     let stderr = std::io::stderr();
     let (mut out, mut err) = (stdout.lock(), stderr.lock());
     let summary = if events == Path::new("-") {
-        replay::replay(&set, matching, hostname, std::io::stdin().lock(), "<stdin>", &mut out, &mut err)
+        replay::replay(
+            &set,
+            matching,
+            hostname,
+            std::io::stdin().lock(),
+            "<stdin>",
+            &mut out,
+            &mut err,
+        )
     } else {
         let file = std::fs::File::open(events)
             .with_context(|| format!("opening the events file {}", events.display()))?;
         let name = events.display().to_string();
-        replay::replay(&set, matching, hostname, BufReader::new(file), &name, &mut out, &mut err)
+        replay::replay(
+            &set,
+            matching,
+            hostname,
+            BufReader::new(file),
+            &name,
+            &mut out,
+            &mut err,
+        )
     }
     .with_context(|| format!("replaying {}", events.display()))?;
     out.flush()?;
     let (evaluable, _, _) = set.counts();
     writeln!(
         err,
-        "{} events, {} alerts, {} lines skipped; {evaluable} rules evaluated",
-        summary.events, summary.alerts, summary.bad_lines
+        "{} events, {} alerts, {} lines skipped; {evaluable} rules evaluated ({} alert or action lines ignored)",
+        summary.events, summary.alerts, summary.bad_lines, summary.other_records
     )?;
     Ok(if summary.bad_lines == 0 {
         ExitCode::SUCCESS

@@ -85,22 +85,45 @@ impl Collector {
         match item {
             Item::DefineList(def) => {
                 let id = self.next_id();
-                define(&mut self.lists, &mut self.list_index, id, def.name.clone(), def);
+                define(
+                    &mut self.lists,
+                    &mut self.list_index,
+                    id,
+                    def.name.clone(),
+                    def,
+                );
             }
             Item::AppendList(def) => {
                 let id = self.next_id();
-                let prev = earlier(&mut self.lists, &self.list_index, &def.name, &def.pos, "list")?;
+                let prev = earlier(
+                    &mut self.lists,
+                    &self.list_index,
+                    &def.name,
+                    &def.pos,
+                    "list",
+                )?;
                 prev.def.items.extend(def.items);
                 prev.visibility = id;
             }
             Item::DefineMacro(def) => {
                 let id = self.next_id();
-                define(&mut self.macros, &mut self.macro_index, id, def.name.clone(), def);
+                define(
+                    &mut self.macros,
+                    &mut self.macro_index,
+                    id,
+                    def.name.clone(),
+                    def,
+                );
             }
             Item::AppendMacro(def) => {
                 let id = self.next_id();
-                let prev =
-                    earlier(&mut self.macros, &self.macro_index, &def.name, &def.pos, "macro")?;
+                let prev = earlier(
+                    &mut self.macros,
+                    &self.macro_index,
+                    &def.name,
+                    &def.pos,
+                    "macro",
+                )?;
                 prev.def.condition.append_text(&def.condition);
                 prev.visibility = id;
             }
@@ -152,7 +175,9 @@ impl Collector {
     /// (an empty source names none).
     fn check_source(&self, name: &str, source: &str, pos: &Pos) -> Result<(), LoadError> {
         match self.rule_named(name) {
-            Some(prev) if !source.is_empty() && !prev.source.is_empty() && prev.source != source => {
+            Some(prev)
+                if !source.is_empty() && !prev.source.is_empty() && prev.source != source =>
+            {
                 Err(LoadError::invalid(
                     pos,
                     &rule_what(name),
@@ -378,7 +403,12 @@ mod tests {
         assert_eq!(r.priority, Priority::Error);
         assert_eq!(r.tags.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
         assert!(!r.enabled);
-        assert_eq!(d.warnings.len(), 1, "the deprecated append: {:?}", d.warnings);
+        assert_eq!(
+            d.warnings.len(),
+            1,
+            "the deprecated append: {:?}",
+            d.warnings
+        );
     }
 
     #[test]
@@ -406,9 +436,12 @@ mod tests {
 
     #[test]
     fn updates_need_an_earlier_definition_and_its_source() {
-        let (_, d) =
-            collect(&["- rule: X\n  condition: a\n  override: {condition: append}\n"]);
-        assert!(d.errors[0].to_string().contains("not defined before it"), "{:?}", d.errors);
+        let (_, d) = collect(&["- rule: X\n  condition: a\n  override: {condition: append}\n"]);
+        assert!(
+            d.errors[0].to_string().contains("not defined before it"),
+            "{:?}",
+            d.errors
+        );
         let (_, d) = collect(&["- rule: Y\n  enabled: true\n"]);
         assert!(d.errors[0].to_string().contains("no rule by that name"));
         let (_, d) = collect(&[

@@ -9,8 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::{
     condition::ast::{
-        CmpOp, Compare, Expr, Ident, Operand as AstOperand, Rhs, Transform,
-        TransformArg,
+        CmpOp, Compare, Expr, Ident, Operand as AstOperand, Rhs, Transform, TransformArg,
     },
     fields::{self, Field, Resolved, Ty},
     matcher::{StrMatch, StrSet},
@@ -88,11 +87,7 @@ pub enum OperandIr {
 }
 
 /// Compiles a condition (and the macros it uses).
-pub fn condition(
-    symbols: &Symbols,
-    ast: &Expr,
-    text: &CondText,
-) -> Result<Compiled, CompileError> {
+pub fn condition(symbols: &Symbols, ast: &Expr, text: &CondText) -> Result<Compiled, CompileError> {
     let mut c = Compiler::new(symbols);
     let node = c.expr(ast, text)?;
     Ok(Compiled {
@@ -422,7 +417,9 @@ impl<'s> Compiler<'s> {
                 OperandIr::Value(op, ty) => (op, ty),
                 unknown => return Ok(unknown),
             };
-            return self.apply(tr, op, ty, only, text).map(|(o, t)| OperandIr::Value(o, t));
+            return self
+                .apply(tr, op, ty, only, text)
+                .map(|(o, t)| OperandIr::Value(o, t));
         }
         let mut args = Vec::with_capacity(t.args.len());
         for a in &t.args {
@@ -435,15 +432,21 @@ impl<'s> Compiler<'s> {
             ("join", 2) => {
                 let [(separator, sep_ty), (list, list_ty)] = take2(args);
                 if sep_ty == Ty::List {
-                    return Err(err("join(): the separator must be one value, not a list".into()));
+                    return Err(err(
+                        "join(): the separator must be one value, not a list".into()
+                    ));
                 }
                 if list_ty != Ty::List {
-                    return Err(err("join(): the second argument must be a list, e.g. (a, b)".into()));
+                    return Err(err(
+                        "join(): the second argument must be a list, e.g. (a, b)".into(),
+                    ));
                 }
                 (Source::Join { separator, list }, Ty::Str)
             }
             ("join", _) => {
-                return Err(err("join() takes two arguments: a separator and a list".into()));
+                return Err(err(
+                    "join() takes two arguments: a separator and a list".into()
+                ));
             }
             ("concat", _) => {
                 if args.iter().any(|(_, ty)| *ty != Ty::Str) {
@@ -621,9 +624,9 @@ fn list(ty: Ty, op: CmpOp, values: &[&str], field: &str) -> Result<Check, String
     }
     let owned = || values.iter().map(|v| (*v).to_owned());
     Ok(match ty {
-        Ty::Str => Check::Str(
-            StrMatch::list(op, owned().collect()).map_err(|m| format!("{field}: {m}"))?,
-        ),
+        Ty::Str => {
+            Check::Str(StrMatch::list(op, owned().collect()).map_err(|m| format!("{field}: {m}"))?)
+        }
         Ty::Num => Check::NumIn(
             values
                 .iter()
@@ -646,7 +649,9 @@ fn list(ty: Ty, op: CmpOp, values: &[&str], field: &str) -> Result<Check, String
 
 fn no_nul(value: &str) -> Result<(), String> {
     if value.contains('\0') {
-        return Err(format!("{value:?}: a value cannot contain a NUL byte (\\x00)"));
+        return Err(format!(
+            "{value:?}: a value cannot contain a NUL byte (\\x00)"
+        ));
     }
     Ok(())
 }
@@ -764,10 +769,26 @@ mod tests {
     fn types_as_falco_checks_them() {
         let s = Symbols::default();
         let ok = |c: &str| compile(&s, c).map(|_| ()).map_err(|e| e.message);
-        assert!(ok("proc.tty = abc").unwrap_err().contains("proc.tty is a number"));
-        assert!(ok("proc.pid contains 1").unwrap_err().contains("does not apply to proc.pid"));
-        assert!(ok("proc.name regex \"(\"").unwrap_err().contains("invalid regex"));
-        assert!(ok("proc.name bcontains 2f").unwrap_err().contains("buffers"));
+        assert!(
+            ok("proc.tty = abc")
+                .unwrap_err()
+                .contains("proc.tty is a number")
+        );
+        assert!(
+            ok("proc.pid contains 1")
+                .unwrap_err()
+                .contains("does not apply to proc.pid")
+        );
+        assert!(
+            ok("proc.name regex \"(\"")
+                .unwrap_err()
+                .contains("invalid regex")
+        );
+        assert!(
+            ok("proc.name bcontains 2f")
+                .unwrap_err()
+                .contains("buffers")
+        );
         assert!(ok("proc.pid = 0x10").is_err(), "decimal only, as Falco");
         assert!(ok("proc.name = \"\\x00\"").unwrap_err().contains("NUL"));
         for good in [
@@ -808,7 +829,11 @@ mod tests {
             crate::rules::fields::Val::Str(s.into())
         }
         assert_eq!(t.check.holds_without_event(&v("sh")), Some(true));
-        assert_eq!(t.check.holds_without_event(&v("ssh")), Some(false), "two match");
+        assert_eq!(
+            t.check.holds_without_event(&v("ssh")),
+            Some(false),
+            "two match"
+        );
         let c = compile(&s, "proc.name = allof ()").unwrap();
         let Node::Test(t) = &c.node else { panic!() };
         assert!(matches!(&t.check, Check::Each { items, .. } if items.is_empty()));

@@ -168,7 +168,8 @@ fn value_text(v: &Entry, comp: &str) -> String {
             format!("({})", items.join(", "))
         }
         Entry::Item(s) => {
-            let list_op = matches!(comp, "in" | "intersects" | "pmatch") || is_operator_with_modifier(comp);
+            let list_op =
+                matches!(comp, "in" | "intersects" | "pmatch") || is_operator_with_modifier(comp);
             match (list_op, s.starts_with('(')) {
                 (true, false) => format!("({s})"),
                 (true, true) => s.clone(),
@@ -183,7 +184,8 @@ fn is_operator_with_modifier(comp: &str) -> bool {
     let Some((op, modifier)) = comp.split_once(' ') else {
         return false;
     };
-    CmpOp::from_name(op).is_some_and(CmpOp::takes_modifier) && Modifier::from_name(modifier).is_some()
+    CmpOp::from_name(op).is_some_and(CmpOp::takes_modifier)
+        && Modifier::from_name(modifier).is_some()
 }
 
 /// An exception field must be a field or a transformer over fields, and nothing more.
@@ -204,7 +206,11 @@ enum Entry {
 
 fn entry(node: &Node) -> Result<Entry, String> {
     match &node.kind {
-        Kind::Seq(items) => items.iter().map(entry).collect::<Result<_, _>>().map(Entry::List),
+        Kind::Seq(items) => items
+            .iter()
+            .map(entry)
+            .collect::<Result<_, _>>()
+            .map(Entry::List),
         _ => match node.as_text() {
             Some(s) if !s.is_empty() => Ok(Entry::Item(s)),
             Some(_) => Err("values must be non-empty".into()),
@@ -259,7 +265,10 @@ mod tests {
         let t = text("- fields: container.image.repository\n  values: [docker.io/a, 'b c']\n")
             .unwrap()
             .unwrap();
-        assert_eq!(t, " and not (container.image.repository in (docker.io/a, \"b c\"))");
+        assert_eq!(
+            t,
+            " and not (container.image.repository in (docker.io/a, \"b c\"))"
+        );
         let t = text("- fields: [proc.name]\n  comps: [startswith oneof]\n  values: [[[a, b]]]\n")
             .unwrap()
             .unwrap();
@@ -283,7 +292,11 @@ mod tests {
         for bad in ["in oneof", ">= oneof", "oneof", "frobulate oneof"] {
             let yaml = format!("- fields: [proc.name]\n  comps: ['{bad}']\n  values: [[[a]]]\n");
             let e = text(&yaml).unwrap_err();
-            assert!(e.to_string().contains("not a supported comparison operator"), "{bad}: {e}");
+            assert!(
+                e.to_string()
+                    .contains("not a supported comparison operator"),
+                "{bad}: {e}"
+            );
         }
         assert!(text("- fields: [proc.name]\n").unwrap().is_none());
     }

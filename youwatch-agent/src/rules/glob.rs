@@ -22,9 +22,7 @@ pub fn fnmatch(pattern: &[u8], s: &[u8], fold: bool) -> bool {
                 // No closing `]`: a literal `[`.
                 None => (s[i] == b'[').then_some(p + 1),
             },
-            Some(b'\\') if p + 1 < pattern.len() => {
-                eq(pattern[p + 1], s[i], fold).then_some(p + 2)
-            }
+            Some(b'\\') if p + 1 < pattern.len() => eq(pattern[p + 1], s[i], fold).then_some(p + 2),
             Some(&c) => eq(c, s[i], fold).then_some(p + 1),
             None => None,
         };

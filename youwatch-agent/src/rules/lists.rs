@@ -4,6 +4,10 @@
 //! list name may contain blanks, `in (a_list, x)` mixes a list and a value, and an item with
 //! a blank is quoted, exactly as in Falco.
 
+use std::collections::HashMap;
+
+use memchr::memmem::Finder;
+
 use super::{
     collector::{Indexed, ListDef},
     source::CondText,
@@ -12,26 +16,49 @@ use super::{
 /// The lists, expanded, in definition order (the order in which they are substituted).
 #[derive(Debug, Default)]
 pub struct Lists {
-    lists: Vec<(String, Vec<String>)>,
+    lists: Vec<List>,
+}
+
+/// A list ready for substitution: its name's finder and its items as written into a
+/// condition (`a, "b c", d`).
+#[derive(Debug)]
+struct List {
+    name: Finder<'static>,
+    items: String,
+}
+
+impl List {
+    fn new(name: &str, items: &[String]) -> List {
+        List {
+            name: Finder::new(name.as_bytes()).into_owned(),
+            items: items
+                .iter()
+                .map(|i| quote_item(i))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 impl Lists {
     /// Expands items naming a list visible to theirs (defined at a lower index than the
     /// list's latest definition or append) into that list's items as written.
     pub fn compile(defs: &[Indexed<ListDef>]) -> Lists {
+        let by_name: HashMap<&str, &Indexed<ListDef>> =
+            defs.iter().map(|d| (d.def.name.as_str(), d)).collect();
         let lists = defs
             .iter()
             .map(|list| {
                 let mut items = Vec::with_capacity(list.def.items.len());
                 for item in &list.def.items {
-                    match defs.iter().find(|d| d.def.name == *item) {
+                    match by_name.get(item.as_str()) {
                         Some(r) if r.index < list.visibility => {
                             items.extend(r.def.items.iter().cloned());
                         }
                         _ => items.push(item.clone()),
                     }
                 }
-                (list.def.name.clone(), items)
+                List::new(&list.def.name, &items)
             })
             .collect();
         Lists { lists }
@@ -39,8 +66,8 @@ impl Lists {
 
     /// Substitutes every list, in definition order, into `text`.
     pub fn substitute(&self, text: &mut CondText) -> Result<(), String> {
-        for (name, items) in &self.lists {
-            substitute_one(text, name, items)?;
+        for list in &self.lists {
+            substitute_one(text, list)?;
         }
         Ok(())
     }
@@ -49,21 +76,18 @@ impl Lists {
 /// Falco's `resolve_list`, step for step: each occurrence of `name` delimited by blanks,
 /// `(`, `)`, `,`, `=` or the ends, with the blanks around it, becomes ` item1, item2 `
 /// (no leading blank at the start); an empty list also takes a neighbouring comma.
-fn substitute_one(text: &mut CondText, name: &str, items: &[String]) -> Result<(), String> {
+fn substitute_one(text: &mut CondText, list: &List) -> Result<(), String> {
     const BLANKS: &[u8] = b" \t\n\r";
     let is_delim = |b: u8| BLANKS.contains(&b) || b"(),=".contains(&b);
-    let sub = items
-        .iter()
-        .map(|i| quote_item(i))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sub = &list.items;
+    let name_len = list.name.needle().len();
     let mut from = 0;
-    while let Some(found) = find(text.as_str(), name, from) {
+    while let Some(found) = find(text.as_str(), &list.name, from) {
         let s = text.as_str().as_bytes();
         let mut start = found;
-        let mut end = found + name.len();
-        let delimited = (start == 0 || is_delim(s[start - 1]))
-            && (end >= s.len() || is_delim(s[end]));
+        let mut end = found + name_len;
+        let delimited =
+            (start == 0 || is_delim(s[start - 1])) && (end >= s.len() || is_delim(s[end]));
         if !delimited {
             from = found + 1;
             continue;
@@ -89,9 +113,9 @@ fn substitute_one(text: &mut CondText, name: &str, items: &[String]) -> Result<(
     Ok(())
 }
 
-fn find(haystack: &str, needle: &str, from: usize) -> Option<usize> {
+fn find(haystack: &str, needle: &Finder<'_>, from: usize) -> Option<usize> {
     let rest = haystack.as_bytes().get(from..)?;
-    memchr::memmem::find(rest, needle.as_bytes()).map(|i| from + i)
+    needle.find(rest).map(|i| from + i)
 }
 
 /// Falco's `quote_item`: an item with a blank that does not start with a quote is written in
@@ -113,7 +137,7 @@ mod tests {
         let lists = Lists {
             lists: lists
                 .iter()
-                .map(|(n, i)| ((*n).to_owned(), i.iter().map(|s| (*s).to_owned()).collect()))
+                .map(|(n, i)| List::new(n, &i.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()))
                 .collect(),
         };
         let mut t = CondText::new(&SourceText::literal(text));
@@ -154,20 +178,27 @@ mod tests {
             index,
             visibility: index,
         };
-        let lists = Lists::compile(&[def("a", &["x"], 0), def("b", &["a", "y"], 1), def("c", &["b", "d"], 2)]);
-        assert_eq!(lists.lists[1].1, ["x", "y"]);
-        assert_eq!(lists.lists[2].1, ["a", "y", "d"], "b's items as written");
+        let lists = Lists::compile(&[
+            def("a", &["x"], 0),
+            def("b", &["a", "y"], 1),
+            def("c", &["b", "d"], 2),
+        ]);
+        assert_eq!(lists.lists[1].items, "x, y");
+        assert_eq!(lists.lists[2].items, "a, y, d", "b's items as written");
     }
 
     #[test]
     fn growth_is_bounded() {
         // Each list names the next one twice: the text doubles with every list.
-        let names: Vec<String> = (0..40).map(|i| format!("l{i}")).collect();
-        let items: Vec<Vec<String>> = (0..40)
-            .map(|i| vec![format!("l{}", i + 1), format!("l{}", i + 1)])
-            .collect();
         let lists = Lists {
-            lists: names.into_iter().zip(items).collect(),
+            lists: (0..40)
+                .map(|i| {
+                    List::new(
+                        &format!("l{i}"),
+                        &[format!("l{}", i + 1), format!("l{}", i + 1)],
+                    )
+                })
+                .collect(),
         };
         let mut t = CondText::new(&SourceText::literal("x in (l0)"));
         let e = lists.substitute(&mut t).unwrap_err();

@@ -12,6 +12,9 @@ const HASH_THRESHOLD: usize = 4;
 /// Compiled-regex memory cap per pattern.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+// The substring finder is large; it stays inline (no pointer to chase per event) since a
+// `StrMatch` lives in a boxed test, one allocation per test.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum StrMatch {
     Eq(Box<str>),
@@ -69,7 +72,11 @@ impl StrMatch {
             CmpOp::BContains | CmpOp::BStartsWith => {
                 return Err(format!(
                     "'{op}' compares bytes (a buffer field), not strings; use {} instead",
-                    if op == CmpOp::BContains { "contains" } else { "startswith" }
+                    if op == CmpOp::BContains {
+                        "contains"
+                    } else {
+                        "startswith"
+                    }
                 ));
             }
         })
@@ -300,9 +307,15 @@ mod tests {
             !m(CmpOp::Regex, "ba?sh").matches("xbash"),
             "regex is anchored"
         );
-        assert!(StrMatch::single(CmpOp::BContains, "2f74").is_err(), "strings are not buffers");
+        assert!(
+            StrMatch::single(CmpOp::BContains, "2f74").is_err(),
+            "strings are not buffers"
+        );
         assert!(StrMatch::single(CmpOp::Regex, "(").is_err());
-        assert!(m(CmpOp::Regex, "a{2").matches("a{2"), "a brace that is no repetition is literal");
+        assert!(
+            m(CmpOp::Regex, "a{2").matches("a{2"),
+            "a brace that is no repetition is literal"
+        );
         assert!(m(CmpOp::Regex, "a{2}").matches("aa") && m(CmpOp::Regex, "x{1,2}").matches("xx"));
         assert!(m(CmpOp::Lt, "b").matches("a") && !m(CmpOp::Ge, "b").matches("a"));
     }

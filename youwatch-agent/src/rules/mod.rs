@@ -27,6 +27,7 @@ pub mod program;
 mod reader;
 pub mod replay;
 mod ruleset;
+#[cfg(any(test, feature = "testing"))]
 pub mod sample;
 pub mod source;
 mod transform;
@@ -35,9 +36,9 @@ use std::{path::PathBuf, sync::Arc};
 
 use serde::{Deserialize, Deserializer};
 
-pub use reader::{ENGINE_VERSION, Version};
 pub use diagnostics::{Diagnostics, LoadError, Warning};
 pub use engine::{Engine, RuleMatching, RulesMetrics, subject};
+pub use reader::{ENGINE_VERSION, Version};
 pub use ruleset::{
     CompiledRule, LoadOptions, OffReason, RuleInfo, RuleSet, Status, Unsupported, load, read_file,
 };

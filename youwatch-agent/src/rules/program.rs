@@ -94,9 +94,13 @@ impl Transformer {
         match (self, ty) {
             (Transformer::Len, Ty::Str | Ty::List) => Some(Ty::Num),
             (_, Ty::Str) => Some(Ty::Str),
-            (Transformer::ToLower | Transformer::ToUpper | Transformer::Basename | Transformer::B64, Ty::List) => {
-                Some(Ty::List)
-            }
+            (
+                Transformer::ToLower
+                | Transformer::ToUpper
+                | Transformer::Basename
+                | Transformer::B64,
+                Ty::List,
+            ) => Some(Ty::List),
             _ => None,
         }
     }
@@ -105,7 +109,11 @@ impl Transformer {
     fn apply<'v>(self, v: Val<'v>) -> Option<Val<'v>> {
         let each = |f: fn(Cow<'v, str>) -> Option<Cow<'v, str>>, v: Val<'v>| match v {
             Val::Str(s) => f(s).map(Val::Str),
-            Val::List(items) => items.into_iter().map(f).collect::<Option<_>>().map(Val::List),
+            Val::List(items) => items
+                .into_iter()
+                .map(f)
+                .collect::<Option<_>>()
+                .map(Val::List),
             other => Some(other),
         };
         match self {
@@ -483,15 +491,14 @@ impl Test {
 
 impl ComputedTest {
     pub fn eval(&self, ev: &EventView<'_>) -> bool {
-        self.lhs
-            .value(ev)
-            .is_some_and(|v| self.check.holds(&v, ev))
+        self.lhs.value(ev).is_some_and(|v| self.check.holds(&v, ev))
     }
 }
 
 impl Check {
-    /// Whether the check holds for one value of the left-hand side.
-    #[inline]
+    /// Whether the check holds for one value of the left-hand side. Always inlined: it is
+    /// the inner loop of evaluation.
+    #[inline(always)]
     pub fn holds(&self, v: &Val<'_>, ev: &EventView<'_>) -> bool {
         match self {
             Check::Field { op, rhs } => match rhs.value(ev) {
@@ -504,7 +511,7 @@ impl Check {
 
     /// Decides the check from the value alone; `None` for field-to-field comparisons.
     /// `compile` uses it to fold tests on constant fields.
-    #[inline]
+    #[inline(always)]
     pub fn holds_without_event(&self, v: &Val<'_>) -> Option<bool> {
         Some(match (self, v) {
             (Check::Field { .. }, _) => return None,
@@ -513,6 +520,14 @@ impl Check {
             (Check::Num(op, n), Val::Num(x)) => compare_num(*op, *x, *n),
             (Check::NumIn(set), Val::Num(x)) => set.contains(x),
             (Check::Bool { equal, value }, Val::Bool(b)) => (b == value) == *equal,
+            _ => self.holds_otherwise(v),
+        })
+    }
+
+    /// The checks rules seldom use (modifiers, lists), kept out of the inlined path.
+    #[inline(never)]
+    fn holds_otherwise(&self, v: &Val<'_>) -> bool {
+        match (self, v) {
             (Check::BoolIn(set), Val::Bool(b)) => set.contains(b),
             (Check::Each { modifier, items }, v) => {
                 let mut matched = items
@@ -525,11 +540,9 @@ impl Check {
                 }
             }
             (Check::ListIn(set), Val::List(items)) => items.iter().all(|i| set.contains(i)),
-            (Check::ListIntersects(set), Val::List(items)) => {
-                items.iter().any(|i| set.contains(i))
-            }
+            (Check::ListIntersects(set), Val::List(items)) => items.iter().any(|i| set.contains(i)),
             _ => false,
-        })
+        }
     }
 }
 

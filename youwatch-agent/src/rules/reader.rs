@@ -337,16 +337,15 @@ fn check_capture(node: &Node, what: &str) -> Result<(), LoadError> {
     optional_bool(node, "warn_evttypes", what)?;
     optional_bool(node, "skip-if-unknown-filter", what)?;
     if let Some(v) = node.get("capture_duration") {
-        let ok = v
-            .as_text()
-            .is_some_and(|t| t.trim().parse::<u32>().is_ok());
+        let ok = v.as_text().is_some_and(|t| t.trim().parse::<u32>().is_ok());
         if !ok {
             return Err(LoadError::invalid(
                 &v.pos,
                 what,
                 format!(
                     "'capture_duration' must be a number of milliseconds, found {}",
-                    v.as_text().map_or_else(|| v.kind_name().to_owned(), |t| format!("{t:?}"))
+                    v.as_text()
+                        .map_or_else(|| v.kind_name().to_owned(), |t| format!("{t:?}"))
                 ),
             ));
         }
@@ -387,9 +386,9 @@ fn name_of(node: &Node, key: &str) -> Result<String, LoadError> {
 
 fn scalar(v: &Node, what: &str, key: &str) -> Result<Scalar, LoadError> {
     match v.kind {
-        Kind::Str(_) | Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => {
-            v.as_scalar().ok_or_else(|| LoadError::invalid(&v.pos, what, "not a scalar"))
-        }
+        Kind::Str(_) | Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => v
+            .as_scalar()
+            .ok_or_else(|| LoadError::invalid(&v.pos, what, "not a scalar")),
         _ => Err(LoadError::invalid(
             &v.pos,
             what,
@@ -429,8 +428,9 @@ fn optional_bool(node: &Node, key: &str, what: &str) -> Result<Option<bool>, Loa
     let parsed = match &v.kind {
         Kind::Bool(b) => Some(*b),
         Kind::Str(s) => match s.as_str() {
-            "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On"
-            | "ON" => Some(true),
+            "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+                Some(true)
+            }
             "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off"
             | "OFF" => Some(false),
             _ => None,
@@ -739,27 +739,44 @@ mod tests {
             "- rule: R\n  condition: and x\n  priority: ERROR\n  override: {condition: append, priority: replace}\n",
         );
         assert!(d.errors.is_empty(), "{:?}", d.errors);
-        assert!(matches!(&items[0], Item::AppendRule(u) if u.condition.is_some() && u.priority.is_none()));
+        assert!(
+            matches!(&items[0], Item::AppendRule(u) if u.condition.is_some() && u.priority.is_none())
+        );
         assert!(matches!(&items[1], Item::ReplaceRule(u) if u.priority == Some(Priority::Error)));
     }
 
     #[test]
     fn shape_errors_name_item_and_position() {
-        let (_, d) = read_all("- rule: X\n  desc: d\n  condition: a\n  output: o\n  priority: LOUD\n");
+        let (_, d) =
+            read_all("- rule: X\n  desc: d\n  condition: a\n  output: o\n  priority: LOUD\n");
         let e = d.errors[0].to_string();
-        assert!(e.starts_with("f.yaml:5:13: rule \"X\": unknown priority"), "{e}");
-        let (_, d) = read_all(
-            "- rule: R\n  condition: x\n  output: y\n  override: {condition: replace}\n",
+        assert!(
+            e.starts_with("f.yaml:5:13: rule \"X\": unknown priority"),
+            "{e}"
         );
-        assert!(d.errors[0].to_string().contains("'output' is set but"), "{:?}", d.errors);
+        let (_, d) =
+            read_all("- rule: R\n  condition: x\n  output: y\n  override: {condition: replace}\n");
+        assert!(
+            d.errors[0].to_string().contains("'output' is set but"),
+            "{:?}",
+            d.errors
+        );
         let (_, d) = read_all("- list: l\n  items: [{a: b}]\n");
         assert!(d.errors[0].to_string().contains("must be strings"));
         let (_, d) = read_all(
             "- rule: X\n  desc: d\n  condition: a\n  output: o\n  priority: INFO\n  capture_duration: soon\n",
         );
-        assert!(d.errors[0].to_string().contains("'capture_duration' must be a number"));
+        assert!(
+            d.errors[0]
+                .to_string()
+                .contains("'capture_duration' must be a number")
+        );
         let (_, d) = read_all("- rule: X\n  condition: a\n  output: o\n  priority: INFO\n");
-        assert!(d.errors[0].to_string().contains("has no 'desc'"), "{:?}", d.errors);
+        assert!(
+            d.errors[0].to_string().contains("has no 'desc'"),
+            "{:?}",
+            d.errors
+        );
     }
 
     #[test]
@@ -780,9 +797,8 @@ mod tests {
         assert_eq!(d.warnings.len(), 1);
         let (_, d) = read_all("- required_engine_version: banana\n");
         assert_eq!(d.errors.len(), 1);
-        let (_, d) = read_all(
-            "- required_plugin_versions:\n    - name: container\n      version: 0.4.0\n",
-        );
+        let (_, d) =
+            read_all("- required_plugin_versions:\n    - name: container\n      version: 0.4.0\n");
         assert!(d.errors.is_empty() && d.warnings.is_empty());
         assert!(d.notes[0].message.contains("container"));
     }

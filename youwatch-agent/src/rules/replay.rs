@@ -17,6 +17,8 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 pub struct Summary {
     pub events: u64,
     pub alerts: u64,
+    /// The other JSON lines `--dry-run` prints (alerts, would-be actions), skipped.
+    pub other_records: u64,
     /// Lines that are not exec events (reported on `errors` with their number).
     pub bad_lines: u64,
 }
@@ -53,8 +55,14 @@ pub fn replay(
         let exec = match line {
             Line::TooLong => Err(format!("longer than {MAX_LINE_BYTES} bytes")),
             Line::Text(text) if text.iter().all(u8::is_ascii_whitespace) => continue,
-            Line::Text(text) => serde_json::from_slice::<EnrichedExec>(text)
-                .map_err(|e| format!("not an exec event as the agent records them: {e}")),
+            Line::Text(text) => match serde_json::from_slice::<EnrichedExec>(text) {
+                Ok(exec) => Ok(exec),
+                Err(_) if is_other_record(text) => {
+                    summary.other_records += 1;
+                    continue;
+                }
+                Err(e) => Err(format!("not an exec event as the agent records them: {e}")),
+            },
         };
         let exec = match exec {
             Ok(exec) => exec,
@@ -74,6 +82,13 @@ pub fn replay(
         }
     }
     Ok(summary)
+}
+
+/// A JSON object that is not an exec record (no `event` or `process`): an alert or an
+/// action line, which `--dry-run` prints among the execs.
+fn is_other_record(text: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text)
+        .is_ok_and(|o| !o.contains_key("event") && !o.contains_key("process"))
 }
 
 enum Line<'a> {
@@ -98,7 +113,11 @@ impl<R: BufRead> Lines<R> {
     fn next_line(&mut self) -> std::io::Result<Option<Line<'_>>> {
         self.buf.clear();
         let limit = u64::try_from(MAX_LINE_BYTES + 1).unwrap_or(u64::MAX);
-        let n = self.reader.by_ref().take(limit).read_until(b'\n', &mut self.buf)?;
+        let n = self
+            .reader
+            .by_ref()
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)?;
         if n == 0 {
             return Ok(None);
         }
@@ -161,13 +180,15 @@ mod tests {
     fn alerts_for_matching_events_and_errors_for_bad_lines() {
         let bash = serde_json::to_string(&Exec::new(["bash", "-i"]).build()).unwrap();
         let ls = serde_json::to_string(&Exec::new(["ls"]).build()).unwrap();
-        let input = format!("{bash}\n\n{{\"not\": \"an exec\"}}\n{ls}\n{bash}");
+        let alert = r#"{"rule": "Shell", "output": "x", "priority": "Warning"}"#;
+        let input = format!("{bash}\n\n{{\"event\": 1}}\n{alert}\n{ls}\n{bash}");
         let (s, out, err) = run(&input);
         assert_eq!(
             s,
             Summary {
                 events: 3,
                 alerts: 2,
+                other_records: 1,
                 bad_lines: 1
             }
         );
@@ -175,8 +196,16 @@ mod tests {
         assert_eq!(first["rule"], "Shell");
         assert_eq!(first["priority"], "Warning");
         assert_eq!(first["hostname"], "node-1");
-        assert!(first["output"].as_str().unwrap().ends_with("Warning shell bash -i"));
-        assert!(err.starts_with("events.jsonl:3: not an exec event"), "{err}");
+        assert!(
+            first["output"]
+                .as_str()
+                .unwrap()
+                .ends_with("Warning shell bash -i")
+        );
+        assert!(
+            err.starts_with("events.jsonl:3: not an exec event"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -257,8 +257,7 @@ impl CondText {
         }
         // Past the end: point just after the last byte.
         let past = usize::from(offset >= self.origin.len() && !self.origin.is_empty());
-        self.source
-            .pos(usize::try_from(o).unwrap_or(0) + past)
+        self.source.pos(usize::try_from(o).unwrap_or(0) + past)
     }
 
     /// Whether byte `offset` comes from text appended with [`CondText::push_extra`], and

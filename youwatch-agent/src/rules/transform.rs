@@ -149,8 +149,14 @@ mod tests {
         assert_eq!(opts(&["--exec", "-n"], "n"), ["n"]);
         assert_eq!(opts(&["arg1", "-n"], "n"), Vec::<String>::new());
         assert_eq!(opts(&["-lpe", "/bin/sh"], "lp:e:"), ["l", "p", "e"]);
-        assert_eq!(getopt(&["-t", "v1", "-t", "v2"], "t:", Some(b't')).unwrap(), ["v2"]);
-        assert_eq!(getopt(&["-n", "-t", "x"], "nt:", Some(b'n')).unwrap(), ["n"]);
+        assert_eq!(
+            getopt(&["-t", "v1", "-t", "v2"], "t:", Some(b't')).unwrap(),
+            ["v2"]
+        );
+        assert_eq!(
+            getopt(&["-n", "-t", "x"], "nt:", Some(b'n')).unwrap(),
+            ["n"]
+        );
         assert_eq!(getopt(&["-n"], "nt:", Some(b't')), None);
         assert_eq!(getopt(&["-t", "v1", "-t"], "t:", Some(b't')).unwrap(), [""]);
     }

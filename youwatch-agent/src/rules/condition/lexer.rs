@@ -181,7 +181,8 @@ impl<'a> Cursor<'a> {
                 format!("unterminated {}-quoted string", delim as char),
             ));
         }
-        let value = unescape(&self.src[start + 1..end], delim).map_err(|(i, m)| (start + 1 + i, m))?;
+        let value =
+            unescape(&self.src[start + 1..end], delim).map_err(|(i, m)| (start + 1 + i, m))?;
         self.pos = end + 1;
         Ok(Some(value))
     }
@@ -240,9 +241,7 @@ fn unescape(body: &str, delim: u8) -> Result<String, (usize, String)> {
                     .get(i + 2..i + 4)
                     .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
-                    .ok_or_else(|| {
-                        (i, "\\x must be followed by two hex digits".to_owned())
-                    })?;
+                    .ok_or_else(|| (i, "\\x must be followed by two hex digits".to_owned()))?;
                 out.push(hex);
                 i += 2;
             }

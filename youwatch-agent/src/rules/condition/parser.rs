@@ -75,8 +75,7 @@ const NUM_OPS: [(&str, CmpOp); 4] = [
     (">=", CmpOp::Ge),
     (">", CmpOp::Gt),
 ];
-const SYMBOL_STR_OPS: [(&str, CmpOp); 3] =
-    [("==", CmpOp::Eq), ("=", CmpOp::Eq), ("!=", CmpOp::Ne)];
+const SYMBOL_STR_OPS: [(&str, CmpOp); 3] = [("==", CmpOp::Eq), ("=", CmpOp::Eq), ("!=", CmpOp::Ne)];
 /// Word operators, which need a blank after them.
 const WORD_STR_OPS: [(&str, CmpOp); 9] = [
     ("glob", CmpOp::Glob),
@@ -264,9 +263,9 @@ impl<'a> Parser<'a> {
             None => match self.c.field_arg_bare() {
                 Some(s) => s.to_owned(),
                 None => {
-                    return Err(self.error(
-                        "expected a field argument (a quoted or bare string) after '['",
-                    ));
+                    return Err(
+                        self.error("expected a field argument (a quoted or bare string) after '['")
+                    );
                 }
             },
         };
@@ -649,7 +648,10 @@ mod tests {
         assert_eq!(modifier("proc.name == oneof (a, b)"), Some(Modifier::OneOf));
         assert_eq!(modifier("proc.name != allof names"), Some(Modifier::AllOf));
         assert_eq!(modifier("proc.name == oneof"), None, "the value 'oneof'");
-        assert!(matches!(parse("proc.name == anyof and x"), Ok(Expr::And(_))));
+        assert!(matches!(
+            parse("proc.name == anyof and x"),
+            Ok(Expr::And(_))
+        ));
         for bad in [
             "proc.name ==oneof (a)",
             "proc.name == oneof(a)",

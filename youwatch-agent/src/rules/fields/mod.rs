@@ -310,7 +310,10 @@ mod tests {
         assert!(resolve("proc.name", Some("1")).is_err());
         assert!(matches!(
             resolve("proc.args", Some("1")).unwrap(),
-            Resolved::Field(FieldSpec { field: Field::ProcArgs, arg: Arg::Index(1) })
+            Resolved::Field(FieldSpec {
+                field: Field::ProcArgs,
+                arg: Arg::Index(1)
+            })
         ));
         assert!(resolve("k8s.pod.label", None).is_err());
         assert!(
