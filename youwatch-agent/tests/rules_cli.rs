@@ -186,7 +186,11 @@ fn replay_prints_falco_alerts_for_recorded_execs() {
     );
 
     // A line that is not an exec is named by its number, and the exit code says so.
-    std::fs::write(&events, format!("{}\n{{\"event\": {{\"pid\": 1}}}}\n", lines[0])).unwrap();
+    std::fs::write(
+        &events,
+        format!("{}\n{{\"event\": {{\"pid\": 1}}}}\n", lines[0]),
+    )
+    .unwrap();
     let (ok, stdout, stderr) = run(&[
         "rules",
         "replay",

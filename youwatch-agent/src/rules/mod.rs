@@ -26,6 +26,7 @@ pub mod output;
 pub mod program;
 mod reader;
 pub mod replay;
+mod requirements;
 mod ruleset;
 #[cfg(any(test, feature = "testing"))]
 pub mod sample;
@@ -38,7 +39,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use diagnostics::{Diagnostics, LoadError, Warning};
 pub use engine::{Engine, RuleMatching, RulesMetrics, subject};
-pub use reader::{ENGINE_VERSION, Version};
+pub use requirements::{ENGINE_VERSION, Version};
 pub use ruleset::{
     CompiledRule, LoadOptions, OffReason, RuleInfo, RuleSet, Status, Unsupported, load, read_file,
 };
