@@ -50,7 +50,8 @@ pub enum Command {
     /// Replay a ModSecurity/Coraza JSON audit log through the WAF scoring, changing nothing:
     /// per entry its class, score and decision, then a summary and the IPs that would be banned.
     Replay(crate::waf::replay::ReplayArgs),
-    /// Check Falco rule files, or list the rules the agent loads.
+    /// Check Falco rule files, list the rules the agent loads, or replay recorded execs
+    /// against rules.
     #[command(subcommand)]
     Rules(crate::rules::cli::RulesCommand),
     /// List the addresses the agents deny and the apps they quarantine, per Ingress, with

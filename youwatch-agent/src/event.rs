@@ -3,10 +3,10 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One successful exec seen by the kernel sensor, decoded into owned values.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecEvent {
     /// Wall-clock time of the exec (converted from the kernel's boot-time clock).
     #[serde(with = "unix_nanos")]
@@ -27,18 +27,22 @@ pub struct ExecEvent {
     pub watched_cgroup_id: u64,
     /// `comm` after the exec (the kernel's 15-byte task name).
     pub comm: String,
+    #[serde(default)]
     pub parent_comm: String,
     /// Path given to execve (`linux_binprm.filename`), possibly relative.
     pub filename: String,
     /// argv, as far as captured (at most `youwatch_common::limits::MAX_ARGS` entries).
     pub argv: Vec<String>,
     /// argv was cut: more bytes or more arguments than the sensor captures.
+    #[serde(default)]
     pub args_truncated: bool,
+    #[serde(default)]
     pub filename_truncated: bool,
 }
 
 /// A process as rules see it (Falco's `proc.*` fields).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProcessInfo {
     pub pid: u32,
     /// `proc.name`: the task name (comm).
@@ -64,7 +68,8 @@ impl ProcessInfo {
 }
 
 /// The container an exec happened in.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContainerInfo {
     /// Full container id (64 hex for containerd, CRI-O and docker).
     pub id: String,
@@ -83,7 +88,8 @@ impl ContainerInfo {
 }
 
 /// The pod an exec happened in.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PodInfo {
     pub namespace: String,
     pub name: String,
@@ -93,22 +99,28 @@ pub struct PodInfo {
     pub owner: Option<(String, String)>,
 }
 
-/// An exec with everything rules may ask about it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// An exec with everything rules may ask about it. Its JSON (one line per exec with
+/// `--dry-run`) reads back into the same value: `rules replay` evaluates recorded execs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrichedExec {
     pub event: ExecEvent,
     pub process: ProcessInfo,
     /// Parent first, then grandparent... (`proc.aname[1]` is `ancestors[0].name`).
     pub ancestors: Vec<ProcessInfo>,
     /// `user.name`, when the uid resolves.
+    #[serde(default)]
     pub user_name: Option<String>,
+    #[serde(default)]
     pub container: Option<ContainerInfo>,
+    #[serde(default)]
     pub pod: Option<PodInfo>,
 }
 
-/// Serialises a `SystemTime` as integer nanoseconds since the Unix epoch.
+/// A `SystemTime` as integer nanoseconds since the Unix epoch.
 pub mod unix_nanos {
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde::Deserialize;
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         let nanos = t
@@ -116,5 +128,33 @@ pub mod unix_nanos {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         s.serialize_u64(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let nanos = u64::deserialize(d)?;
+        Ok(UNIX_EPOCH + Duration::from_nanos(nanos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enriched_exec_round_trips_through_json() {
+        let exec = crate::rules::sample::Exec::new(["/bin/sh", "-c", "id -u"])
+            .ancestor(["/usr/bin/node", "app.js"])
+            .tty(34816)
+            .pod("shop", "juice-shop-1")
+            .build();
+        let mut exec = exec;
+        exec.event.time += std::time::Duration::from_nanos(123_456_789);
+        let json = serde_json::to_string(&exec).unwrap();
+        let back: EnrichedExec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, exec);
+        let host = crate::rules::sample::Exec::new(["ls"]).build();
+        let back: EnrichedExec =
+            serde_json::from_str(&serde_json::to_string(&host).unwrap()).unwrap();
+        assert_eq!(back, host);
     }
 }

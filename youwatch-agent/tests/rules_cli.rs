@@ -1,7 +1,10 @@
-//! `youwatch-agent rules check` / `rules list`: per-rule status, positions, exit codes; and a
-//! rule error stops the agent at start-up with the position, before it touches the kernel.
+//! `youwatch-agent rules check` / `rules list` / `rules replay`: per-rule status, positions,
+//! exit codes, alerts from recorded execs; and a rule error stops the agent at start-up with
+//! the position, before it touches the kernel.
 
 use std::process::Command;
+
+use youwatch_agent::rules::sample::Exec;
 
 fn agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_youwatch-agent"))
@@ -121,4 +124,100 @@ fn the_agent_refuses_broken_rules_by_position() {
         )),
         "{stderr}"
     );
+}
+
+#[test]
+fn replay_prints_falco_alerts_for_recorded_execs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine.yaml");
+    std::fs::write(
+        &mine,
+        "- rule: Curl to a metadata address\n  desc: d\n  condition: evt.type = execve and proc.name = curl and proc.args contains 169.254.169.254\n  output: metadata fetch %proc.cmdline in %k8s.pod.name\n  priority: ERROR\n  tags: [cloud]\n",
+    )
+    .unwrap();
+    // Execs as `--dry-run` prints them, one JSON object per line.
+    let terminal = Exec::new(["bash"])
+        .ancestor(["runc"])
+        .tty(34816)
+        .pod("shop", "juice-shop-1")
+        .build();
+    let curl = Exec::new(["curl", "-s", "http://169.254.169.254/latest/meta-data/"])
+        .ancestor(["sh", "-c", "x"])
+        .pod("shop", "juice-shop-1")
+        .build();
+    let ls = Exec::new(["ls", "/"]).pod("shop", "juice-shop-1").build();
+    let events = dir.path().join("execs.jsonl");
+    let lines: Vec<String> = [&terminal, &ls, &curl]
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let (ok, stdout, stderr) = run(&[
+        "rules",
+        "replay",
+        "--rules",
+        STABLE,
+        mine.to_str().unwrap(),
+        events.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let alerts: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rules: Vec<&str> = alerts.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    assert_eq!(
+        rules,
+        ["Terminal shell in container", "Curl to a metadata address"]
+    );
+    assert_eq!(alerts[1]["priority"], "Error");
+    assert_eq!(alerts[1]["source"], "syscall");
+    assert_eq!(alerts[1]["output_fields"]["k8s.pod.name"], "juice-shop-1");
+    assert!(
+        alerts[1]["output"].as_str().unwrap().ends_with(
+            "Error metadata fetch curl -s http://169.254.169.254/latest/meta-data/ in juice-shop-1"
+        ),
+        "{}",
+        alerts[1]
+    );
+    assert!(
+        stderr.contains("3 events, 2 alerts, 0 lines skipped"),
+        "{stderr}"
+    );
+
+    // A line that is not an exec is named by its number, and the exit code says so.
+    std::fs::write(
+        &events,
+        format!("{}\n{{\"event\": {{\"pid\": 1}}}}\n", lines[0]),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run(&[
+        "rules",
+        "replay",
+        "--rules",
+        STABLE,
+        events.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(
+        stderr.contains(&format!("{}:2: not an exec event", events.display())),
+        "{stderr}"
+    );
+
+    // Broken rules: nothing is replayed.
+    std::fs::write(
+        &mine,
+        "- rule: X\n  desc: d\n  condition: proc.name in (a\n  output: o\n  priority: INFO\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run(&[
+        "rules",
+        "replay",
+        "--rules",
+        mine.to_str().unwrap(),
+        events.to_str().unwrap(),
+    ]);
+    assert!(!ok && stdout.is_empty());
+    assert!(stderr.contains("syntax error in condition"), "{stderr}");
 }

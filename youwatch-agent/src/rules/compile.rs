@@ -1,18 +1,23 @@
-//! Condition syntax tree → evaluable [`Node`]: resolves macros (with cycle detection) and
-//! lists, resolves fields, type-checks values, precompiles matchers, and folds what is the
-//! same for every exec event (`evt.type`...). What exec events do not carry becomes
-//! [`Node::Unknown`], so the caller can disable the rule and say why.
+//! Condition syntax tree → evaluable [`Node`]: resolves macros (each sees only the macros
+//! defined before it, as in Falco; cycles are refused), resolves fields, checks operators
+//! against value types as libsinsp does (`flt_is_comparable`), compiles values and
+//! transformers, and folds what is the same for every exec event (`evt.type`...). What exec
+//! events do not carry becomes [`Node::Unknown`], so the caller can disable the rule and say
+//! why. Lists are not resolved here: they are substituted into the text before parsing.
 
 use std::collections::{BTreeSet, HashMap};
 
 use super::{
-    condition::ast::{CmpOp, Compare, Expr, Ident, Modifier, Operand, Rhs, TransformArg, Value},
-    fields::{self, Field, Resolved, Ty},
-    matcher::StrMatch,
-    program::{
-        Access, Check, Missing, MissingKind, Node, Test, Transformer, field_comparison_supported,
+    condition::ast::{
+        CmpOp, Compare, Expr, Ident, Operand as AstOperand, Rhs, Transform, TransformArg,
     },
-    source::{Pos, SourceText},
+    fields::{self, Field, Resolved, Ty},
+    matcher::{StrMatch, StrSet},
+    program::{
+        Access, Check, Computed, ComputedTest, Missing, MissingKind, Node, Operand, Source, Test,
+        Transformer,
+    },
+    source::{CondText, Pos, SourceText},
 };
 
 /// A rule expanding to more checks than this is refused (macros can nest exponentially).
@@ -20,18 +25,43 @@ pub const MAX_NODES: usize = 100_000;
 /// Macros nested deeper than this are refused.
 pub const MAX_MACRO_DEPTH: usize = 64;
 
-/// Lists and macros visible to conditions.
+/// Text that maps offsets back to file positions.
+pub trait Located {
+    fn pos(&self, offset: usize) -> Pos;
+    fn start(&self) -> Pos;
+}
+
+impl Located for SourceText {
+    fn pos(&self, offset: usize) -> Pos {
+        SourceText::pos(self, offset)
+    }
+    fn start(&self) -> Pos {
+        SourceText::start(self)
+    }
+}
+
+impl Located for CondText {
+    fn pos(&self, offset: usize) -> Pos {
+        CondText::pos(self, offset)
+    }
+    fn start(&self) -> Pos {
+        CondText::start(self)
+    }
+}
+
+/// Macros visible to conditions.
 #[derive(Default)]
 pub struct Symbols {
-    /// List name → items, already expanded and unquoted.
-    pub lists: HashMap<String, Vec<String>>,
     pub macros: HashMap<String, ParsedMacro>,
 }
 
-/// A macro's parsed condition and its text (for positions).
+/// A macro's parsed condition, its text (for positions), and where it stands in load order:
+/// inside it, only macros whose `index` is below its `visibility` may be used.
 pub struct ParsedMacro {
     pub ast: Expr,
-    pub text: SourceText,
+    pub text: CondText,
+    pub index: u32,
+    pub visibility: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,18 +80,14 @@ pub struct Compiled {
     pub event_types: BTreeSet<String>,
 }
 
-/// A compiled field reference: readable, or something exec events do not carry.
+/// A compiled operand: a value of some type, or something exec events do not carry.
 pub enum OperandIr {
-    Access(Access),
+    Value(Operand, Ty),
     Unknown(Missing),
 }
 
-/// Compiles a condition (and anything it references).
-pub fn condition(
-    symbols: &Symbols,
-    ast: &Expr,
-    text: &SourceText,
-) -> Result<Compiled, CompileError> {
+/// Compiles a condition (and the macros it uses).
+pub fn condition(symbols: &Symbols, ast: &Expr, text: &CondText) -> Result<Compiled, CompileError> {
     let mut c = Compiler::new(symbols);
     let node = c.expr(ast, text)?;
     Ok(Compiled {
@@ -71,23 +97,44 @@ pub fn condition(
 }
 
 /// Compiles a field or transformer on its own (output placeholders).
-pub fn operand(op: &Operand, text: &SourceText) -> Result<OperandIr, CompileError> {
+pub fn operand(op: &AstOperand, text: &dyn Located) -> Result<OperandIr, CompileError> {
     let symbols = Symbols::default();
     Compiler::new(&symbols).operand(op, text)
 }
 
 struct Compiler<'s> {
     symbols: &'s Symbols,
-    /// Macros being expanded, outermost first.
-    stack: Vec<String>,
+    /// Macros being expanded, outermost first, with their visibility.
+    stack: Vec<(String, u32)>,
     nodes: usize,
     event_types: BTreeSet<String>,
 }
 
-fn error(text: &SourceText, at: usize, message: impl Into<String>) -> CompileError {
+fn error(text: &dyn Located, at: usize, message: impl Into<String>) -> CompileError {
     CompileError {
         pos: text.pos(at),
         message: message.into(),
+    }
+}
+
+/// Whether `op` applies to values of type `ty` (libsinsp `flt_is_comparable`; the agent has
+/// no buffer fields, so `bcontains`/`bstartswith` apply to nothing).
+fn applies(op: CmpOp, ty: Ty) -> bool {
+    match ty {
+        Ty::Str => !matches!(op, CmpOp::BContains | CmpOp::BStartsWith),
+        Ty::Num => matches!(
+            op,
+            CmpOp::Eq
+                | CmpOp::Ne
+                | CmpOp::Lt
+                | CmpOp::Le
+                | CmpOp::Gt
+                | CmpOp::Ge
+                | CmpOp::In
+                | CmpOp::Intersects
+        ),
+        Ty::Bool => matches!(op, CmpOp::Eq | CmpOp::Ne | CmpOp::In | CmpOp::Intersects),
+        Ty::List => matches!(op, CmpOp::In | CmpOp::Intersects),
     }
 }
 
@@ -101,7 +148,7 @@ impl<'s> Compiler<'s> {
         }
     }
 
-    fn expr(&mut self, e: &Expr, text: &SourceText) -> Result<Node, CompileError> {
+    fn expr(&mut self, e: &Expr, text: &dyn Located) -> Result<Node, CompileError> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
             return Err(CompileError {
@@ -118,35 +165,31 @@ impl<'s> Compiler<'s> {
             Expr::Macro(ident) => self.macro_ref(ident, text)?,
             Expr::Exists(op) => match self.operand(op, text)? {
                 OperandIr::Unknown(m) => Node::Unknown(Box::new([m])),
-                OperandIr::Access(a) if a.constant().is_some() => Node::Const(true),
-                OperandIr::Access(lhs) => Node::Test(Box::new(Test {
-                    lhs,
-                    check: Check::Exists,
-                })),
+                OperandIr::Value(op, _) => self.test(op, Check::Exists),
             },
             Expr::Compare(c) => self.compare(c, text)?,
         })
     }
 
-    fn all(&mut self, children: &[Expr], text: &SourceText) -> Result<Vec<Node>, CompileError> {
+    fn all(&mut self, children: &[Expr], text: &dyn Located) -> Result<Vec<Node>, CompileError> {
         children.iter().map(|c| self.expr(c, text)).collect()
     }
 
-    fn macro_ref(&mut self, ident: &Ident, text: &SourceText) -> Result<Node, CompileError> {
+    fn macro_ref(&mut self, ident: &Ident, text: &dyn Located) -> Result<Node, CompileError> {
         let symbols = self.symbols;
-        let Some(m) = symbols.macros.get(&ident.name) else {
-            let hint = if symbols.lists.contains_key(&ident.name) {
-                format!(
-                    "'{}' is a list, not a macro: use it on the right of in, e.g. proc.name in ({})",
-                    ident.name, ident.name
-                )
-            } else {
-                format!("undefined macro '{}'", ident.name)
+        let visible = |m: &ParsedMacro| self.stack.last().is_none_or(|(_, vis)| m.index < *vis);
+        let Some(m) = symbols.macros.get(&ident.name).filter(|m| visible(m)) else {
+            let hint = match (symbols.macros.get(&ident.name), self.stack.last()) {
+                (Some(_), Some((user, _))) => format!(
+                    "undefined macro '{}': macro {user} is defined before it, and a macro may only use macros defined earlier",
+                    ident.name
+                ),
+                _ => format!("undefined macro '{}'", ident.name),
             };
             return Err(error(text, ident.at, hint));
         };
-        if let Some(i) = self.stack.iter().position(|n| n == &ident.name) {
-            let mut cycle: Vec<&str> = self.stack[i..].iter().map(String::as_str).collect();
+        if let Some(i) = self.stack.iter().position(|(n, _)| n == &ident.name) {
+            let mut cycle: Vec<&str> = self.stack[i..].iter().map(|(n, _)| n.as_str()).collect();
             cycle.push(&ident.name);
             return Err(error(
                 text,
@@ -161,258 +204,175 @@ impl<'s> Compiler<'s> {
                 format!("macros nested deeper than {MAX_MACRO_DEPTH} levels"),
             ));
         }
-        self.stack.push(ident.name.clone());
+        self.stack.push((ident.name.clone(), m.visibility));
         let node = self.expr(&m.ast, &m.text);
         self.stack.pop();
         node
     }
 
-    fn compare(&mut self, c: &Compare, text: &SourceText) -> Result<Node, CompileError> {
-        let lhs = match self.operand(&c.lhs, text)? {
-            OperandIr::Access(a) => a,
-            OperandIr::Unknown(m) => return Ok(Node::Unknown(Box::new([m]))),
+    fn compare(&mut self, c: &Compare, text: &dyn Located) -> Result<Node, CompileError> {
+        let field = field_text(&c.lhs);
+        let (lhs, ty) = match self.operand(&c.lhs, text)? {
+            OperandIr::Value(op, ty) => (op, ty),
+            OperandIr::Unknown(m) => {
+                // Still report what is wrong on the right, whatever the field.
+                if let Rhs::Operand(rhs) = &c.rhs {
+                    self.operand(rhs, text)?;
+                }
+                return Ok(Node::Unknown(Box::new([m])));
+            }
         };
-        let check = match self.check(&lhs, c, text)? {
-            Ok(check) => check,
-            Err(missing) => return Ok(Node::Unknown(Box::new([missing]))),
+        if !applies(c.op, ty) {
+            return Err(error(
+                text,
+                c.at,
+                format!(
+                    "'{}' does not apply to {field}, a {}{}",
+                    c.op,
+                    ty.name(),
+                    match ty {
+                        Ty::Str => " (bcontains and bstartswith are for buffers)",
+                        Ty::List => " (use in, intersects or exists)",
+                        _ => "",
+                    }
+                ),
+            ));
+        }
+        let check = match &c.rhs {
+            Rhs::Operand(rhs) => match self.field_comparison(&lhs, ty, c.op, rhs, &field, text)? {
+                Ok(check) => check,
+                Err(missing) => return Ok(Node::Unknown(Box::new([missing]))),
+            },
+            Rhs::Value(v) => single(ty, c.op, &v.text, &field).map_err(|m| error(text, v.at, m))?,
+            Rhs::List(_) | Rhs::ListRef(_) => {
+                let (values, at): (Vec<&str>, usize) = match &c.rhs {
+                    Rhs::List(items) => (
+                        items.iter().map(|v| v.text.as_str()).collect(),
+                        items.first().map_or(c.at, |v| v.at),
+                    ),
+                    Rhs::ListRef(id) => (vec![id.name.as_str()], id.at),
+                    _ => (Vec::new(), c.at),
+                };
+                match c.modifier {
+                    Some(modifier) => Check::Each {
+                        modifier,
+                        items: values
+                            .iter()
+                            .map(|v| single(ty, c.op, v, &field))
+                            .collect::<Result<_, _>>()
+                            .map_err(|m| error(text, at, m))?,
+                    },
+                    None => list(ty, c.op, &values, &field).map_err(|m| error(text, at, m))?,
+                }
+            }
         };
-        if lhs.spec.field == Field::EvtType && lhs.transforms.is_empty() {
+        if let Operand::Access(a) = &lhs
+            && a.spec.field == Field::EvtType
+            && a.transforms.is_empty()
+        {
             self.note_event_types(c);
         }
-        if let Some(v) = lhs.constant()
-            && let Some(b) = check.holds_without_event(&v)
-        {
-            return Ok(Node::Const(b));
+        Ok(self.test(lhs, check))
+    }
+
+    /// A test node, folded when its value is the same for every exec event.
+    fn test(&self, lhs: Operand, check: Check) -> Node {
+        match lhs {
+            Operand::Access(a) => {
+                if a.spec.field.constant().is_some() {
+                    let folded = match a.constant() {
+                        Some(v) => check.holds_without_event(&v),
+                        None => Some(false),
+                    };
+                    if let Some(b) = folded {
+                        return Node::Const(b);
+                    }
+                }
+                Node::Test(Box::new(Test { lhs: a, check }))
+            }
+            Operand::Computed(c) => Node::Computed(Box::new(ComputedTest { lhs: *c, check })),
         }
-        Ok(Node::Test(Box::new(Test { lhs, check })))
+    }
+
+    /// `lhs op rhs` where rhs is a field or transformer; `Ok(Err(missing))` when rhs is a
+    /// field exec events do not carry.
+    fn field_comparison(
+        &mut self,
+        lhs: &Operand,
+        ty: Ty,
+        op: CmpOp,
+        rhs: &AstOperand,
+        field: &str,
+        text: &dyn Located,
+    ) -> Result<Result<Check, Missing>, CompileError> {
+        if matches!(op, CmpOp::Regex | CmpOp::Pmatch) {
+            return Err(error(
+                text,
+                rhs.at(),
+                format!("'{op}' cannot compare {field} with another field"),
+            ));
+        }
+        if let Operand::Access(a) = lhs
+            && a.spec.field.plain_only()
+        {
+            return Err(error(
+                text,
+                rhs.at(),
+                format!("{field} cannot be compared with another field"),
+            ));
+        }
+        let (rhs_op, rhs_ty) = match self.operand(rhs, text)? {
+            OperandIr::Value(o, t) => (o, t),
+            OperandIr::Unknown(m) => return Ok(Err(m)),
+        };
+        if let Operand::Access(a) = &rhs_op
+            && a.spec.field.plain_only()
+        {
+            return Err(error(
+                text,
+                rhs.at(),
+                format!(
+                    "{} cannot be on the right-hand side of a comparison",
+                    field_text(rhs)
+                ),
+            ));
+        }
+        if rhs_ty != ty {
+            return Err(error(
+                text,
+                rhs.at(),
+                format!(
+                    "{field} (a {}) and {} (a {}) cannot be compared",
+                    ty.name(),
+                    field_text(rhs),
+                    rhs_ty.name()
+                ),
+            ));
+        }
+        Ok(Ok(Check::Field { op, rhs: rhs_op }))
     }
 
     fn note_event_types(&mut self, c: &Compare) {
-        if !matches!(c.op, CmpOp::Eq | CmpOp::In | CmpOp::Intersects) {
+        if !matches!(c.op, CmpOp::Eq | CmpOp::In | CmpOp::Intersects) || c.modifier.is_some() {
             return;
         }
-        let values = match &c.rhs {
-            Rhs::Value(v) => vec![v.text.clone()],
-            Rhs::List(items) => self.expand(items),
-            Rhs::ListRef(id) => self.list_or_single(id),
+        let values: Vec<&str> = match &c.rhs {
+            Rhs::Value(v) => vec![&v.text],
+            Rhs::List(items) => items.iter().map(|v| v.text.as_str()).collect(),
+            Rhs::ListRef(id) => vec![&id.name],
             Rhs::Operand(_) => Vec::new(),
         };
         self.event_types.extend(
             values
                 .into_iter()
-                .filter(|t| t != "execve" && t != "execveat"),
+                .filter(|t| *t != "execve" && *t != "execveat")
+                .map(str::to_owned),
         );
     }
 
-    /// The check for `lhs op rhs`; `Ok(Err(missing))` when the right side is a field exec
-    /// events do not carry.
-    fn check(
-        &mut self,
-        lhs: &Access,
-        c: &Compare,
-        text: &SourceText,
-    ) -> Result<Result<Check, Missing>, CompileError> {
-        let ty = lhs.ty();
-        let at = c.at;
-        let field = field_text(&c.lhs);
-        let check = match &c.rhs {
-            Rhs::Operand(op) => {
-                if !field_comparison_supported(c.op) {
-                    return Err(error(
-                        text,
-                        op.at(),
-                        format!("'{}' cannot compare {field} with another field", c.op),
-                    ));
-                }
-                let rhs = match self.operand(op, text)? {
-                    OperandIr::Access(a) => a,
-                    OperandIr::Unknown(m) => return Ok(Err(m)),
-                };
-                if rhs.ty() != ty || rhs.spec.is_multi() {
-                    return Err(error(
-                        text,
-                        op.at(),
-                        format!(
-                            "{field} and {} cannot be compared: different types",
-                            field_text(op)
-                        ),
-                    ));
-                }
-                Check::Field { op: c.op, rhs }
-            }
-            Rhs::Value(v) => self.single(ty, c.op, v, &field, text)?,
-            Rhs::List(_) | Rhs::ListRef(_) => {
-                let values = match &c.rhs {
-                    Rhs::List(items) => self.expand(items),
-                    Rhs::ListRef(id) => self.list_or_single(id),
-                    _ => Vec::new(),
-                };
-                match c.modifier {
-                    Some(modifier) => {
-                        self.with_modifier(ty, c.op, modifier, values, &field, text, at)?
-                    }
-                    None => self.list(ty, c.op, values, &field, text, at)?,
-                }
-            }
-        };
-        Ok(Ok(check))
-    }
-
-    fn single(
-        &self,
-        ty: Ty,
-        op: CmpOp,
-        v: &Value,
-        field: &str,
-        text: &SourceText,
-    ) -> Result<Check, CompileError> {
-        match ty {
-            Ty::Str => StrMatch::single(op, &v.text)
-                .map(Check::Str)
-                .map_err(|m| error(text, v.at, format!("{field}: {m}"))),
-            Ty::Num => {
-                if !op.is_numeric() {
-                    return Err(error(
-                        text,
-                        v.at,
-                        format!(
-                            "'{op}' does not apply to {field}, a number (use = != < <= > >= in)"
-                        ),
-                    ));
-                };
-                Ok(Check::Num(
-                    op,
-                    parse_int(&v.text).ok_or_else(|| {
-                        error(
-                            text,
-                            v.at,
-                            format!("{field} is a number; {:?} is not", v.text),
-                        )
-                    })?,
-                ))
-            }
-            Ty::Bool => {
-                let equal = match op {
-                    CmpOp::Eq => true,
-                    CmpOp::Ne => false,
-                    _ => {
-                        return Err(error(
-                            text,
-                            v.at,
-                            format!("'{op}' does not apply to {field}, a boolean (use = or !=)"),
-                        ));
-                    }
-                };
-                let value = match v.text.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    other => {
-                        return Err(error(
-                            text,
-                            v.at,
-                            format!("{field} is a boolean; {other:?} is neither true nor false"),
-                        ));
-                    }
-                };
-                Ok(Check::Bool { equal, value })
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn with_modifier(
-        &self,
-        ty: Ty,
-        op: CmpOp,
-        modifier: Modifier,
-        values: Vec<String>,
-        field: &str,
-        text: &SourceText,
-        at: usize,
-    ) -> Result<Check, CompileError> {
-        if ty != Ty::Str
-            || op.takes_list()
-            || matches!(op, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge)
-        {
-            return Err(error(
-                text,
-                at,
-                format!(
-                    "oneof/anyof/allof apply to string operators on strings, not '{op}' on {field}"
-                ),
-            ));
-        }
-        let matchers = values
-            .iter()
-            .map(|v| StrMatch::single(op, v))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| error(text, at, format!("{field}: {m}")))?;
-        Ok(match modifier {
-            Modifier::Any => Check::AnyStr(matchers.into()),
-            Modifier::All => Check::AllStr(matchers.into()),
-        })
-    }
-
-    fn list(
-        &self,
-        ty: Ty,
-        op: CmpOp,
-        values: Vec<String>,
-        field: &str,
-        text: &SourceText,
-        at: usize,
-    ) -> Result<Check, CompileError> {
-        match (ty, op) {
-            (Ty::Str, _) => StrMatch::list(op, values)
-                .map(Check::Str)
-                .map_err(|m| error(text, at, format!("{field}: {m}"))),
-            (Ty::Num, CmpOp::In | CmpOp::Intersects) => {
-                let nums = values
-                    .iter()
-                    .map(|v| {
-                        parse_int(v).ok_or_else(|| {
-                            error(
-                                text,
-                                at,
-                                format!("{field} is a number; list item {v:?} is not"),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Check::NumIn(nums.into()))
-            }
-            _ => Err(error(
-                text,
-                at,
-                format!("'{op}' does not apply to {field} (a {})", ty_name(ty)),
-            )),
-        }
-    }
-
-    /// List items with bare names of lists replaced by their items.
-    fn expand(&self, items: &[Value]) -> Vec<String> {
-        let mut out = Vec::with_capacity(items.len());
-        for v in items {
-            match self.symbols.lists.get(&v.text) {
-                Some(list) if !v.quoted => out.extend(list.iter().cloned()),
-                _ => out.push(v.text.clone()),
-            }
-        }
-        out
-    }
-
-    /// `in name`: the list, or (as Falco reads it when no list has that name) one value.
-    fn list_or_single(&self, id: &Ident) -> Vec<String> {
-        self.symbols
-            .lists
-            .get(&id.name)
-            .cloned()
-            .unwrap_or_else(|| vec![id.name.clone()])
-    }
-
-    fn operand(&mut self, op: &Operand, text: &SourceText) -> Result<OperandIr, CompileError> {
+    fn operand(&mut self, op: &AstOperand, text: &dyn Located) -> Result<OperandIr, CompileError> {
         match op {
-            Operand::Field(f) => {
+            AstOperand::Field(f) => {
                 let missing = |why| {
                     OperandIr::Unknown(Missing {
                         what: f.to_string(),
@@ -421,127 +381,340 @@ impl<'s> Compiler<'s> {
                     })
                 };
                 match fields::resolve(&f.name, f.arg.as_deref()) {
-                    Ok(Resolved::Field(spec)) => Ok(OperandIr::Access(Access::plain(spec))),
+                    Ok(Resolved::Field(spec)) => {
+                        let ty = spec.ty();
+                        Ok(OperandIr::Value(Operand::Access(Access::plain(spec)), ty))
+                    }
                     Ok(Resolved::NotProduced) => Ok(missing(MissingKind::NotProduced)),
                     Ok(Resolved::Unknown) => Ok(missing(MissingKind::UnknownField)),
                     Err(e) => Err(error(text, f.at, e.0)),
                 }
             }
-            Operand::Transform(t) => {
-                let unsupported = || {
-                    OperandIr::Unknown(Missing {
-                        what: format!("{}()", t.name),
-                        why: MissingKind::Transformer,
-                        pos: text.pos(t.at),
-                    })
-                };
-                let transformer = match t.name.as_str() {
-                    "tolower" => Transformer::ToLower,
-                    "toupper" => Transformer::ToUpper,
-                    "basename" => Transformer::Basename,
-                    "len" => Transformer::Len,
-                    _ => return Ok(unsupported()),
-                };
-                let [TransformArg::Operand(inner)] = t.args.as_slice() else {
-                    return Ok(unsupported());
-                };
-                let mut access = match self.operand(inner, text)? {
-                    OperandIr::Access(a) => a,
-                    unknown => return Ok(unknown),
-                };
-                if access.spec.is_multi() {
-                    return Ok(unsupported());
-                }
-                if access.ty() != Ty::Str {
-                    return Err(error(
-                        text,
-                        t.at,
-                        format!(
-                            "{}() applies to strings; {} is a {}",
-                            t.name,
-                            field_text(inner),
-                            ty_name(access.ty())
-                        ),
+            AstOperand::Transform(t) => self.transform(t, text),
+        }
+    }
+
+    fn transform(&mut self, t: &Transform, text: &dyn Located) -> Result<OperandIr, CompileError> {
+        let err = |m: String| error(text, t.at, m);
+        if t.arg.is_some() && t.name != "getopt" {
+            return Err(err(format!(
+                "transformer '{}' does not support field arguments",
+                t.name
+            )));
+        }
+        if t.name == "val" {
+            // `val(field)`: the field itself (the parser allows nothing else inside).
+            return match t.args.as_slice() {
+                [TransformArg::Operand(inner)] => self.operand(inner, text),
+                _ => Err(err("val() takes one field".into())),
+            };
+        }
+        if let [only] = t.args.as_slice() {
+            let Some(tr) = Transformer::from_name(&t.name) else {
+                return Err(err(format!("{}() needs at least two arguments", t.name)));
+            };
+            let (op, ty) = match self.arg(only, text)? {
+                OperandIr::Value(op, ty) => (op, ty),
+                unknown => return Ok(unknown),
+            };
+            return self
+                .apply(tr, op, ty, only, text)
+                .map(|(o, t)| OperandIr::Value(o, t));
+        }
+        let mut args = Vec::with_capacity(t.args.len());
+        for a in &t.args {
+            match self.arg(a, text)? {
+                OperandIr::Value(op, ty) => args.push((op, ty)),
+                unknown => return Ok(unknown),
+            }
+        }
+        let (source, ty) = match (t.name.as_str(), args.len()) {
+            ("join", 2) => {
+                let [(separator, sep_ty), (list, list_ty)] = take2(args);
+                if sep_ty == Ty::List {
+                    return Err(err(
+                        "join(): the separator must be one value, not a list".into()
                     ));
                 }
-                let mut transforms = access.transforms.into_vec();
-                transforms.push(transformer);
-                access.transforms = transforms.into();
-                Ok(OperandIr::Access(access))
+                if list_ty != Ty::List {
+                    return Err(err(
+                        "join(): the second argument must be a list, e.g. (a, b)".into(),
+                    ));
+                }
+                (Source::Join { separator, list }, Ty::Str)
+            }
+            ("join", _) => {
+                return Err(err(
+                    "join() takes two arguments: a separator and a list".into()
+                ));
+            }
+            ("concat", _) => {
+                if args.iter().any(|(_, ty)| *ty != Ty::Str) {
+                    return Err(err("concat() arguments must be strings".into()));
+                }
+                (
+                    Source::Concat(args.into_iter().map(|(op, _)| op).collect()),
+                    Ty::Str,
+                )
+            }
+            ("getopt", 2) => {
+                let select = match &t.arg {
+                    None => None,
+                    Some(a) if a.len() == 1 => Some(a.as_bytes()[0]),
+                    Some(a) => {
+                        return Err(err(format!(
+                            "getopt()[{a}]: the argument must be a single option character"
+                        )));
+                    }
+                };
+                let [(args_op, args_ty), (optstring, opt_ty)] = take2(args);
+                if args_ty != Ty::List || opt_ty != Ty::Str {
+                    return Err(err(
+                        "getopt() takes a list of arguments and an optstring, e.g. getopt((\"-t\", \"x\"), \"t:\")".into(),
+                    ));
+                }
+                let ty = if select.is_some() { Ty::Str } else { Ty::List };
+                (
+                    Source::Getopt {
+                        args: args_op,
+                        optstring,
+                        select,
+                    },
+                    ty,
+                )
+            }
+            ("getopt", _) => {
+                return Err(err(
+                    "getopt() takes two arguments: a list of arguments and an optstring".into(),
+                ));
+            }
+            (name, _) => return Err(err(format!("{name}() takes one argument"))),
+        };
+        Ok(OperandIr::Value(
+            Operand::Computed(Box::new(Computed {
+                source,
+                transforms: Box::new([]),
+            })),
+            ty,
+        ))
+    }
+
+    /// A single-value transformer on a compiled operand.
+    fn apply(
+        &self,
+        tr: Transformer,
+        op: Operand,
+        ty: Ty,
+        arg: &TransformArg,
+        text: &dyn Located,
+    ) -> Result<(Operand, Ty), CompileError> {
+        let what = match arg {
+            TransformArg::Operand(o) => field_text(o),
+            _ => "its argument".to_owned(),
+        };
+        let at = match arg {
+            TransformArg::Operand(o) => o.at(),
+            TransformArg::Literal(v) => v.at,
+            TransformArg::List(_) => 0,
+        };
+        let name = format!("{tr:?}").to_ascii_lowercase();
+        let result = tr.result(ty).ok_or_else(|| {
+            error(
+                text,
+                at,
+                format!("{name}() does not apply to {what}, a {}", ty.name()),
+            )
+        })?;
+        let op = match op {
+            Operand::Access(mut a) => {
+                if a.spec.field.plain_only() {
+                    return Err(error(
+                        text,
+                        at,
+                        format!("{what} does not support transformers"),
+                    ));
+                }
+                let mut transforms = a.transforms.into_vec();
+                transforms.push(tr);
+                a.transforms = transforms.into();
+                Operand::Access(a)
+            }
+            Operand::Computed(mut c) => {
+                let mut transforms = std::mem::take(&mut c.transforms).into_vec();
+                transforms.push(tr);
+                c.transforms = transforms.into();
+                Operand::Computed(c)
+            }
+        };
+        Ok((op, result))
+    }
+
+    /// A transformer argument: a field or transformer, a literal (a string), or a list.
+    fn arg(&mut self, a: &TransformArg, text: &dyn Located) -> Result<OperandIr, CompileError> {
+        match a {
+            TransformArg::Operand(op) => self.operand(op, text),
+            TransformArg::Literal(v) => Ok(OperandIr::Value(literal(&v.text), Ty::Str)),
+            TransformArg::List(items) => {
+                let mut ops = Vec::with_capacity(items.len());
+                for item in items {
+                    match self.arg(item, text)? {
+                        OperandIr::Value(op, _) => ops.push(op),
+                        unknown => return Ok(unknown),
+                    }
+                }
+                Ok(OperandIr::Value(
+                    Operand::Computed(Box::new(Computed {
+                        source: Source::List(ops.into()),
+                        transforms: Box::new([]),
+                    })),
+                    Ty::List,
+                ))
             }
         }
     }
 }
 
-/// An operand as written, for messages.
-fn field_text(op: &Operand) -> String {
-    match op {
-        Operand::Field(f) => f.to_string(),
-        Operand::Transform(t) => format!("{}(...)", t.name),
+fn literal(text: &str) -> Operand {
+    Operand::Computed(Box::new(Computed {
+        source: Source::Literal(text.into()),
+        transforms: Box::new([]),
+    }))
+}
+
+fn take2<T>(v: Vec<T>) -> [T; 2] {
+    v.try_into()
+        .unwrap_or_else(|_| unreachable!("the caller checked there are two"))
+}
+
+/// The check for `op value` on a value of type `ty` (the operator applies to the type).
+fn single(ty: Ty, op: CmpOp, value: &str, field: &str) -> Result<Check, String> {
+    no_nul(value)?;
+    Ok(match ty {
+        Ty::Str => Check::Str(StrMatch::single(op, value).map_err(|m| format!("{field}: {m}"))?),
+        Ty::Num => {
+            let n = parse_number(value)
+                .ok_or_else(|| format!("{field} is a number; {value:?} is not"))?;
+            match op {
+                CmpOp::In | CmpOp::Intersects => Check::NumIn(Box::new([n])),
+                _ => Check::Num(op, n),
+            }
+        }
+        Ty::Bool => {
+            let b = parse_bool(value, field)?;
+            match op {
+                CmpOp::Eq => Check::Bool {
+                    equal: true,
+                    value: b,
+                },
+                CmpOp::Ne => Check::Bool {
+                    equal: false,
+                    value: b,
+                },
+                _ => Check::BoolIn(Box::new([b])),
+            }
+        }
+        Ty::List => list(ty, op, &[value], field)?,
+    })
+}
+
+/// The check for a list operator (`in`, `intersects`, `pmatch`).
+fn list(ty: Ty, op: CmpOp, values: &[&str], field: &str) -> Result<Check, String> {
+    for v in values {
+        no_nul(v)?;
+    }
+    let owned = || values.iter().map(|v| (*v).to_owned());
+    Ok(match ty {
+        Ty::Str => {
+            Check::Str(StrMatch::list(op, owned().collect()).map_err(|m| format!("{field}: {m}"))?)
+        }
+        Ty::Num => Check::NumIn(
+            values
+                .iter()
+                .map(|v| {
+                    parse_number(v)
+                        .ok_or_else(|| format!("{field} is a number; list item {v:?} is not"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Ty::Bool => Check::BoolIn(
+            values
+                .iter()
+                .map(|v| parse_bool(v, field))
+                .collect::<Result<_, _>>()?,
+        ),
+        Ty::List if op == CmpOp::In => Check::ListIn(StrSet::new(owned())),
+        Ty::List => Check::ListIntersects(StrSet::new(owned())),
+    })
+}
+
+fn no_nul(value: &str) -> Result<(), String> {
+    if value.contains('\0') {
+        return Err(format!(
+            "{value:?}: a value cannot contain a NUL byte (\\x00)"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_bool(value: &str, field: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!(
+            "{field} is a boolean; {other:?} is neither true nor false"
+        )),
     }
 }
 
-fn ty_name(ty: Ty) -> &'static str {
-    match ty {
-        Ty::Str => "string",
-        Ty::Num => "number",
-        Ty::Bool => "boolean",
-    }
-}
-
-/// Decimal or `0x` hexadecimal integers, as Falco writes them.
-pub fn parse_int(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        return i64::from_str_radix(hex, 16).ok();
+/// A decimal integer as Falco reads one (`sscanf("%d")` with nothing after it): optional
+/// leading blanks and sign. Hexadecimal and fractions are refused, as in Falco.
+pub fn parse_number(s: &str) -> Option<i64> {
+    let s = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
     s.strip_prefix('+').unwrap_or(s).parse().ok()
+}
+
+/// An operand as written, for messages.
+fn field_text(op: &AstOperand) -> String {
+    match op {
+        AstOperand::Field(f) => f.to_string(),
+        AstOperand::Transform(t) => format!("{}(...)", t.name),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{condition, source::Scalar};
+    use crate::rules::{condition, program::Check, source::SourceText};
 
-    fn text(s: &str) -> SourceText {
-        SourceText::new(Scalar {
-            value: s.into(),
-            pos: Pos::unknown("test"),
-            origin: None,
-        })
-    }
-
-    fn symbols(macros: &[(&str, &str)], lists: &[(&str, &[&str])]) -> Symbols {
+    fn symbols(macros: &[(&str, &str)]) -> Symbols {
         let mut s = Symbols::default();
-        for (name, cond) in macros {
+        for (i, (name, cond)) in macros.iter().enumerate() {
+            let i = u32::try_from(i).unwrap();
             s.macros.insert(
                 (*name).into(),
                 ParsedMacro {
                     ast: condition::parse(cond).unwrap(),
-                    text: text(cond),
+                    text: CondText::new(&SourceText::literal(cond)),
+                    index: i,
+                    visibility: i,
                 },
-            );
-        }
-        for (name, items) in lists {
-            s.lists.insert(
-                (*name).into(),
-                items.iter().map(|i| (*i).to_owned()).collect(),
             );
         }
         s
     }
 
     fn compile(s: &Symbols, cond: &str) -> Result<Compiled, CompileError> {
-        let t = text(cond);
+        let t = CondText::new(&SourceText::literal(cond));
         condition(s, &condition::parse(cond).unwrap(), &t)
     }
 
     #[test]
     fn event_type_tests_fold() {
-        let s = symbols(
-            &[("spawned_process", "evt.type in (execve, execveat)")],
-            &[],
-        );
+        let s = symbols(&[("spawned_process", "evt.type in (execve, execveat)")]);
         let c = compile(&s, "spawned_process and proc.name = bash").unwrap();
         assert!(matches!(c.node, Node::Test(_)), "{:?}", c.node);
         let c = compile(&s, "evt.type in (open, openat) and fd.name = /etc/shadow").unwrap();
@@ -568,35 +741,13 @@ mod tests {
     }
 
     #[test]
-    fn lists_expand_in_values_but_not_when_quoted() {
-        let s = symbols(&[], &[("shells", &["sh", "bash"])]);
-        let c = compile(&s, "proc.name in (shells, zsh)").unwrap();
-        let Node::Test(t) = &c.node else { panic!() };
-        let Check::Str(StrMatch::In(set)) = &t.check else {
-            panic!()
-        };
-        assert!(set.contains("bash") && set.contains("zsh"));
-        let c = compile(&s, "proc.name in (\"shells\")").unwrap();
-        let Node::Test(t) = &c.node else { panic!() };
-        let Check::Str(StrMatch::In(set)) = &t.check else {
-            panic!()
-        };
-        assert!(set.contains("shells") && !set.contains("sh"));
-        assert!(compile(&s, "proc.name in shells").is_ok());
-    }
-
-    #[test]
-    fn macro_errors() {
-        let s = symbols(
-            &[("a", "b"), ("b", "c and a"), ("c", "proc.name = x")],
-            &[("l", &[])],
-        );
+    fn macros_see_only_earlier_macros() {
+        let s = symbols(&[("a", "b"), ("b", "proc.name = x")]);
         let e = compile(&s, "a").unwrap_err();
-        assert!(e.message.contains("macro cycle: a -> b -> a"), "{e}");
+        assert!(e.message.contains("undefined macro 'b'"), "{e}");
+        assert!(compile(&s, "b").is_ok(), "a rule sees every macro");
         let e = compile(&s, "nope").unwrap_err();
         assert!(e.message.contains("undefined macro 'nope'"));
-        let e = compile(&s, "l").unwrap_err();
-        assert!(e.message.contains("is a list"));
     }
 
     #[test]
@@ -609,32 +760,93 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
-        let s = symbols(&pairs, &[]);
+        let s = symbols(&pairs);
         let e = compile(&s, "m39").unwrap_err();
         assert!(e.message.contains("checks"), "{e}");
     }
 
     #[test]
-    fn type_errors_name_the_field() {
+    fn types_as_falco_checks_them() {
         let s = Symbols::default();
-        let e = compile(&s, "proc.tty = abc").unwrap_err();
-        assert!(e.message.contains("proc.tty is a number"), "{e}");
-        let e = compile(&s, "proc.pid contains 1").unwrap_err();
-        assert!(e.message.contains("does not apply to proc.pid"), "{e}");
-        let e = compile(&s, "proc.name regex \"(\"").unwrap_err();
-        assert!(e.message.contains("invalid regex"), "{e}");
-        assert!(compile(&s, "len(proc.args) > 3").is_ok());
-        assert!(compile(&s, "tolower(proc.pid) = 1").is_err());
-        assert!(compile(&s, "proc.name = val(proc.pname)").is_ok());
-        let c = compile(&s, "concat(proc.name, proc.pname) = x").unwrap();
-        assert_eq!(c.node.missing()[0].why, MissingKind::Transformer);
+        let ok = |c: &str| compile(&s, c).map(|_| ()).map_err(|e| e.message);
+        assert!(
+            ok("proc.tty = abc")
+                .unwrap_err()
+                .contains("proc.tty is a number")
+        );
+        assert!(
+            ok("proc.pid contains 1")
+                .unwrap_err()
+                .contains("does not apply to proc.pid")
+        );
+        assert!(
+            ok("proc.name regex \"(\"")
+                .unwrap_err()
+                .contains("invalid regex")
+        );
+        assert!(
+            ok("proc.name bcontains 2f")
+                .unwrap_err()
+                .contains("buffers")
+        );
+        assert!(ok("proc.pid = 0x10").is_err(), "decimal only, as Falco");
+        assert!(ok("proc.name = \"\\x00\"").unwrap_err().contains("NUL"));
+        for good in [
+            "proc.name < 1",
+            "evt.failed in (true)",
+            "proc.pid == oneof (1, 2)",
+            "len(proc.args) > 3",
+            "proc.name = val(proc.pname)",
+            "concat(proc.name, proc.pname) = x",
+            "b64(proc.name) = x",
+            "getopt((\"-t\", \"v\"), \"t:\")[t] = v",
+        ] {
+            assert!(ok(good).is_ok(), "{good}: {:?}", ok(good));
+        }
+        for bad in [
+            "tolower(proc.pid) = 1",
+            "toupper(proc.name)[x] = X",
+            "proc.name = val(proc.pname)[x]",
+            "tolower(proc.aname[1]) = x",
+            "proc.aname = val(proc.name)",
+            "proc.name regex val(proc.pname)",
+            "proc.name = val(proc.pid)",
+            "concat(\"a\") = a",
+            "concat(proc.pid, \"a\") = a",
+            "join(\"-\", \"a\") = a",
+            "getopt((\"-n\"), \"n\")[\"\"] = n",
+        ] {
+            assert!(ok(bad).is_err(), "{bad} should not compile");
+        }
     }
 
     #[test]
-    fn integers() {
-        assert_eq!(parse_int("0x10"), Some(16));
-        assert_eq!(parse_int("-3"), Some(-3));
-        assert_eq!(parse_int("+3"), Some(3));
-        assert_eq!(parse_int("1.5"), None);
+    fn modifiers_count_matches() {
+        let s = Symbols::default();
+        let c = compile(&s, "proc.name startswith oneof (s, ss)").unwrap();
+        let Node::Test(t) = &c.node else { panic!() };
+        fn v(s: &str) -> crate::rules::fields::Val<'_> {
+            crate::rules::fields::Val::Str(s.into())
+        }
+        assert_eq!(t.check.holds_without_event(&v("sh")), Some(true));
+        assert_eq!(
+            t.check.holds_without_event(&v("ssh")),
+            Some(false),
+            "two match"
+        );
+        let c = compile(&s, "proc.name = allof ()").unwrap();
+        let Node::Test(t) = &c.node else { panic!() };
+        assert!(matches!(&t.check, Check::Each { items, .. } if items.is_empty()));
+        assert_eq!(t.check.holds_without_event(&v("")), Some(false));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_number("-3"), Some(-3));
+        assert_eq!(parse_number("+3"), Some(3));
+        assert_eq!(parse_number(" 3"), Some(3));
+        assert_eq!(parse_number("0x10"), None);
+        assert_eq!(parse_number("1.5"), None);
+        assert_eq!(parse_number("-"), None);
     }
 }

@@ -140,6 +140,7 @@ impl Engine {
     }
 
     /// Indexes of the rules matching `exec`, without building detections (benchmarks).
+    #[cfg(any(test, feature = "testing"))]
     pub fn matches(&self, exec: &EnrichedExec) -> Vec<usize> {
         let num = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let view = EventView::new(exec, num, &self.hostname);

@@ -1,46 +1,103 @@
-//! Rule exceptions → conditions, expanded as Falco expands them: a rule's condition becomes
+//! Rule exceptions → condition text, built as Falco builds it
+//! (`rule_loader_compiler.cpp`, `build_rule_exception_infos`): the rule's condition becomes
 //! `(condition) and not (exception 1) and not (exception 2)...`, where an exception with a
-//! list of fields is `(f1 c1 v1 and f2 c2 v2) or (...)` over its values and one with a single
-//! field is `f c (v1, v2...)` (`c` defaults to `in`, list comps to `=`).
+//! list of fields is `((f1 c1 v1 and f2 c2 v2) or (...))` over its values and one with a
+//! single field is `(f c (v1, v2...))` (`c` defaults to `in`, list comps to `=`). Values are
+//! written into the text (quoted when they hold a blank, parenthesized for list operators)
+//! and parsed with the condition, so `toupper(proc.pname)` as a value compares with that
+//! field, as in Falco.
 
 use super::{
-    collect::ExceptionDef,
+    collector::ExceptionDef,
     condition::{
         self,
-        ast::{CmpOp, Compare, Expr, FieldRef, Modifier, Operand, Rhs, Value},
+        ast::{CmpOp, Modifier},
     },
     diagnostics::LoadError,
     document::{Kind, Node},
+    lists::quote_item,
+    source::Pos,
 };
 
-/// The condition excluding what the exception describes; `None` when it has no values.
-pub fn to_expr(ex: &ExceptionDef, what: &str) -> Result<Option<Expr>, LoadError> {
-    let err = |pos: &super::source::Pos, m: String| {
+/// An exception's text to append to the condition (`" and not (...)"`), or `None` when it
+/// has no values.
+pub fn condition_text(ex: &ExceptionDef, what: &str) -> Result<Option<String>, LoadError> {
+    let err = |pos: &Pos, m: String| {
         LoadError::invalid(pos, what, format!("exception {:?}: {m}", ex.name))
     };
-    let Some(fields) = &ex.fields else {
+    let Some(fields_node) = &ex.fields else {
         return Err(err(&ex.pos, "has no 'fields'".into()));
     };
-    if ex.values.is_empty() {
-        return Ok(None);
-    }
-    match &fields.kind {
-        Kind::Seq(field_nodes) => {
-            let fields: Vec<FieldRef> = field_nodes
-                .iter()
-                .map(|f| field_ref(f).map_err(|m| err(&f.pos, m)))
-                .collect::<Result<_, _>>()?;
-            let comps: Vec<(CmpOp, Option<Modifier>)> = match &ex.comps {
-                None => vec![(CmpOp::Eq, None); fields.len()],
-                Some(Node {
-                    kind: Kind::Seq(c), ..
-                }) => c
-                    .iter()
-                    .map(|n| comp(n).map_err(|m| err(&n.pos, m)))
+    let fields = entry(fields_node).map_err(|m| err(&fields_node.pos, m))?;
+    let comps = ex
+        .comps
+        .as_ref()
+        .map(|c| entry(c).map_err(|m| err(&c.pos, m)))
+        .transpose()?;
+    let values = ex
+        .values
+        .iter()
+        .map(|v| entry(v).map_err(|m| err(&v.pos, m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let text = match fields {
+        Entry::Item(field) => {
+            check_field(&field).map_err(|m| err(&fields_node.pos, m))?;
+            let comp = match comps {
+                None => "in".to_owned(),
+                Some(Entry::Item(c)) => c.trim().to_owned(),
+                Some(Entry::List(_)) => {
+                    return Err(err(&ex.pos, "fields and comps must both be strings".into()));
+                }
+            };
+            if !matches!(comp.as_str(), "in" | "pmatch" | "intersects")
+                && !is_operator_with_modifier(&comp)
+            {
+                return Err(err(
+                    &ex.pos,
+                    format!(
+                        "with a single field, comps must be in, pmatch, intersects or an operator \
+                         with a modifier (e.g. startswith oneof), not {comp:?}"
+                    ),
+                ));
+            }
+            let mut items = Vec::with_capacity(values.len());
+            for (v, node) in values.iter().zip(&ex.values) {
+                match v {
+                    Entry::Item(v) => items.push(quote_item(v)),
+                    Entry::List(_) => {
+                        return Err(err(
+                            &node.pos,
+                            "values must be strings when 'fields' is one field".into(),
+                        ));
+                    }
+                }
+            }
+            if items.is_empty() {
+                return Ok(None);
+            }
+            format!("({field} {comp} ({}))", items.join(", "))
+        }
+        Entry::List(fields) => {
+            let fields = fields
+                .into_iter()
+                .map(|f| match f {
+                    Entry::Item(f) => check_field(&f).map(|()| f),
+                    Entry::List(_) => Err("each field must be a string".into()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| err(&fields_node.pos, m))?;
+            let comps: Vec<String> = match comps {
+                None => vec!["=".to_owned(); fields.len()],
+                Some(Entry::List(c)) => c
+                    .into_iter()
+                    .map(|c| match c {
+                        Entry::Item(c) => Ok(c.trim().to_owned()),
+                        Entry::List(_) => Err(err(&ex.pos, "each comp must be a string".into())),
+                    })
                     .collect::<Result<_, _>>()?,
-                Some(other) => {
+                Some(Entry::Item(_)) => {
                     return Err(err(
-                        &other.pos,
+                        &ex.pos,
                         "'comps' must be a list as long as 'fields' when 'fields' is a list".into(),
                     ));
                 }
@@ -55,151 +112,114 @@ pub fn to_expr(ex: &ExceptionDef, what: &str) -> Result<Option<Expr>, LoadError>
                     ),
                 ));
             }
-            let mut alternatives = Vec::new();
-            for value in &ex.values {
-                let Kind::Seq(entries) = &value.kind else {
+            for c in &comps {
+                if CmpOp::from_name(c).is_none() && c != "exists" && !is_operator_with_modifier(c) {
                     return Err(err(
-                        &value.pos,
-                        "each value must be a list with one entry per field".into(),
+                        &ex.pos,
+                        format!("{c:?} is not a supported comparison operator"),
                     ));
+                }
+            }
+            let mut alternatives = Vec::with_capacity(values.len());
+            for (value, node) in values.iter().zip(&ex.values) {
+                let entries: &[Entry] = match value {
+                    Entry::List(e) => e,
+                    Entry::Item(_) => &[],
                 };
                 if entries.len() != fields.len() {
                     return Err(err(
-                        &value.pos,
+                        &node.pos,
                         format!(
-                            "a value has {} entries for {} fields",
+                            "a value has {} entries for {} fields: each value must be a list with one entry per field",
                             entries.len(),
                             fields.len()
                         ),
                     ));
                 }
-                let mut checks = Vec::new();
-                for ((field, (op, modifier)), entry) in fields.iter().zip(&comps).zip(entries) {
-                    let rhs = entry_rhs(entry, *op, modifier.is_some())
-                        .map_err(|m| err(&entry.pos, m))?;
-                    checks.push(compare(field.clone(), *op, *modifier, rhs));
-                }
-                alternatives.push(Expr::And(checks));
+                let checks: Vec<String> = fields
+                    .iter()
+                    .zip(&comps)
+                    .zip(entries)
+                    .map(|((field, comp), v)| format!("{field} {comp} {}", value_text(v, comp)))
+                    .collect();
+                alternatives.push(format!("( {})", checks.join(" and ")));
             }
-            Ok(Some(Expr::Or(alternatives)))
-        }
-        _ => {
-            let field = field_ref(fields).map_err(|m| err(&fields.pos, m))?;
-            let (op, modifier) = match &ex.comps {
-                None => (CmpOp::In, None),
-                Some(c) => comp(c).map_err(|m| err(&c.pos, m))?,
-            };
-            if !op.takes_list() && modifier.is_none() {
-                return Err(err(
-                    &ex.pos,
-                    format!(
-                        "with a single field, comps must be in, pmatch, intersects or a oneof/allof operator, not '{op}'"
-                    ),
-                ));
+            if alternatives.is_empty() {
+                return Ok(None);
             }
-            let values = ex
-                .values
-                .iter()
-                .map(|v| {
-                    v.as_text().map(|t| value(&t)).ok_or_else(|| {
-                        err(
-                            &v.pos,
-                            "values must be strings when 'fields' is one field".into(),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(compare(field, op, modifier, Rhs::List(values))))
+            format!("({})", alternatives.join(" or "))
         }
-    }
-}
-
-fn compare(field: FieldRef, op: CmpOp, modifier: Option<Modifier>, rhs: Rhs) -> Expr {
-    Expr::Compare(Compare {
-        lhs: Operand::Field(field),
-        op,
-        modifier,
-        rhs,
-        at: 0,
-    })
-}
-
-fn field_ref(node: &Node) -> Result<FieldRef, String> {
-    let text = node.as_text().unwrap_or_default();
-    match condition::parse_operand_prefix(&text) {
-        Some((Operand::Field(f), used)) if used == text.len() => Ok(f),
-        _ => Err(format!("{text:?} is not a field name such as proc.name")),
-    }
-}
-
-/// `in`, `=`, `startswith oneof`...
-fn comp(node: &Node) -> Result<(CmpOp, Option<Modifier>), String> {
-    let text = node.as_text().unwrap_or_default();
-    let mut words = text.split_whitespace();
-    let op = words
-        .next()
-        .and_then(CmpOp::from_name)
-        .ok_or_else(|| format!("{text:?} is not a comparison operator"))?;
-    let modifier = match words.next() {
-        None => None,
-        Some("oneof" | "anyof") => Some(Modifier::Any),
-        Some("allof") => Some(Modifier::All),
-        Some(other) => return Err(format!("{other:?} is not oneof, anyof or allof")),
     };
-    Ok((op, modifier))
+    Ok(Some(format!(" and not {text}")))
 }
 
-/// One value entry: a list, or a string (parenthesized for list operators, as Falco does).
-fn entry_rhs(entry: &Node, op: CmpOp, with_modifier: bool) -> Result<Rhs, String> {
-    if let Kind::Seq(items) = &entry.kind {
-        let values = items
-            .iter()
-            .map(|i| {
-                i.as_text()
-                    .map(|t| value(&t))
-                    .ok_or("list entries must be strings")
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(Rhs::List(values));
-    }
-    let text = entry
-        .as_text()
-        .ok_or("value entries must be strings or lists of strings")?;
-    if op.takes_list() || with_modifier {
-        if text.trim_start().starts_with('(') {
-            return condition::parse_list(&text)
-                .map(Rhs::List)
-                .map_err(|e| format!("{text:?}: {}", e.message));
+/// A value written into the condition: a list in parentheses; a string parenthesized for a
+/// list operator, else quoted when it holds a blank.
+fn value_text(v: &Entry, comp: &str) -> String {
+    match v {
+        Entry::List(items) => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|i| match i {
+                    Entry::Item(s) => quote_item(s),
+                    Entry::List(_) => String::new(),
+                })
+                .collect();
+            format!("({})", items.join(", "))
         }
-        return Ok(Rhs::List(vec![value(&text)]));
-    }
-    Ok(Rhs::Value(value(&text)))
-}
-
-/// A value as Falco reads it: already quoted → unquoted (and never a list name); containing a
-/// blank → taken literally; otherwise bare (a list name expands).
-fn value(text: &str) -> Value {
-    let bytes = text.as_bytes();
-    if bytes.len() >= 2
-        && matches!(bytes[0], b'"' | b'\'')
-        && bytes[bytes.len() - 1] == bytes[0]
-        && let Ok(mut items) = condition::parse_list(&format!("({text})"))
-        && items.len() == 1
-    {
-        let mut v = items.remove(0);
-        v.at = 0;
-        return v;
-    }
-    Value {
-        text: text.to_owned(),
-        quoted: text.contains(char::is_whitespace),
-        at: 0,
+        Entry::Item(s) => {
+            let list_op =
+                matches!(comp, "in" | "intersects" | "pmatch") || is_operator_with_modifier(comp);
+            match (list_op, s.starts_with('(')) {
+                (true, false) => format!("({s})"),
+                (true, true) => s.clone(),
+                (false, _) => quote_item(s),
+            }
+        }
     }
 }
 
-/// Unquotes a list item as written in a `list:` (`'"75-system-updat"'` → `75-system-updat`).
-pub fn list_item(text: &str) -> String {
-    value(text).text
+/// `startswith oneof`, `= allof`...: an operator that takes a modifier, a space, a modifier.
+fn is_operator_with_modifier(comp: &str) -> bool {
+    let Some((op, modifier)) = comp.split_once(' ') else {
+        return false;
+    };
+    CmpOp::from_name(op).is_some_and(CmpOp::takes_modifier)
+        && Modifier::from_name(modifier).is_some()
+}
+
+/// An exception field must be a field or a transformer over fields, and nothing more.
+fn check_field(field: &str) -> Result<(), String> {
+    match condition::parse_operand_prefix(field) {
+        Some((_, used)) if used == field.len() => Ok(()),
+        _ => Err(format!(
+            "{field:?} is not a supported filter field (a field such as proc.name, or a transformer such as tolower(proc.name))"
+        )),
+    }
+}
+
+/// A `fields`/`comps`/`values` entry: a non-empty string, or a list of entries.
+enum Entry {
+    Item(String),
+    List(Vec<Entry>),
+}
+
+fn entry(node: &Node) -> Result<Entry, String> {
+    match &node.kind {
+        Kind::Seq(items) => items
+            .iter()
+            .map(entry)
+            .collect::<Result<_, _>>()
+            .map(Entry::List),
+        _ => match node.as_text() {
+            Some(s) if !s.is_empty() => Ok(Entry::Item(s)),
+            Some(_) => Err("values must be non-empty".into()),
+            None => Err(format!(
+                "expected a string or a list of strings, found {}",
+                node.kind_name()
+            )),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -223,65 +243,61 @@ mod tests {
         }
     }
 
+    fn text(yaml: &str) -> Result<Option<String>, LoadError> {
+        condition_text(&exception(yaml), "rule")
+    }
+
     #[test]
     fn list_fields_become_alternatives() {
-        let ex = exception(
-            "- fields: [proc.name, proc.pname]\n  comps: [=, in]\n  values: [[bash, [sshd, login]], [sh, shells]]\n",
-        );
-        let Some(Expr::Or(alts)) = to_expr(&ex, "rule").unwrap() else {
-            panic!()
-        };
-        assert_eq!(alts.len(), 2);
-        let Expr::And(checks) = &alts[1] else {
-            panic!()
-        };
-        let Expr::Compare(c) = &checks[1] else {
-            panic!()
-        };
-        assert!(
-            matches!(&c.rhs, Rhs::List(v) if v.len() == 1 && v[0].text == "shells" && !v[0].quoted)
+        let t = text(
+            "- fields: [proc.name, proc.pname]\n  comps: [=, in]\n  values: [[bash, [sshd, login]], [a b, shells]]\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            t,
+            " and not (( proc.name = bash and proc.pname in (sshd, login)) or ( proc.name = \"a b\" and proc.pname in (shells)))"
         );
     }
 
     #[test]
     fn single_field_defaults_to_in() {
-        let ex =
-            exception("- fields: container.image.repository\n  values: [docker.io/a, '\"b c\"']\n");
-        let Some(Expr::Compare(c)) = to_expr(&ex, "rule").unwrap() else {
-            panic!()
-        };
-        assert_eq!(c.op, CmpOp::In);
-        let Rhs::List(v) = &c.rhs else { panic!() };
-        assert_eq!(v[1].text, "b c");
+        let t = text("- fields: container.image.repository\n  values: [docker.io/a, 'b c']\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            t,
+            " and not (container.image.repository in (docker.io/a, \"b c\"))"
+        );
+        let t = text("- fields: [proc.name]\n  comps: [startswith oneof]\n  values: [[[a, b]]]\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(t, " and not (( proc.name startswith oneof (a, b)))");
+    }
+
+    #[test]
+    fn transformers_are_written_as_is() {
+        let t = text("- fields: [tolower(proc.name)]\n  values: [[toupper(proc.pname)]]\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(t, " and not (( tolower(proc.name) = toupper(proc.pname)))");
     }
 
     #[test]
     fn mismatches_are_errors() {
-        let ex = exception("- fields: [proc.name, proc.pname]\n  values: [[bash]]\n");
-        assert!(
-            to_expr(&ex, "rule")
-                .unwrap_err()
-                .to_string()
-                .contains("entries for 2 fields")
-        );
-        let ex = exception("- fields: proc.name\n  comps: '='\n  values: [a]\n");
-        assert!(to_expr(&ex, "rule").is_err());
-        let ex = exception("- fields: [not a field]\n  values: [[a]]\n");
-        assert!(to_expr(&ex, "rule").is_err());
-        let ex = exception("- fields: [proc.name]\n");
-        assert!(to_expr(&ex, "rule").unwrap().is_none());
-    }
-
-    #[test]
-    fn list_items_unquote() {
-        assert_eq!(
-            list_item("'\"75-system-updat\"'".trim_matches('\'')),
-            "75-system-updat"
-        );
-        assert_eq!(
-            list_item("\"sh -c node -e \\\"require('nan')\\\"\""),
-            "sh -c node -e \"require('nan')\""
-        );
-        assert_eq!(list_item("runc:[0:PARENT]"), "runc:[0:PARENT]");
+        let e = text("- fields: [proc.name, proc.pname]\n  values: [[bash]]\n").unwrap_err();
+        assert!(e.to_string().contains("1 entries for 2 fields"), "{e}");
+        assert!(text("- fields: proc.name\n  comps: '='\n  values: [a]\n").is_err());
+        assert!(text("- fields: [not a field]\n  values: [[a]]\n").is_err());
+        for bad in ["in oneof", ">= oneof", "oneof", "frobulate oneof"] {
+            let yaml = format!("- fields: [proc.name]\n  comps: ['{bad}']\n  values: [[[a]]]\n");
+            let e = text(&yaml).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("not a supported comparison operator"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(text("- fields: [proc.name]\n").unwrap().is_none());
     }
 }

@@ -1,18 +1,20 @@
-//! String comparisons, compiled once per rule: substring finders, glob and regex automata,
-//! hash sets for `in`. Evaluating one never parses or allocates.
+//! String comparisons, compiled once per rule: substring finders, regex automata, hash sets
+//! for `in`, path prefixes for `pmatch`. Evaluating one never parses or allocates.
 
 use std::collections::HashSet;
 
-use globset::{GlobBuilder, GlobMatcher};
 use memchr::memmem::Finder;
 
-use super::condition::ast::CmpOp;
+use super::{condition::ast::CmpOp, glob::fnmatch};
 
 /// Lists larger than this are hashed; smaller ones are scanned (faster for a handful).
 const HASH_THRESHOLD: usize = 4;
 /// Compiled-regex memory cap per pattern.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+// The substring finder is large; it stays inline (no pointer to chase per event) since a
+// `StrMatch` lives in a boxed test, one allocation per test.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum StrMatch {
     Eq(Box<str>),
@@ -23,16 +25,20 @@ pub enum StrMatch {
         needle: Box<str>,
         re: regex::bytes::Regex,
     },
-    BContains(Finder<'static>),
     /// Any of several substrings (`a contains x or a icontains y or ...`), one pass.
     Substrings(regex::bytes::Regex),
     StartsWith(Box<str>),
-    BStartsWith(Box<[u8]>),
     EndsWith(Box<str>),
-    Glob(GlobMatcher),
+    /// fnmatch(3), case-insensitive for `iglob`.
+    Glob {
+        pattern: Box<str>,
+        fold: bool,
+    },
     Regex(regex::Regex),
     In(StrSet),
-    Pmatch(Box<[Box<str>]>),
+    Pmatch(PathPrefixes),
+    /// `<`, `<=`, `>`, `>=`: byte order, as `strcmp`.
+    Order(CmpOp, Box<str>),
 }
 
 impl StrMatch {
@@ -47,31 +53,31 @@ impl StrMatch {
                 re: substrings(&[(value, true)])
                     .map_err(|e| format!("icontains {value:?}: {e}"))?,
             },
-            CmpOp::BContains => StrMatch::BContains(Finder::new(&hex_bytes(value)?).into_owned()),
             CmpOp::StartsWith => StrMatch::StartsWith(value.into()),
-            CmpOp::BStartsWith => StrMatch::BStartsWith(hex_bytes(value)?.into()),
             CmpOp::EndsWith => StrMatch::EndsWith(value.into()),
-            CmpOp::Glob | CmpOp::IGlob => StrMatch::Glob(
-                // fnmatch(3) without flags, as Falco: `*` also matches `/`.
-                GlobBuilder::new(value)
-                    .literal_separator(false)
-                    .backslash_escape(true)
-                    .case_insensitive(op == CmpOp::IGlob)
-                    .build()
-                    .map_err(|e| format!("invalid glob {value:?}: {e}"))?
-                    .compile_matcher(),
-            ),
+            CmpOp::Glob | CmpOp::IGlob => StrMatch::Glob {
+                pattern: value.into(),
+                fold: op == CmpOp::IGlob,
+            },
             CmpOp::Regex => StrMatch::Regex(
                 // Falco matches the whole value (RE2 anchored at both ends).
-                regex::RegexBuilder::new(&format!("^(?:{value})$"))
+                regex::RegexBuilder::new(&format!("^(?:{})$", re2_braces(value)))
                     .size_limit(REGEX_SIZE_LIMIT)
                     .build()
                     .map_err(|e| format!("invalid regex {value:?}: {e}"))?,
             ),
             CmpOp::In | CmpOp::Intersects => StrMatch::In(StrSet::new([value.to_owned()])),
-            CmpOp::Pmatch => StrMatch::Pmatch(Box::new([normalize_prefix(value)])),
-            CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge => {
-                return Err(format!("'{op}' compares numbers, not strings"));
+            CmpOp::Pmatch => StrMatch::Pmatch(PathPrefixes::new([value])),
+            CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge => StrMatch::Order(op, value.into()),
+            CmpOp::BContains | CmpOp::BStartsWith => {
+                return Err(format!(
+                    "'{op}' compares bytes (a buffer field), not strings; use {} instead",
+                    if op == CmpOp::BContains {
+                        "contains"
+                    } else {
+                        "startswith"
+                    }
+                ));
             }
         })
     }
@@ -80,9 +86,9 @@ impl StrMatch {
     pub fn list(op: CmpOp, values: Vec<String>) -> Result<StrMatch, String> {
         match op {
             CmpOp::In | CmpOp::Intersects => Ok(StrMatch::In(StrSet::new(values))),
-            CmpOp::Pmatch => Ok(StrMatch::Pmatch(
-                values.iter().map(|v| normalize_prefix(v)).collect(),
-            )),
+            CmpOp::Pmatch => Ok(StrMatch::Pmatch(PathPrefixes::new(
+                values.iter().map(String::as_str),
+            ))),
             _ => Err(format!("'{op}' does not take a list")),
         }
     }
@@ -92,17 +98,63 @@ impl StrMatch {
         match self {
             StrMatch::Eq(v) => s == &**v,
             StrMatch::Ne(v) => s != &**v,
-            StrMatch::Contains(f) | StrMatch::BContains(f) => f.find(s.as_bytes()).is_some(),
+            StrMatch::Contains(f) => f.find(s.as_bytes()).is_some(),
             StrMatch::IContains { re, .. } | StrMatch::Substrings(re) => re.is_match(s.as_bytes()),
             StrMatch::StartsWith(v) => s.starts_with(&**v),
-            StrMatch::BStartsWith(v) => s.as_bytes().starts_with(v),
             StrMatch::EndsWith(v) => s.ends_with(&**v),
-            StrMatch::Glob(g) => g.is_match(s),
+            StrMatch::Glob { pattern, fold } => fnmatch(pattern.as_bytes(), s.as_bytes(), *fold),
             StrMatch::Regex(r) => r.is_match(s),
             StrMatch::In(set) => set.contains(s),
-            StrMatch::Pmatch(prefixes) => prefixes.iter().any(|p| path_under(s, p)),
+            StrMatch::Pmatch(prefixes) => prefixes.matches(s),
+            StrMatch::Order(op, v) => match op {
+                CmpOp::Lt => s < &**v,
+                CmpOp::Le => s <= &**v,
+                CmpOp::Gt => s > &**v,
+                _ => s >= &**v,
+            },
         }
     }
+}
+
+/// RE2 (Falco's regex engine) reads a `{` that does not open a repetition (`{2`, `{x}`) as a
+/// literal brace; Rust's regex refuses it. Escapes such braces so a pattern Falco accepts
+/// means the same here.
+fn re2_braces(pattern: &str) -> std::borrow::Cow<'_, str> {
+    let b = pattern.as_bytes();
+    let repetition = |i: usize| {
+        // `{n}`, `{n,}` or `{n,m}` starting at i.
+        let digits = |j: usize| b[j..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let n = digits(i + 1);
+        if n == 0 {
+            return false;
+        }
+        let mut j = i + 1 + n;
+        if b.get(j) == Some(&b',') {
+            j += 1;
+            j += digits(j);
+        }
+        b.get(j) == Some(&b'}')
+    };
+    let mut out = String::new();
+    let mut last = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'{' if !repetition(i) => {
+                out.push_str(&pattern[last..i]);
+                out.push_str("\\{");
+                i += 1;
+                last = i;
+            }
+            _ => i += 1,
+        }
+    }
+    if last == 0 {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    out.push_str(&pattern[last.min(pattern.len())..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// The (needle, case-insensitive) of a substring test, for merging.
@@ -183,45 +235,54 @@ impl StrSet {
     }
 }
 
-/// Falco writes byte operands in hex (`bcontains 2f6574`).
-fn hex_bytes(value: &str) -> Result<Vec<u8>, String> {
-    let digits = value.as_bytes();
-    if digits.is_empty() || !digits.len().is_multiple_of(2) {
-        return Err(format!(
-            "{value:?} is not an even number of hex digits (bcontains/bstartswith take bytes in hex)"
-        ));
+/// `pmatch`: paths under any of the prefixes, component by component (`/usr/lib` is under
+/// `/usr`, `/usr2` is not), where a prefix component with `*`, `?` or `[` is a glob for one
+/// component (libsinsp `path_prefix_search`). Empty components are ignored on both sides, so
+/// `/` and the empty prefix match every path.
+#[derive(Clone, Debug)]
+pub struct PathPrefixes {
+    prefixes: Box<[Box<[Component]>]>,
+}
+
+#[derive(Clone, Debug)]
+enum Component {
+    Literal(Box<str>),
+    Glob(Box<str>),
+}
+
+impl PathPrefixes {
+    pub fn new<'s>(prefixes: impl IntoIterator<Item = &'s str>) -> Self {
+        let prefixes = prefixes
+            .into_iter()
+            .map(|p| {
+                components(p)
+                    .map(|c| {
+                        if c.contains(['*', '?', '[']) {
+                            Component::Glob(c.into())
+                        } else {
+                            Component::Literal(c.into())
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        PathPrefixes { prefixes }
     }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|p| u8::from_str_radix(p, 16).ok())
-                .ok_or_else(|| {
-                    format!("{value:?} is not hex (bcontains/bstartswith take bytes in hex)")
-                })
+
+    pub fn matches(&self, path: &str) -> bool {
+        self.prefixes.iter().any(|prefix| {
+            let mut parts = components(path);
+            prefix.iter().all(|c| match (c, parts.next()) {
+                (Component::Literal(l), Some(p)) => **l == *p,
+                (Component::Glob(g), Some(p)) => fnmatch(g.as_bytes(), p.as_bytes(), false),
+                (_, None) => false,
+            })
         })
-        .collect()
-}
-
-fn normalize_prefix(p: &str) -> Box<str> {
-    let trimmed = p.trim_end_matches('/');
-    if trimmed.is_empty() && p.starts_with('/') {
-        "/".into()
-    } else {
-        trimmed.into()
     }
 }
 
-/// `path` is `prefix` or below it, on component boundaries.
-fn path_under(path: &str, prefix: &str) -> bool {
-    if prefix == "/" {
-        return path.starts_with('/');
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
+fn components(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|c| !c.is_empty())
 }
 
 #[cfg(test)]
@@ -246,10 +307,17 @@ mod tests {
             !m(CmpOp::Regex, "ba?sh").matches("xbash"),
             "regex is anchored"
         );
-        assert!(m(CmpOp::BContains, "2f746d70").matches("/tmp/x"));
-        assert!(StrMatch::single(CmpOp::BContains, "2f7").is_err());
+        assert!(
+            StrMatch::single(CmpOp::BContains, "2f74").is_err(),
+            "strings are not buffers"
+        );
         assert!(StrMatch::single(CmpOp::Regex, "(").is_err());
-        assert!(StrMatch::single(CmpOp::Lt, "1").is_err());
+        assert!(
+            m(CmpOp::Regex, "a{2").matches("a{2"),
+            "a brace that is no repetition is literal"
+        );
+        assert!(m(CmpOp::Regex, "a{2}").matches("aa") && m(CmpOp::Regex, "x{1,2}").matches("xx"));
+        assert!(m(CmpOp::Lt, "b").matches("a") && !m(CmpOp::Ge, "b").matches("a"));
     }
 
     #[test]
@@ -275,7 +343,13 @@ mod tests {
         assert!(large.matches("bin42") && !large.matches("bin420"));
         let p = StrMatch::list(CmpOp::Pmatch, vec!["/etc/".into(), "/usr/lib".into()]).unwrap();
         assert!(p.matches("/etc/shadow") && p.matches("/etc") && !p.matches("/etcx"));
-        assert!(p.matches("/usr/lib/x") && !p.matches("/usr/lib64"));
+        assert!(p.matches("/usr/lib/x") && !p.matches("/usr/lib64") && !p.matches("/usr"));
+        let g = |prefix: &str| StrMatch::list(CmpOp::Pmatch, vec![prefix.into()]).unwrap();
+        let path = "/opt/dir/subdir/file.txt";
+        assert!(g("/opt/*").matches(path) && g("/opt/*/subdir").matches(path));
+        assert!(g("/opt/di?/subdir").matches(path) && !g("/opt/dii?/subdir").matches(path));
+        assert!(g("/opt/di[r]/subdir").matches(path) && !g("/opt/di[!r]/subdir").matches(path));
+        assert!(!g("/opt/*/*/subsubdir").matches(path) && g("/").matches(path));
         let empty = StrMatch::list(CmpOp::In, vec![]).unwrap();
         assert!(!empty.matches(""));
     }

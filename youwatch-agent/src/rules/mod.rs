@@ -1,15 +1,17 @@
 //! Falco-format rules evaluated on our own exec events.
 //!
-//! Rule files are read in order (the embedded defaults, then `rules.files`), with Falco's
-//! semantics for lists, macros, rules, exceptions, `append` and `override`
-//! ([`collect`]); conditions are parsed ([`condition`]) and compiled once into trees of
+//! Rule files are read in order (the embedded defaults, then `rules.files`): each item is
+//! read and checked ([`reader`]) and collected with Falco's semantics for redefinition,
+//! `append`, `override` and `enabled` ([`collector`]). As in Falco, exceptions are written
+//! into each condition's text and list names are substituted by their items before the
+//! condition is parsed ([`condition`]); conditions are then compiled once into trees of
 //! precompiled field tests ([`compile`], [`program`]). A rule that needs a field or event type
 //! exec events do not carry is disabled with one warning that names it; everything else loads.
 //! [`Engine`] evaluates the rules on each [`EnrichedExec`] and renders matches as
 //! [`Detection`](crate::detection::Detection)s with Falco's output format.
 
 pub mod cli;
-mod collect;
+mod collector;
 pub mod compile;
 pub mod condition;
 mod diagnostics;
@@ -17,20 +19,27 @@ mod document;
 mod engine;
 mod exceptions;
 pub mod fields;
+mod glob;
+mod lists;
 mod matcher;
 pub mod output;
 pub mod program;
+mod reader;
+pub mod replay;
+mod requirements;
 mod ruleset;
+#[cfg(any(test, feature = "testing"))]
 pub mod sample;
 pub mod source;
+mod transform;
 
 use std::{path::PathBuf, sync::Arc};
 
 use serde::{Deserialize, Deserializer};
 
-pub use collect::{ENGINE_VERSION, Version};
 pub use diagnostics::{Diagnostics, LoadError, Warning};
 pub use engine::{Engine, RuleMatching, RulesMetrics, subject};
+pub use requirements::{ENGINE_VERSION, Version};
 pub use ruleset::{
     CompiledRule, LoadOptions, OffReason, RuleInfo, RuleSet, Status, Unsupported, load, read_file,
 };

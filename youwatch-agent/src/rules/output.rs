@@ -8,7 +8,7 @@ use super::{
     compile::{self, CompileError, OperandIr},
     condition,
     fields::EventView,
-    program::Access,
+    program::Operand,
     source::SourceText,
 };
 
@@ -33,7 +33,7 @@ enum Part {
 #[derive(Clone, Debug)]
 pub struct OutField {
     pub key: Box<str>,
-    access: Option<Access>,
+    value: Option<Operand>,
 }
 
 impl OutField {
@@ -43,20 +43,20 @@ impl OutField {
             .filter(|(_, used)| *used == name.len())
             .ok_or_else(|| format!("{name:?} is not a field name such as k8s.pod.name"))?;
         let text = SourceText::literal(name);
-        let access = match compile::operand(&op, &text).map_err(|e| e.message)? {
-            OperandIr::Access(a) => Some(a),
+        let value = match compile::operand(&op, &text).map_err(|e| e.message)? {
+            OperandIr::Value(op, _) => Some(op),
             OperandIr::Unknown(_) => None,
         };
         Ok(OutField {
             key: name.into(),
-            access,
+            value,
         })
     }
 
     fn value(&self, ev: &EventView<'_>) -> serde_json::Value {
-        self.access
+        self.value
             .as_ref()
-            .and_then(|a| a.get(ev))
+            .and_then(|o| o.value(ev))
             .map_or(serde_json::Value::Null, |v| v.into_json())
     }
 }
@@ -87,11 +87,11 @@ impl OutputFormat {
                     if !literal.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut literal).into()));
                     }
-                    let access = match compile::operand(&op, text).map_err(|e| CompileError {
+                    let value = match compile::operand(&op, text).map_err(|e| CompileError {
                         pos: text.pos(offset),
                         message: format!("in output: {}", e.message),
                     })? {
-                        OperandIr::Access(a) => Some(a),
+                        OperandIr::Value(op, _) => Some(op),
                         OperandIr::Unknown(_) => None,
                     };
                     let index = match fields.iter().position(|f| &*f.key == key) {
@@ -99,7 +99,7 @@ impl OutputFormat {
                         None => {
                             fields.push(OutField {
                                 key: key.into(),
-                                access,
+                                value,
                             });
                             fields.len() - 1
                         }
@@ -134,7 +134,7 @@ impl OutputFormat {
         for part in self.parts.iter() {
             match part {
                 Part::Text(t) => line.push_str(t),
-                Part::Field(i) => match self.fields[*i].access.as_ref().and_then(|a| a.get(ev)) {
+                Part::Field(i) => match self.fields[*i].value.as_ref().and_then(|o| o.value(ev)) {
                     Some(v) => v.render(&mut line),
                     None => line.push_str(NOT_AVAILABLE),
                 },

@@ -1,17 +1,19 @@
 //! Rule files → a rule set: every rule compiled, with its status on exec events (evaluable,
 //! switched off, or not evaluable and why), and every error and warning with its position.
 
-use std::{collections::HashMap, fmt, path::Path, sync::Arc};
+use std::{fmt, path::Path, sync::Arc};
 
 use super::{
-    collect::{Collected, RuleDef},
+    collector::{Collector, RuleDef},
     compile::{self, ParsedMacro, Symbols},
     condition,
     diagnostics::{Diagnostics, LoadError, Warning, rule_what},
     document, exceptions,
+    lists::Lists,
     output::OutputFormat,
     program::{Missing, MissingKind, Node},
-    source::{Pos, Scalar, SourceFile, SourceText},
+    reader,
+    source::{CondText, Pos, SourceFile},
 };
 use crate::detection::Priority;
 
@@ -63,7 +65,7 @@ pub enum Unsupported {
     EventTypes(Vec<String>),
     /// The condition can never hold on an exec event.
     NeverTrue,
-    /// The condition needs fields (or transformers) exec events do not provide.
+    /// The condition needs fields exec events do not provide.
     Needs(Vec<Missing>),
     /// The rule has an error (reported separately).
     Broken,
@@ -106,9 +108,6 @@ impl fmt::Display for Unsupported {
                         MissingKind::NotProduced => write!(f, "{} ({})", m.what, m.pos)?,
                         MissingKind::UnknownField => {
                             write!(f, "{} ({}; not a Falco field, a typo?)", m.what, m.pos)?
-                        }
-                        MissingKind::Transformer => {
-                            write!(f, "{} ({}; transformer not supported)", m.what, m.pos)?
                         }
                     }
                 }
@@ -208,19 +207,26 @@ pub fn read_file(path: &Path) -> Result<Arc<SourceFile>, LoadError> {
 /// Loads files in order (later ones override earlier ones) and compiles every rule.
 pub fn load(files: &[Arc<SourceFile>], opts: &LoadOptions) -> RuleSet {
     let mut diag = Diagnostics::default();
-    let mut collected = Collected::default();
+    let mut collector = Collector::default();
     for file in files {
         match document::parse(file) {
-            Ok(items) => items
-                .iter()
-                .for_each(|item| collected.item(item, &mut diag)),
+            Ok(nodes) => {
+                for node in &nodes {
+                    let applied = reader::read(node, &mut diag)
+                        .and_then(|items| items.into_iter().try_for_each(|i| collector.apply(i)));
+                    if let Err(e) = applied {
+                        diag.error(e);
+                    }
+                }
+            }
             Err(e) => diag.error(e),
         }
     }
-    let symbols = symbols(&collected, &mut diag);
+    let lists = Lists::compile(&collector.lists);
+    let symbols = symbols(&collector, &lists, &mut diag);
     let mut set = RuleSet::default();
-    for def in &collected.rules {
-        let (info, compiled) = rule(def, &symbols, opts, &mut diag);
+    for def in &collector.rules {
+        let (info, compiled) = rule(def, &lists, &symbols, opts, &mut diag);
         if info.status == Status::Evaluable
             && let Some(c) = compiled
         {
@@ -229,7 +235,7 @@ pub fn load(files: &[Arc<SourceFile>], opts: &LoadOptions) -> RuleSet {
         set.infos.push(info);
     }
     for name in &opts.disabled_rules {
-        if collected.rule_named(name).is_none() {
+        if collector.rule_named(name).is_none() {
             diag.warn(
                 &Pos::unknown("configuration"),
                 "rules.disable.rules",
@@ -241,41 +247,31 @@ pub fn load(files: &[Arc<SourceFile>], opts: &LoadOptions) -> RuleSet {
     set
 }
 
-/// Lists expanded (a list may include lists defined before it) and macros parsed.
-fn symbols(c: &Collected, diag: &mut Diagnostics) -> Symbols {
+/// Macros with lists substituted, parsed.
+fn symbols(c: &Collector, lists: &Lists, diag: &mut Diagnostics) -> Symbols {
     let mut s = Symbols::default();
-    let position: HashMap<&str, usize> = c
-        .lists
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.name.as_str(), i))
-        .collect();
-    for (i, list) in c.lists.iter().enumerate() {
-        let mut items = Vec::with_capacity(list.items.len());
-        for item in &list.items {
-            match position.get(item.as_str()) {
-                Some(&j) if j < i => {
-                    items.extend(s.lists.get(item.as_str()).cloned().unwrap_or_default())
-                }
-                _ => items.push(exceptions::list_item(item)),
-            }
-        }
-        s.lists.insert(list.name.clone(), items);
-    }
     for m in &c.macros {
-        match condition::parse(m.condition.as_str()) {
+        let what = format!("macro {}", m.def.name);
+        let mut text = CondText::new(&m.def.condition);
+        if let Err(e) = lists.substitute(&mut text) {
+            diag.error(LoadError::invalid(&text.start(), &what, e));
+            continue;
+        }
+        match condition::parse(text.as_str()) {
             Ok(ast) => {
                 s.macros.insert(
-                    m.name.clone(),
+                    m.def.name.clone(),
                     ParsedMacro {
                         ast,
-                        text: m.condition.clone(),
+                        text,
+                        index: m.index,
+                        visibility: m.visibility,
                     },
                 );
             }
             Err(e) => diag.error(LoadError::Syntax {
-                pos: m.condition.pos(e.offset),
-                what: format!("macro {}", m.name),
+                pos: text.pos(e.offset),
+                what,
                 message: e.message,
             }),
         }
@@ -285,6 +281,7 @@ fn symbols(c: &Collected, diag: &mut Diagnostics) -> Symbols {
 
 fn rule(
     def: &RuleDef,
+    lists: &Lists,
     symbols: &Symbols,
     opts: &LoadOptions,
     diag: &mut Diagnostics,
@@ -304,7 +301,7 @@ fn rule(
         info.status = Status::Unsupported(Unsupported::Source(def.source.clone()));
         return (info, None);
     }
-    let compiled = match compile_rule(def, symbols, &what) {
+    let compiled = match compile_rule(def, lists, symbols, &what) {
         Ok(c) => c,
         Err(errors) => {
             errors.into_iter().for_each(|e| diag.error(e));
@@ -348,44 +345,36 @@ type CompiledParts = (Node, Vec<String>, OutputFormat);
 /// Condition (with exceptions) and output, or every error found in them.
 fn compile_rule(
     def: &RuleDef,
+    lists: &Lists,
     symbols: &Symbols,
     what: &str,
 ) -> Result<CompiledParts, Vec<LoadError>> {
     let mut errors = Vec::new();
-    let mut parts = Vec::new();
-    let mut event_types = Vec::new();
-    match condition::parse(def.condition.as_str()) {
-        Ok(ast) => match compile::condition(symbols, &ast, &def.condition) {
-            Ok(c) => {
-                event_types = c.event_types.into_iter().collect();
-                parts.push(c.node);
-            }
-            Err(e) => errors.push(LoadError::invalid(&e.pos, what, e.message)),
-        },
-        Err(e) => errors.push(LoadError::Syntax {
-            pos: def.condition.pos(e.offset),
-            what: what.to_owned(),
-            message: e.message,
-        }),
-    }
-    for ex in &def.exceptions {
-        let text = SourceText::new(Scalar {
-            value: String::new(),
-            pos: ex.pos.clone(),
-            origin: None,
-        });
-        match exceptions::to_expr(ex, what) {
-            Ok(None) => {}
-            Ok(Some(ast)) => match compile::condition(symbols, &ast, &text) {
-                Ok(c) => parts.push(Node::negate(c.node)),
+    let mut condition = None;
+    match condition_text(def, lists, what) {
+        Ok(text) => match condition::parse(text.as_str()) {
+            Ok(ast) => match compile::condition(symbols, &ast, &text) {
+                Ok(c) => condition = Some(c),
                 Err(e) => errors.push(LoadError::invalid(
                     &e.pos,
                     what,
-                    format!("exception {:?}: {}", ex.name, e.message),
+                    in_exception(def, e.message, &e.pos),
                 )),
             },
-            Err(e) => errors.push(e),
-        }
+            Err(e) => {
+                let pos = text.pos(e.offset);
+                let message = match text.extra_index(e.offset) {
+                    Some(i) => format!("exception {:?}: {}", def.exceptions[i].name, e.message),
+                    None => e.message,
+                };
+                errors.push(LoadError::Syntax {
+                    pos,
+                    what: what.to_owned(),
+                    message,
+                });
+            }
+        },
+        Err(e) => errors.push(e),
     }
     let output = match OutputFormat::compile(&def.output) {
         Ok(o) => Some(o),
@@ -394,8 +383,43 @@ fn compile_rule(
             None
         }
     };
-    match output {
-        Some(output) if errors.is_empty() => Ok((Node::and(parts), event_types, output)),
+    match (condition, output) {
+        (Some(c), Some(output)) if errors.is_empty() => {
+            Ok((c.node, c.event_types.into_iter().collect(), output))
+        }
         _ => Err(errors),
+    }
+}
+
+/// The condition as Falco compiles it: `(condition) and not (exception)...`, with every list
+/// name replaced by its items.
+fn condition_text(def: &RuleDef, lists: &Lists, what: &str) -> Result<CondText, LoadError> {
+    let mut text = CondText::new(&def.condition);
+    let mut parts = Vec::new();
+    for ex in &def.exceptions {
+        parts.push(exceptions::condition_text(ex, what)?.map(|t| (t, ex.pos.clone())));
+    }
+    if !def.exceptions.is_empty() {
+        text.parenthesize();
+    }
+    // Each exception's text keeps its index, so errors in it can name it.
+    for part in parts {
+        match part {
+            Some((t, pos)) => text.push_extra(&t, pos),
+            None => text.push_extra("", Pos::unknown("")),
+        }
+    }
+    lists
+        .substitute(&mut text)
+        .map_err(|e| LoadError::invalid(&text.start(), what, e))?;
+    Ok(text)
+}
+
+/// A compile error's message, naming the exception when it is in one (errors in an
+/// exception's text point at the exception).
+fn in_exception(def: &RuleDef, message: String, pos: &Pos) -> String {
+    match def.exceptions.iter().find(|ex| ex.pos == *pos) {
+        Some(ex) => format!("exception {:?}: {message}", ex.name),
+        None => message,
     }
 }

@@ -122,6 +122,13 @@ impl SourceText {
         self.text.push_str(&more.value);
     }
 
+    /// Appends every scalar of `other`.
+    pub fn append_text(&mut self, other: &SourceText) {
+        for (_, scalar) in &other.segments {
+            self.append(scalar.clone());
+        }
+    }
+
     pub fn replace(&mut self, with: Scalar) {
         *self = Self::new(with);
     }
@@ -161,6 +168,108 @@ impl SourceText {
             }
             None => scalar.pos.clone(),
         }
+    }
+}
+
+/// A condition as it is compiled: its text after Falco's rewriting (exceptions appended,
+/// list names replaced by their items) with, for every byte, where it came from, so that an
+/// error still points into the file.
+#[derive(Clone, Debug)]
+pub struct CondText {
+    text: String,
+    /// Per byte of `text`: an offset into `source`, or `EXTRA | i` for `extra[i]`.
+    origin: Vec<u32>,
+    source: SourceText,
+    /// Where text that is not from `source` was written (an exception).
+    extra: Vec<Pos>,
+}
+
+const EXTRA: u32 = 1 << 31;
+
+/// Conditions longer than this once rewritten are refused: list substitution can grow text
+/// (a list whose items name later lists), and memory must stay bounded.
+pub const MAX_CONDITION_BYTES: usize = 1 << 20;
+
+impl CondText {
+    pub fn new(source: &SourceText) -> Self {
+        let len = u32::try_from(source.text.len()).unwrap_or(u32::MAX);
+        CondText {
+            text: source.text.clone(),
+            origin: (0..len).collect(),
+            source: source.clone(),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Wraps the text in parentheses (attributed to its first and last bytes).
+    pub fn parenthesize(&mut self) {
+        let last = self.origin.last().copied().unwrap_or(0);
+        let first = self.origin.first().copied().unwrap_or(0);
+        self.text.insert(0, '(');
+        self.origin.insert(0, first);
+        self.text.push(')');
+        self.origin.push(last);
+    }
+
+    /// Appends text written at `pos`.
+    pub fn push_extra(&mut self, text: &str, pos: Pos) {
+        let i = u32::try_from(self.extra.len()).unwrap_or(0) | EXTRA;
+        self.extra.push(pos);
+        self.text.push_str(text);
+        self.origin.extend(std::iter::repeat_n(i, text.len()));
+    }
+
+    /// Replaces bytes `start..end` with `with`, attributed to where byte `at` came from.
+    pub fn replace_range(
+        &mut self,
+        start: usize,
+        end: usize,
+        with: &str,
+        at: usize,
+    ) -> Result<(), String> {
+        if self.text.len() - (end - start) + with.len() > MAX_CONDITION_BYTES {
+            return Err(format!(
+                "the condition is longer than {MAX_CONDITION_BYTES} bytes once lists are substituted"
+            ));
+        }
+        let o = self.origin.get(at).copied().unwrap_or(0);
+        self.text.replace_range(start..end, with);
+        self.origin
+            .splice(start..end, std::iter::repeat_n(o, with.len()));
+        Ok(())
+    }
+
+    /// The file position of byte `offset` of the text.
+    pub fn pos(&self, offset: usize) -> Pos {
+        let o = self
+            .origin
+            .get(offset)
+            .or(self.origin.last())
+            .copied()
+            .unwrap_or(0);
+        if o & EXTRA != 0 {
+            let i = usize::try_from(o & !EXTRA).unwrap_or(0);
+            return self.extra.get(i).cloned().unwrap_or_else(|| self.start());
+        }
+        // Past the end: point just after the last byte.
+        let past = usize::from(offset >= self.origin.len() && !self.origin.is_empty());
+        self.source.pos(usize::try_from(o).unwrap_or(0) + past)
+    }
+
+    /// Whether byte `offset` comes from text appended with [`CondText::push_extra`], and
+    /// which.
+    pub fn extra_index(&self, offset: usize) -> Option<usize> {
+        let o = *self.origin.get(offset).or(self.origin.last())?;
+        (o & EXTRA != 0).then(|| usize::try_from(o & !EXTRA).unwrap_or(0))
+    }
+
+    /// Where the condition starts.
+    pub fn start(&self) -> Pos {
+        self.source.start()
     }
 }
 

@@ -31,7 +31,8 @@ pub struct Ident {
 pub struct Compare {
     pub lhs: Operand,
     pub op: CmpOp,
-    /// `oneof`/`anyof`/`allof` after a string operator, with a list on the right.
+    /// `oneof`/`anyof`/`allof` after a string operator, with a list (or one name) on the
+    /// right.
     pub modifier: Option<Modifier>,
     pub rhs: Rhs,
     pub at: usize,
@@ -71,11 +72,14 @@ impl fmt::Display for FieldRef {
     }
 }
 
-/// `tolower(proc.name)`, `len(proc.args)`, `concat(a, "b")`...
+/// `tolower(proc.name)`, `len(proc.args)`, `concat(a, "b")`, `getopt(x, "t:")[t]`; `val(f)`
+/// on the right of a comparison is one too (an identity Falco writes to mark a field).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transform {
     pub name: String,
     pub args: Vec<TransformArg>,
+    /// `[arg]` after the closing parenthesis.
+    pub arg: Option<String>,
     pub at: usize,
 }
 
@@ -83,6 +87,7 @@ pub struct Transform {
 pub enum TransformArg {
     Operand(Operand),
     Literal(Value),
+    /// `(a, "b", tolower(c))`: fields, transformers, quoted strings and numbers.
     List(Vec<TransformArg>),
 }
 
@@ -90,15 +95,16 @@ pub enum TransformArg {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Rhs {
     Value(Value),
-    /// `(a, b, "c d")`; bare items may name a list, resolved later.
+    /// `(a, b, "c d")`.
     List(Vec<Value>),
-    /// `in name` without parentheses: a list name (or a single bare value).
+    /// `in name` (or `= oneof name`) without parentheses: one value. Lists are substituted
+    /// into the text before parsing, as Falco does, so a name left here is not a list.
     ListRef(Ident),
     /// `val(field)` or a transformer: compared with another field of the same event.
     Operand(Operand),
 }
 
-/// A constant as written. `quoted` values are never taken for list names.
+/// A constant as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Value {
     pub text: String,
@@ -166,6 +172,24 @@ impl CmpOp {
         matches!(self, CmpOp::In | CmpOp::Intersects | CmpOp::Pmatch)
     }
 
+    /// Operators a modifier may follow (Falco's string operators).
+    pub fn takes_modifier(self) -> bool {
+        matches!(
+            self,
+            CmpOp::Eq
+                | CmpOp::Ne
+                | CmpOp::Contains
+                | CmpOp::IContains
+                | CmpOp::BContains
+                | CmpOp::StartsWith
+                | CmpOp::BStartsWith
+                | CmpOp::EndsWith
+                | CmpOp::Glob
+                | CmpOp::IGlob
+                | CmpOp::Regex
+        )
+    }
+
     /// Parses an operator as exception `comps` spell it (`=`, `in`, `startswith`...).
     pub fn from_name(s: &str) -> Option<CmpOp> {
         Some(match s {
@@ -198,11 +222,25 @@ impl fmt::Display for CmpOp {
     }
 }
 
-/// List modifiers of string operators (`startswith oneof (a, b)`).
+/// List modifiers of string operators (`startswith oneof (a, b)`); with an empty list all
+/// three are false.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Modifier {
-    /// `oneof` / `anyof`: true when the operator holds for at least one item.
-    Any,
-    /// `allof`: true when it holds for every item.
-    All,
+    /// `oneof`: the operator holds for exactly one item.
+    OneOf,
+    /// `anyof`: it holds for at least one item.
+    AnyOf,
+    /// `allof`: it holds for every item.
+    AllOf,
+}
+
+impl Modifier {
+    pub fn from_name(s: &str) -> Option<Modifier> {
+        Some(match s {
+            "oneof" => Modifier::OneOf,
+            "anyof" => Modifier::AnyOf,
+            "allof" => Modifier::AllOf,
+            _ => return None,
+        })
+    }
 }

@@ -1,6 +1,8 @@
-//! Scanning primitives for the condition language, following the token shapes of Falco's
-//! filter grammar (libsinsp `filter/parser`): field names, bare strings, quoted strings with
-//! Falco's escapes, numbers.
+//! Scanning primitives for the condition language, with the token shapes of Falco's filter
+//! grammar (libsinsp `filter/parser.cpp`): field names, bare strings, quoted strings with
+//! Falco's escapes, numbers. Where Falco's lexer is peculiar (a quoted string ends at the
+//! first quote not preceded by a backslash; `exists` needs no blank after it), this one is
+//! too, so rules parse exactly as in Falco.
 
 /// A cursor over a condition's text. Every scanner either consumes a token and returns it,
 /// or leaves the position unchanged.
@@ -38,7 +40,7 @@ impl<'a> Cursor<'a> {
         self.bytes().first().copied()
     }
 
-    /// Skips blanks; true when there were any.
+    /// Skips blanks (Falco's: space, tab, backspace, CR, LF); true when there were any.
     pub fn blank(&mut self) -> bool {
         let n = self.bytes().iter().take_while(|&&b| is_blank(b)).count();
         self.pos += n;
@@ -55,35 +57,35 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Consumes keyword `word` when it is followed by a blank, the end, or one of `then`
-    /// (e.g. `and (`).
-    pub fn keyword(&mut self, word: &str, then: &[u8]) -> bool {
+    /// Consumes `word` and the blanks after it, when at least one blank follows (the shape of
+    /// Falco's word operators, `contains `, and modifiers, `oneof `).
+    pub fn eat_word_blank(&mut self, word: &str) -> bool {
+        let start = self.pos;
+        if self.eat(word) && self.blank() {
+            return true;
+        }
+        self.pos = start;
+        false
+    }
+
+    /// `not` followed by POSIX space (Falco's `not[[:space:]]+`), consumed with the spaces.
+    pub fn not_space(&mut self) -> bool {
         let rest = self.bytes();
-        if rest.starts_with(word.as_bytes()) {
-            match rest.get(word.len()) {
-                Some(&b) if is_blank(b) || then.contains(&b) => {
-                    self.pos += word.len();
-                    true
-                }
-                None => {
-                    self.pos += word.len();
-                    true
-                }
-                _ => false,
-            }
+        if rest.starts_with(b"not") && rest.get(3).is_some_and(|&b| is_space(b)) {
+            self.pos += 3;
+            self.pos += self.bytes().iter().take_while(|&&b| is_space(b)).count();
+            true
         } else {
             false
         }
     }
 
-    /// The word (`[a-z]+`) at the cursor, not consumed.
-    pub fn peek_word(&self) -> &'a str {
-        let n = self
-            .bytes()
-            .iter()
-            .take_while(|b| b.is_ascii_lowercase())
-            .count();
-        &self.rest()[..n]
+    /// Whether `and`, `or` or `not` follows as a word (Falco's `bool_keyword_follows`).
+    pub fn bool_keyword_follows(&self) -> bool {
+        let rest = self.bytes();
+        [&b"and"[..], b"or", b"not"].iter().any(|kw| {
+            rest.starts_with(kw) && !rest.get(kw.len()).is_some_and(u8::is_ascii_alphanumeric)
+        })
     }
 
     pub fn advance(&mut self, n: usize) {
@@ -93,12 +95,12 @@ impl<'a> Cursor<'a> {
     /// `[a-zA-Z][a-zA-Z0-9_]*`: macro names and list names.
     pub fn identifier(&mut self) -> Option<&'a str> {
         let n = ident_len(self.bytes());
-        if n == 0 {
-            return None;
-        }
-        let s = &self.rest()[..n];
-        self.pos += n;
-        Some(s)
+        (n > 0).then(|| self.take(n))
+    }
+
+    /// Whether an identifier starts here (not consumed).
+    pub fn at_identifier(&self) -> bool {
+        ident_len(self.bytes()) > 0
     }
 
     /// A field name: two or more identifiers joined by dots (`proc.name`, `k8s.pod.label`).
@@ -117,41 +119,29 @@ impl<'a> Cursor<'a> {
             n += 1 + more;
             segments += 1;
         }
-        if segments < 2 {
-            return None;
-        }
-        let s = &self.rest()[..n];
-        self.pos += n;
-        Some(s)
+        (segments >= 2).then(|| self.take(n))
     }
 
-    /// The bare argument of `field[arg]`: anything but brackets, quotes and blanks.
+    /// The bare argument of `field[arg]`: anything but brackets, quotes and spaces.
     pub fn field_arg_bare(&mut self) -> Option<&'a str> {
-        self.take_while(|b| !matches!(b, b'[' | b']' | b'"' | b'\'') && !is_blank(b))
+        self.take_while(|b| !matches!(b, b'[' | b']' | b'"' | b'\'') && !is_space(b))
     }
 
-    /// A bare string value: anything but parentheses, quotes, blanks, `=` and `,`.
+    /// A bare string value: anything but parentheses, quotes, spaces, `=` and `,`.
     pub fn bare_str(&mut self) -> Option<&'a str> {
-        self.take_while(|b| !matches!(b, b'(' | b')' | b'"' | b'\'' | b'=' | b',') && !is_blank(b))
+        self.take_while(|b| !matches!(b, b'(' | b')' | b'"' | b'\'' | b'=' | b',') && !is_space(b))
     }
 
-    /// A decimal (`-12`, `1.5e+3`) or hexadecimal (`0x1F`) number.
+    /// A hexadecimal (`0x1F`) or decimal (`-12`, `1.5e+3`) number, as Falco scans them.
     pub fn number(&mut self) -> Option<&'a str> {
         let b = self.bytes();
-        let mut n = 0;
-        if b.len() > 2 && b[0] == b'0' && (b[1] == b'x' || b[1] == b'X') {
-            n = 2 + b[2..]
-                .iter()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .count();
-            if n > 2 {
-                return Some(self.take(n));
+        if b.len() > 2 && b[0] == b'0' && matches!(b[1], b'x' | b'X') {
+            let digits = b[2..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+            if digits > 0 {
+                return Some(self.take(2 + digits));
             }
-            n = 0;
         }
-        if matches!(b.first(), Some(b'+' | b'-')) {
-            n += 1;
-        }
+        let mut n = usize::from(matches!(b.first(), Some(b'+' | b'-')));
         let digits = b[n..].iter().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
             return None;
@@ -159,8 +149,8 @@ impl<'a> Cursor<'a> {
         n += digits;
         if b.get(n) == Some(&b'.') {
             n += 1;
-            n += b[n..].iter().take_while(|c| c.is_ascii_digit()).count();
         }
+        n += b[n..].iter().take_while(|c| c.is_ascii_digit()).count();
         if matches!(b.get(n), Some(b'e' | b'E'))
             && matches!(b.get(n + 1), Some(b'+' | b'-'))
             && b.get(n + 2).is_some_and(u8::is_ascii_digit)
@@ -171,64 +161,30 @@ impl<'a> Cursor<'a> {
         Some(self.take(n))
     }
 
-    /// A `'...'` or `"..."` string with Falco's escapes (`\b \f \n \r \t \\ \/`, and the
-    /// delimiter itself). `Ok(None)` when the cursor is not on a quote.
+    /// A `'...'` or `"..."` string. As in Falco, the string ends at the first delimiter not
+    /// preceded by a backslash, then its escapes are decoded (`\b \f \n \r \t \\ \/ \xHH`,
+    /// the delimiter, and `\ ` kept as a backslash). `Ok(None)` when the cursor is not on a
+    /// quote; `Err((offset, message))` for an unterminated string or a bad escape.
     pub fn quoted(&mut self) -> Result<Option<String>, (usize, String)> {
         let Some(delim @ (b'"' | b'\'')) = self.peek() else {
             return Ok(None);
         };
         let start = self.pos;
         let bytes = self.src.as_bytes();
-        let mut out = Vec::new();
-        let mut i = start + 1;
-        while i < bytes.len() {
-            let c = bytes[i];
-            if c == delim {
-                self.pos = i + 1;
-                // Only ASCII escapes are rewritten, so `out` stays valid UTF-8.
-                return Ok(Some(String::from_utf8(out).unwrap_or_default()));
-            }
-            if c != b'\\' {
-                out.push(c);
-                i += 1;
-                continue;
-            }
-            let Some(&e) = bytes.get(i + 1) else { break };
-            match e {
-                b'b' => out.push(0x08),
-                b'f' => out.push(0x0c),
-                b'n' => out.push(b'\n'),
-                b'r' => out.push(b'\r'),
-                b't' => out.push(b'\t'),
-                // Falco keeps a backslash for `\ ` (tolerated for old, wrongly escaped rules).
-                b'\\' | b' ' => out.push(b'\\'),
-                b'/' => out.push(b'/'),
-                b'"' | b'\'' if e == delim => out.push(e),
-                b'"' | b'\'' => {
-                    return Err((
-                        i,
-                        format!(
-                            "invalid escape \\{} inside a {}-quoted string",
-                            e as char, delim as char
-                        ),
-                    ));
-                }
-                _ => {
-                    let shown = self.src[i + 1..].chars().next().unwrap_or('?');
-                    return Err((
-                        i,
-                        format!(
-                            "unsupported escape \\{shown} (Falco knows \\b \\f \\n \\r \\t \\\\ \\/ and the quote)"
-                        ),
-                    ));
-                }
-            }
-            i += 2;
+        let mut end = start + 1;
+        while end < bytes.len() && !(bytes[end] == delim && bytes[end - 1] != b'\\') {
+            end += 1;
         }
-        Err((
-            start,
-            format!("unterminated {}-quoted string", delim as char),
-        ))
+        if end >= bytes.len() {
+            return Err((
+                start,
+                format!("unterminated {}-quoted string", delim as char),
+            ));
+        }
+        let value =
+            unescape(&self.src[start + 1..end], delim).map_err(|(i, m)| (start + 1 + i, m))?;
+        self.pos = end + 1;
+        Ok(Some(value))
     }
 
     fn take(&mut self, n: usize) -> &'a str {
@@ -244,19 +200,89 @@ impl<'a> Cursor<'a> {
     }
 }
 
-pub fn is_blank(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x08 | 0x0b | 0x0c)
+/// Falco's `unescape_str` on the body of a string quoted with `delim`. `Err((offset in
+/// body, message))` for an escape Falco refuses.
+fn unescape(body: &str, delim: u8) -> Result<String, (usize, String)> {
+    let bytes = body.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let Some(&e) = bytes.get(i + 1) else {
+            // A trailing lone backslash: Falco's loop ends before decoding it.
+            break;
+        };
+        match e {
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0c),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            // Falco keeps a backslash for `\ ` (tolerated for old, wrongly escaped rules).
+            b'\\' | b' ' => out.push(b'\\'),
+            b'/' => out.push(b'/'),
+            b'"' | b'\'' if e == delim => out.push(e),
+            b'"' | b'\'' => {
+                return Err((
+                    i,
+                    format!(
+                        "invalid escape \\{} inside a {}-quoted string",
+                        e as char, delim as char
+                    ),
+                ));
+            }
+            b'x' => {
+                let hex = bytes
+                    .get(i + 2..i + 4)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+                    .ok_or_else(|| (i, "\\x must be followed by two hex digits".to_owned()))?;
+                out.push(hex);
+                i += 2;
+            }
+            _ => {
+                let shown = body[i + 1..].chars().next().unwrap_or('?');
+                return Err((
+                    i,
+                    format!(
+                        "unsupported escape \\{shown} (Falco knows \\b \\f \\n \\r \\t \\\\ \\/ \\xHH and the quote)"
+                    ),
+                ));
+            }
+        }
+        i += 2;
+    }
+    String::from_utf8(out).map_err(|e| {
+        (
+            e.utf8_error().valid_up_to(),
+            "the string's \\x escapes do not form UTF-8 text, which is all exec events carry"
+                .to_owned(),
+        )
+    })
 }
 
-pub fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+/// Falco's blanks between tokens.
+pub fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | 0x08 | b'\r' | b'\n')
+}
+
+/// POSIX `[:space:]`, which ends bare strings.
+pub fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 fn ident_len(b: &[u8]) -> usize {
     if !b.first().is_some_and(u8::is_ascii_alphabetic) {
         return 0;
     }
-    b.iter().take_while(|&&c| is_ident_byte(c)).count()
+    b.iter()
+        .take_while(|&&c| c.is_ascii_alphanumeric() || c == b'_')
+        .count()
 }
 
 #[cfg(test)]
@@ -292,9 +318,14 @@ mod tests {
         assert_eq!(q(r#""a \"b\" c""#).unwrap().unwrap(), r#"a "b" c"#);
         assert_eq!(q(r"'it\'s'").unwrap().unwrap(), "it's");
         assert_eq!(q(r#""tab\there""#).unwrap().unwrap(), "tab\there");
+        assert_eq!(q(r#""\x41\x42""#).unwrap().unwrap(), "AB");
+        // The string ends at the first quote not preceded by a backslash: `\\'` does not end
+        // it, and the decoded `\\` is one backslash.
+        assert_eq!(q(r"'a \' \\''").unwrap().unwrap(), r"a ' \'");
         assert!(q(r#""x\q""#).is_err());
         assert!(q(r#"'no \" here'"#).is_err());
         assert!(q(r#""open"#).is_err());
+        assert!(q(r#""\xff""#).is_err(), "not UTF-8");
         assert_eq!(q("plain").unwrap(), None);
     }
 
@@ -302,6 +333,7 @@ mod tests {
     fn numbers() {
         let n = |s: &str| Cursor::new(s).number().map(str::to_owned);
         assert_eq!(n("0x1f)"), Some("0x1f".into()));
+        assert_eq!(n("0xZ"), Some("0".into()));
         assert_eq!(n("-12 "), Some("-12".into()));
         assert_eq!(n("1.5e+3"), Some("1.5e+3".into()));
         assert_eq!(n("abc"), None);

@@ -1,8 +1,9 @@
-//! The Falco condition language: syntax tree, scanner and parser. Resolution of macros and
-//! lists, and compilation to an evaluable form, live in `rules::compile`.
+//! The Falco condition language: syntax tree, scanner and parser. Lists are substituted into
+//! the text before parsing (`rules::lists`); macros are resolved, and conditions compiled to
+//! an evaluable form, in `rules::compile`.
 
 pub mod ast;
 mod lexer;
 mod parser;
 
-pub use parser::{MAX_DEPTH, ParseError, TRANSFORMERS, parse, parse_list, parse_operand_prefix};
+pub use parser::{MAX_DEPTH, ParseError, TRANSFORMERS, parse, parse_operand_prefix};

@@ -12,6 +12,8 @@ pub enum Val<'a> {
     Str(Cow<'a, str>),
     Num(i64),
     Bool(bool),
+    /// A list of strings (transformer results).
+    List(Vec<Cow<'a, str>>),
 }
 
 impl Val<'_> {
@@ -20,9 +22,11 @@ impl Val<'_> {
             Val::Str(s) => serde_json::Value::String(s.into_owned()),
             Val::Num(n) => n.into(),
             Val::Bool(b) => b.into(),
+            Val::List(items) => items.into_iter().map(Cow::into_owned).collect(),
         }
     }
 
+    /// As Falco writes it in an output (a list as `(a,b)`).
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
         match self {
@@ -31,6 +35,23 @@ impl Val<'_> {
                 let _ = write!(out, "{n}");
             }
             Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Val::List(items) => {
+                out.push('(');
+                out.push_str(&items.join(","));
+                out.push(')');
+            }
+        }
+    }
+
+    /// The value as text (numbers in decimal).
+    pub fn to_text(&self) -> String {
+        match self {
+            Val::Str(s) => s.to_string(),
+            other => {
+                let mut s = String::new();
+                other.render(&mut s);
+                s
+            }
         }
     }
 }
@@ -95,7 +116,10 @@ impl<'a> EventView<'a> {
             ProcName => non_empty(&p.name).and_then(s),
             ProcExe => non_empty(&p.exe).and_then(s),
             ProcExepath => non_empty(&p.exepath).and_then(s),
-            ProcArgs => Some(Val::Str(Cow::Borrowed(self.args()))),
+            ProcArgs => Some(Val::Str(match spec.arg {
+                Arg::Index(n) => Cow::Borrowed(p.args.get(n).map_or("", String::as_str)),
+                _ => Cow::Borrowed(self.args()),
+            })),
             ProcCmdline => Some(Val::Str(Cow::Borrowed(self.cmdline()))),
             ProcExeline => {
                 let mut line = p.exe.clone();

@@ -10,12 +10,25 @@ mod extract;
 
 pub use extract::{EventView, Val};
 
-/// The value types of fields, as comparisons need them.
+/// The value types of fields (and of transformer results), as comparisons need them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ty {
     Str,
     Num,
     Bool,
+    /// A list of strings (`getopt()`, a literal list in a transformer).
+    List,
+}
+
+impl Ty {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::Str => "string",
+            Ty::Num => "number",
+            Ty::Bool => "boolean",
+            Ty::List => "list",
+        }
+    }
 }
 
 /// A field of an exec event.
@@ -131,6 +144,12 @@ impl Field {
         }
     }
 
+    /// Falco's ancestor fields (`proc.aname`...) take no transformer and cannot be compared
+    /// with another field, on either side (`EPF_NO_TRANSFORMER | EPF_NO_RHS`).
+    pub fn plain_only(self) -> bool {
+        self.is_ancestor()
+    }
+
     fn is_ancestor(self) -> bool {
         matches!(
             self,
@@ -236,6 +255,15 @@ pub fn resolve(name: &str, arg: Option<&str>) -> Result<Resolved, ArgError> {
                 "{name} needs a label key, e.g. {name}[app]"
             )));
         }
+        // `proc.args[n]`: the n-th argument (empty past the last one).
+        (Field::ProcArgs, Some(index)) => match index.parse::<usize>() {
+            Ok(n) => Arg::Index(n),
+            Err(_) => {
+                return Err(ArgError(format!(
+                    "{name}[{index}]: the argument must be an argument number (0 = the first after the command)"
+                )));
+            }
+        },
         (f, Some(index)) if f.is_ancestor() => match index.trim().parse::<usize>() {
             Ok(n) => Arg::Index(n),
             Err(_) => {
@@ -280,6 +308,13 @@ mod tests {
         assert_eq!(resolve("proc.nmae", None).unwrap(), Resolved::Unknown);
         assert!(resolve("proc.aname", Some("x")).is_err());
         assert!(resolve("proc.name", Some("1")).is_err());
+        assert!(matches!(
+            resolve("proc.args", Some("1")).unwrap(),
+            Resolved::Field(FieldSpec {
+                field: Field::ProcArgs,
+                arg: Arg::Index(1)
+            })
+        ));
         assert!(resolve("k8s.pod.label", None).is_err());
         assert!(
             resolve("proc.aname", None)
