@@ -1,6 +1,7 @@
 //! Developer entry points. `cargo xtask --help` lists them.
 
 mod bench;
+mod image;
 mod prereq;
 mod util;
 
@@ -33,6 +34,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Regenerate docs/config.md from youwatch-agent/config/default.yaml.
+    Docs,
+    /// Build the agent's container image with podman (offline: FROM scratch, the stripped
+    /// release binary and the libraries it loads), or only its root filesystem.
+    Image(image::Args),
     /// Benchmarks; figures are printed side by side as ratios, never asserted.
     Bench {
         #[command(subcommand)]
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
         Command::BuildEbpf => prereq::ebpf_toolchain().and_then(|()| util::build_ebpf()),
         Command::Test { args } => test(&args),
         Command::Run { args } => run(&args),
+        Command::Docs => docs(),
+        Command::Image(args) => image::run(args),
         Command::Bench { which } => bench::run(which),
     };
     match result {
@@ -67,6 +75,25 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     util::run_checked(&mut cmd)?;
     // Doc tests are not part of --all-targets.
     util::run_checked(util::cargo().args(["test", "--workspace", "--doc"]))
+}
+
+/// docs/config.md: what `youwatch-agent config default --markdown` prints (the agent owns the
+/// generator, so the test that keeps the file current uses the same code).
+fn docs() -> anyhow::Result<()> {
+    let markdown = util::output(util::cargo().args([
+        "run",
+        "-q",
+        "-p",
+        "youwatch-agent",
+        "--",
+        "config",
+        "default",
+        "--markdown",
+    ]))?;
+    let path = util::workspace_root().join("docs/config.md");
+    std::fs::write(&path, markdown)?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 fn run(args: &[String]) -> anyhow::Result<()> {

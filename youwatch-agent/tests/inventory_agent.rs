@@ -4,103 +4,12 @@
 
 mod support;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::process::Command;
 
-use serde_json::{Value, json};
-use support::{apiserver::ApiServer, cgroup_tree::CgroupTree, require};
+use serde_json::json;
+use support::{agent::Agent, apiserver::ApiServer, cgroup_tree::CgroupTree, require};
 
 const ID: &str = "c0ffee0000000000000000000000000000000000000000000000000000c0ffee";
-
-/// The agent, with its stdout and stderr lines arriving on channels.
-struct Agent {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Agent {
-    fn spawn(mut cmd: Command) -> Agent {
-        let mut child = cmd
-            .env("YOUWATCH_LOG_FORMAT", "json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting youwatch-agent");
-        let lines = |r: Box<dyn std::io::Read + Send>| {
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(r).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            rx
-        };
-        let stdout = lines(Box::new(child.stdout.take().unwrap()));
-        let stderr = lines(Box::new(child.stderr.take().unwrap()));
-        Agent {
-            child,
-            stdout,
-            stderr,
-            log: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `text`; panics with the log after 20 s.
-    fn wait_log(&mut self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no log line with {text:?}; log:\n{}", self.log.join("\n"));
-    }
-
-    /// The first stdout JSON line whose argv holds `marker`.
-    fn exec_with(&mut self, marker: &str) -> Value {
-        loop {
-            let line = self
-                .stdout
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no exec with {marker:?} on stdout"));
-            let v: Value = serde_json::from_str(&line).expect("stdout lines are JSON");
-            if v["event"]["argv"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x == marker))
-            {
-                return v;
-            }
-        }
-    }
-
-    fn stop(mut self) {
-        // SAFETY: plain syscall on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "agent exit {status}");
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn agent_command(dir: &std::path::Path, config: &str) -> Command {
     let path = dir.join("config.yaml");

@@ -193,6 +193,30 @@ pub struct Bus {
     shared: Arc<Shared>,
 }
 
+impl Bus {
+    /// For the readiness check: whether every listener is alive and no lossless queue is
+    /// full (producers would wait). Holds the bus only while it runs, so it never keeps the
+    /// listeners' queues open at shutdown.
+    pub fn flowing_probe(&self) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        move || {
+            let shared = shared.upgrade().ok_or("the detection bus is closed")?;
+            for outlet in &shared.outlets {
+                if outlet.tx.is_closed() {
+                    return Err(format!("the {} listener has stopped", outlet.name));
+                }
+                if outlet.delivery == Delivery::Lossless && outlet.tx.capacity() == 0 {
+                    return Err(format!(
+                        "the {} listener's queue is full ({} detections): producers wait",
+                        outlet.name, outlet.capacity
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Whether the producer may wait for a best-effort listener.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Producer {

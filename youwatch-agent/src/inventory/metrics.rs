@@ -35,6 +35,9 @@ pub struct InventoryMetrics {
     pub process_table_entries: Gauge,
     pub watch_errors: Counter,
     pub resyncs: Counter,
+    /// 1 once the guarded workloads are known: this node's pods listed and applied (cluster
+    /// mode), or cgroupfs scanned (node-local mode).
+    pub synced: Gauge,
     pub execs: Family<AttributionLabels, Counter>,
 }
 
@@ -69,6 +72,11 @@ impl InventoryMetrics {
             "youwatch_inventory_pod_resyncs",
             "Full pod (re-)lists: start-up, and after the watch could not resume",
             self.resyncs.clone(),
+        );
+        registry.register(
+            "youwatch_inventory_synced",
+            "1 once this node's guarded pods (or containers) are known and watched",
+            self.synced.clone(),
         );
         registry.register(
             "youwatch_inventory_execs",

@@ -37,7 +37,7 @@ pub enum PodUpdate {
 /// until the receiver is dropped.
 pub fn spawn(client: Client, node: &str, metrics: InventoryMetrics) -> mpsc::Receiver<PodUpdate> {
     let (tx, rx) = mpsc::channel(256);
-    let api: Api<Pod> = Api::all(client);
+    let api: Api<Pod> = crate::cluster::rbac::POD_WATCH.all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let node = node.to_owned();
     tokio::spawn(async move {

@@ -1,0 +1,145 @@
+//! The agent binary as a child process, its stdout and stderr lines arriving on channels.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+/// The agent, with its stdout and stderr lines arriving on channels.
+pub struct Agent {
+    pub child: Child,
+    pub stdout: mpsc::Receiver<String>,
+    pub stderr: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+    /// Every stdout JSON line read so far.
+    pub out: Vec<Value>,
+}
+
+impl Agent {
+    pub fn spawn(mut cmd: Command) -> Agent {
+        let mut child = cmd
+            .env("YOUWATCH_LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting youwatch-agent");
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().unwrap()));
+        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        Agent {
+            child,
+            stdout,
+            stderr,
+            log: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `text`; panics with the log after 20 s.
+    pub fn wait_log(&mut self, text: &str) -> String {
+        self.log_within(text, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no log line with {text:?}; log:\n{}", self.log.join("\n")))
+    }
+
+    /// The first log line containing `text` within `timeout`.
+    pub fn log_within(&mut self, text: &str, timeout: Duration) -> Option<String> {
+        if let Some(line) = self.log.iter().find(|l| l.contains(text)) {
+            return Some(line.clone());
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let line = self.stderr.recv_timeout(left).ok()?;
+            self.log.push(line.clone());
+            if line.contains(text) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    /// The first stdout JSON line whose argv holds `marker`.
+    pub fn exec_with(&mut self, marker: &str) -> Value {
+        self.stdout_json(Duration::from_secs(20), |v| {
+            v["event"]["argv"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == marker))
+        })
+        .unwrap_or_else(|| panic!("no exec with {marker:?} on stdout"))
+    }
+
+    /// The first stdout JSON line for which `wanted` holds (read before, or within `timeout`).
+    pub fn stdout_json(
+        &mut self,
+        timeout: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        if let Some(v) = self.out.iter().find(|v| wanted(v)) {
+            return Some(v.clone());
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let line = self.stdout.recv_timeout(left).ok()?;
+            let v: Value = serde_json::from_str(&line).expect("stdout lines are JSON");
+            self.out.push(v.clone());
+            if wanted(&v) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// The exit status if the agent ends within `timeout`; its log is collected meanwhile.
+    pub fn exit_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            while let Ok(line) = self.stderr.try_recv() {
+                self.log.push(line);
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                while let Ok(line) = self.stderr.try_recv() {
+                    self.log.push(line);
+                }
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGINT, then waits: the agent must exit cleanly. Returns its whole log.
+    pub fn stop(mut self) -> Vec<String> {
+        // SAFETY: plain syscall on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+            self.log.push(line);
+        }
+        assert!(status.success(), "agent exit {status}:\n{}", self.log.join("\n"));
+        std::mem::take(&mut self.log)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
