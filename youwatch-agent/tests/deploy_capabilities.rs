@@ -78,7 +78,7 @@ const REASONS: &[(&str, &str, fn(&Observed) -> bool)] = &[
         o.attributed() && o.ancestor_exepath().is_empty() && o.user_name().as_deref() != Some("nobody")
     }),
     ("DAC_READ_SEARCH", "read the WAF audit log (mode 0640, the controller's user)", |o| {
-        o.watching && !o.waf_alert
+        !o.waf_alert && o.log.contains("audit.log: Permission denied")
     }),
     ("SYS_NICE", "run the exec ring-buffer reader at sensor.reader_nice (-10)", |o| {
         o.watching && o.reader_nice == Some(0)
@@ -155,7 +155,8 @@ async fn run_agent(caps: &[String]) -> Observed {
     tree.mkdir(&ctr);
 
     // The container's shell, started before the agent (so its lineage comes from /proc),
-    // waits on a fifo, then runs the exec the agent must report.
+    // waits on a fifo, then runs the exec the agent must report, and stays (the agent reads
+    // its /proc entry after the exec) until it is killed.
     let fifo = dir.path().join("go");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: plain syscalls on a path we own.
@@ -172,7 +173,7 @@ async fn run_agent(caps: &[String]) -> Observed {
             "--".into(),
             "/bin/sh".into(),
             "-c".into(),
-            format!("read x < {}; /bin/echo {MARKER}; true", fifo.display()),
+            format!("read x < {0}; /bin/echo {MARKER}; read x < {0}", fifo.display()),
         ])
         .stdout(std::process::Stdio::null());
     let mut shell = shell.spawn().unwrap();
@@ -229,9 +230,9 @@ async fn run_agent(caps: &[String]) -> Observed {
             .is_some();
         o.log = agent.stop().join("\n");
     } else {
-        let _ = shell.kill();
         o.log = agent.log.join("\n");
     }
+    let _ = shell.kill();
     let _ = shell.wait();
     o
 }
