@@ -38,6 +38,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Installed first: a SIGTERM during start-up (the kubelet stopping a pod that is still
+    // parsing BTF) waits for the main loop, which then shuts down in order, instead of killing
+    // the process with programs half attached.
+    let shutdown = shutdown_signal();
     let dry_run = args.dry_run.unwrap_or(DryRun::Off);
     // Resolve every cgroup before touching the kernel, so a typo fails fast and by name.
     let explicit: Vec<(PathBuf, u64)> = args
@@ -160,7 +164,6 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     )?;
     release_freed_heap();
 
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -223,18 +226,22 @@ pub fn print_json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on the first SIGINT or SIGTERM, with the signal's name.
-async fn shutdown_signal() -> &'static str {
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves on the first of them,
+/// with the signal's name.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let handlers = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }
