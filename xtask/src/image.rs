@@ -75,7 +75,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         mib(std::fs::metadata(&agent)?.len()),
         mib(size)
     );
-    println!("save it for a registry or a node with: podman save {} -o youwatch-agent.tar", args.tag);
+    println!(
+        "save it for a registry or a node with: podman save {} -o youwatch-agent.tar",
+        args.tag
+    );
     Ok(())
 }
 
@@ -99,7 +102,12 @@ fn assemble_rootfs(agent: &Path, dir: &Path) -> anyhow::Result<u64> {
             .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     }
     // Mount points the DaemonSet uses, so a read-only root needs no runtime-created dirs.
-    for mount in ["etc/youwatch", "var/lib/youwatch", "var/log/modsecurity", "tmp"] {
+    for mount in [
+        "etc/youwatch",
+        "var/lib/youwatch",
+        "var/log/modsecurity",
+        "tmp",
+    ] {
         std::fs::create_dir_all(dir.join(mount))?;
     }
     Ok(total)
@@ -144,9 +152,17 @@ mod tests {
         assemble_rootfs(ls, &dir).unwrap();
         assert!(dir.join(AGENT_IN_IMAGE).exists());
         let libs = shared_libraries(ls).unwrap();
-        assert!(libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")), "{libs:?}");
+        assert!(
+            libs.iter()
+                .any(|l| l.to_string_lossy().contains("ld-linux")),
+            "{libs:?}"
+        );
         for lib in libs {
-            assert!(dir.join(lib.strip_prefix("/").unwrap()).is_file(), "{}", lib.display());
+            assert!(
+                dir.join(lib.strip_prefix("/").unwrap()).is_file(),
+                "{}",
+                lib.display()
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -57,7 +57,10 @@ impl Observed {
     /// The pre-existing shell's executable, read from /proc/<pid>/exe.
     fn ancestor_exepath(&self) -> String {
         self.exec.as_ref().map_or(String::new(), |e| {
-            e["ancestors"][0]["exepath"].as_str().unwrap_or("").to_owned()
+            e["ancestors"][0]["exepath"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
         })
     }
 
@@ -66,23 +69,43 @@ impl Observed {
     }
 }
 
-/// Why each capability is in the list: the function that breaks without it.
-const REASONS: &[(&str, &str, fn(&Observed) -> bool)] = &[
-    ("BPF", "load the exec sensor (bpf(2) map and program creation)", |o| {
-        !o.watching && o.log.contains("starting the eBPF exec sensor")
-    }),
-    ("PERFMON", "load and attach the raw tracepoint that reads kernel memory", |o| {
-        !o.watching && o.log.contains("starting the eBPF exec sensor")
-    }),
-    ("SYS_PTRACE", "lineage and user names from /proc/<pid> of other users' processes", |o| {
-        o.attributed() && o.ancestor_exepath().is_empty() && o.user_name().as_deref() != Some("nobody")
-    }),
-    ("DAC_READ_SEARCH", "read the WAF audit log (mode 0640, the controller's user)", |o| {
-        !o.waf_alert && o.log.contains("audit.log: Permission denied")
-    }),
-    ("SYS_NICE", "run the exec ring-buffer reader at sensor.reader_nice (-10)", |o| {
-        o.watching && o.reader_nice == Some(0)
-    }),
+/// Why a capability is in the list: the function that breaks without it, and how to see it.
+struct Reason {
+    capability: &'static str,
+    function: &'static str,
+    broken: fn(&Observed) -> bool,
+}
+
+const REASONS: &[Reason] = &[
+    Reason {
+        capability: "BPF",
+        function: "load the exec sensor (bpf(2) map and program creation)",
+        broken: |o| !o.watching && o.log.contains("starting the eBPF exec sensor"),
+    },
+    Reason {
+        capability: "PERFMON",
+        function: "load and attach the raw tracepoint that reads kernel memory",
+        broken: |o| !o.watching && o.log.contains("starting the eBPF exec sensor"),
+    },
+    Reason {
+        capability: "SYS_PTRACE",
+        function: "lineage and user names from /proc/<pid> of other users' processes",
+        broken: |o| {
+            o.attributed()
+                && o.ancestor_exepath().is_empty()
+                && o.user_name().as_deref() != Some("nobody")
+        },
+    },
+    Reason {
+        capability: "DAC_READ_SEARCH",
+        function: "read the WAF audit log (mode 0640, the controller's user)",
+        broken: |o| !o.waf_alert && o.log.contains("audit.log: Permission denied"),
+    },
+    Reason {
+        capability: "SYS_NICE",
+        function: "run the exec ring-buffer reader at sensor.reader_nice (-10)",
+        broken: |o| o.watching && o.reader_nice == Some(0),
+    },
 ];
 
 fn can_run(test: &str) -> bool {
@@ -99,12 +122,30 @@ async fn with_the_manifest_capabilities_the_agent_does_its_job() {
         return;
     }
     let caps = added_capabilities();
-    assert!(!caps.iter().any(|c| c == "SYS_ADMIN"), "the DaemonSet must not add SYS_ADMIN");
+    assert!(
+        !caps.iter().any(|c| c == "SYS_ADMIN"),
+        "the DaemonSet must not add SYS_ADMIN"
+    );
     let o = run_agent(&caps).await;
     assert!(o.watching, "the agent did not start:\n{}", o.log);
-    assert!(o.attributed(), "exec not reported with its pod: {:?}\n{}", o.exec, o.log);
-    assert_eq!(o.ancestor_exepath(), "/usr/bin/dash", "lineage from /proc: {:?}", o.exec);
-    assert_eq!(o.user_name().as_deref(), Some("nobody"), "user name: {:?}", o.exec);
+    assert!(
+        o.attributed(),
+        "exec not reported with its pod: {:?}\n{}",
+        o.exec,
+        o.log
+    );
+    assert_eq!(
+        o.ancestor_exepath(),
+        "/usr/bin/dash",
+        "lineage from /proc: {:?}",
+        o.exec
+    );
+    assert_eq!(
+        o.user_name().as_deref(),
+        Some("nobody"),
+        "user name: {:?}",
+        o.exec
+    );
     assert!(o.waf_alert, "no WAF alert:\n{}", o.log);
     assert_eq!(o.reader_nice, Some(-10));
 }
@@ -116,7 +157,10 @@ async fn without_each_capability_of_the_manifest_its_function_breaks() {
     }
     let caps = added_capabilities();
     for cap in &caps {
-        let Some((_, function, broken)) = REASONS.iter().find(|(name, ..)| name == cap) else {
+        let Some(Reason {
+            function, broken, ..
+        }) = REASONS.iter().find(|r| r.capability == cap)
+        else {
             panic!(
                 "deploy/base/daemonset.yaml adds {cap}, but no test says what needs it: add a reason \
                  to REASONS in {}, or drop it from the manifest",
@@ -150,7 +194,10 @@ async fn run_agent(caps: &[String]) -> Observed {
                 "restartCount": 0, "containerID": format!("containerd://{ID}")}]},
         }),
     );
-    let uid = created["metadata"]["uid"].as_str().unwrap().replace('-', "_");
+    let uid = created["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .replace('-', "_");
     let ctr = format!("kubepods.slice/kubepods-pod{uid}.slice/cri-containerd-{ID}.scope");
     tree.mkdir(&ctr);
 
@@ -173,7 +220,10 @@ async fn run_agent(caps: &[String]) -> Observed {
             "--".into(),
             "/bin/sh".into(),
             "-c".into(),
-            format!("read x < {0}; /bin/echo {MARKER}; read x < {0}", fifo.display()),
+            format!(
+                "read x < {0}; /bin/echo {MARKER}; read x < {0}",
+                fifo.display()
+            ),
         ])
         .stdout(std::process::Stdio::null());
     let mut shell = shell.spawn().unwrap();
@@ -223,7 +273,9 @@ async fn run_agent(caps: &[String]) -> Observed {
         o.reader_nice = reader_nice(agent.child.id());
         std::fs::write(&fifo, "go\n").unwrap();
         o.exec = agent.stdout_json(Duration::from_secs(20), |v| {
-            v["event"]["argv"].as_array().is_some_and(|a| a.iter().any(|x| x == MARKER))
+            v["event"]["argv"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == MARKER))
         });
         o.waf_alert = agent
             .stdout_json(Duration::from_secs(10), |v| v["rule"] == "WAF attack")

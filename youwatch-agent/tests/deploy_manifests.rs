@@ -91,7 +91,12 @@ fn kustomize_renders_the_base_and_every_overlay() {
     ) {
         return;
     }
-    for dir in ["", "overlays/detect-only", "overlays/enforce", "overlays/falco-webhook"] {
+    for dir in [
+        "",
+        "overlays/detect-only",
+        "overlays/enforce",
+        "overlays/falco-webhook",
+    ] {
         let path = deploy_dir().join(dir);
         let out = Command::new("kubectl")
             .arg("kustomize")
@@ -107,13 +112,32 @@ fn kustomize_renders_the_base_and_every_overlay() {
         let text = String::from_utf8(out.stdout).unwrap();
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
         let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
-        for kind in ["Namespace", "ServiceAccount", "ClusterRole", "ConfigMap", "DaemonSet", "Service"] {
-            assert!(kinds.contains(&kind), "{}: no {kind} in {kinds:?}", path.display());
+        for kind in [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ConfigMap",
+            "DaemonSet",
+            "Service",
+        ] {
+            assert!(
+                kinds.contains(&kind),
+                "{}: no {kind} in {kinds:?}",
+                path.display()
+            );
         }
         for doc in &docs {
             check_typed(doc, &path);
-            if doc["kind"] != "Namespace" && doc["kind"] != "ClusterRole" && doc["kind"] != "ClusterRoleBinding" {
-                assert_eq!(doc["metadata"]["namespace"], "youwatch", "{}: {doc}", path.display());
+            if doc["kind"] != "Namespace"
+                && doc["kind"] != "ClusterRole"
+                && doc["kind"] != "ClusterRoleBinding"
+            {
+                assert_eq!(
+                    doc["metadata"]["namespace"],
+                    "youwatch",
+                    "{}: {doc}",
+                    path.display()
+                );
             }
         }
     }
@@ -147,27 +171,47 @@ fn the_daemonset_mounts_what_the_config_reads() {
     let args = agent.args.clone().unwrap_or_default();
     let at = args.iter().position(|a| a == "--config").expect("--config");
     let config_file = Path::new(&args[at + 1]);
-    assert_eq!(Path::new(&mount(&agent, "config").mount_path), config_file.parent().unwrap());
+    assert_eq!(
+        Path::new(&mount(&agent, "config").mount_path),
+        config_file.parent().unwrap()
+    );
 
     let state = mount(&agent, "state");
     assert_eq!(Path::new(&state.mount_path), config.agent.state_dir);
-    assert_ne!(state.read_only, Some(true), "the state directory is written");
+    assert_ne!(
+        state.read_only,
+        Some(true),
+        "the state directory is written"
+    );
     assert_eq!(Path::new(&host_path(&ds, "state")), config.agent.state_dir);
 
     let waf = mount(&agent, "waf-audit-log");
-    assert_eq!(Path::new(&waf.mount_path), config.waf.audit_log.parent().unwrap());
+    assert_eq!(
+        Path::new(&waf.mount_path),
+        config.waf.audit_log.parent().unwrap()
+    );
     assert_eq!(waf.read_only, Some(true));
-    assert_eq!(Path::new(&host_path(&ds, "waf-audit-log")), config.waf.audit_log.parent().unwrap());
+    assert_eq!(
+        Path::new(&host_path(&ds, "waf-audit-log")),
+        config.waf.audit_log.parent().unwrap()
+    );
 
     assert_eq!(mount(&agent, "cgroup").mount_path, "/sys/fs/cgroup");
     assert_eq!(mount(&agent, "btf").mount_path, "/sys/kernel/btf");
 
     let port = config.telemetry.listen_addr().unwrap().unwrap().port();
     let ports = agent.ports.clone().unwrap_or_default();
-    assert!(ports.iter().any(|p| p.container_port == i32::from(port) && p.name.as_deref() == Some("http")));
+    assert!(
+        ports
+            .iter()
+            .any(|p| p.container_port == i32::from(port) && p.name.as_deref() == Some("http"))
+    );
     let env: Vec<String> = agent.env.iter().flatten().map(|e| e.name.clone()).collect();
     for name in ["NODE_NAME", "POD_NAMESPACE", "POD_NAME"] {
-        assert!(env.iter().any(|e| e == name), "the DaemonSet does not set {name}");
+        assert!(
+            env.iter().any(|e| e == name),
+            "the DaemonSet does not set {name}"
+        );
     }
 }
 
@@ -175,7 +219,11 @@ fn the_daemonset_mounts_what_the_config_reads() {
 fn the_daemonset_asks_for_no_privilege_it_does_not_need() {
     let ds = daemonset();
     let pod = ds.spec.unwrap().template.spec.unwrap();
-    assert_ne!(pod.host_network, Some(true), "no hostNetwork: the agent needs no host port");
+    assert_ne!(
+        pod.host_network,
+        Some(true),
+        "no hostNetwork: the agent needs no host port"
+    );
     assert_ne!(pod.host_ipc, Some(true));
     let agent = agent_container();
     let sc = agent.security_context.unwrap();
@@ -185,7 +233,13 @@ fn the_daemonset_asks_for_no_privilege_it_does_not_need() {
     let caps = sc.capabilities.unwrap();
     assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]));
     // Which are added, and why, is proven by tests/deploy_capabilities.rs.
-    assert!(!caps.add.unwrap_or_default().iter().any(|c| c == "SYS_ADMIN"));
+    assert!(
+        !caps
+            .add
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c == "SYS_ADMIN")
+    );
 }
 
 #[test]
@@ -195,7 +249,9 @@ fn probes_and_shutdown_fit_the_agent() {
     let pod = ds.spec.unwrap().template.spec.unwrap();
     let agent = agent_container();
     let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
-        p.as_ref().and_then(|p| p.http_get.as_ref()).and_then(|h| h.path.clone())
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
     };
     assert_eq!(path(&agent.liveness_probe).as_deref(), Some("/healthz"));
     assert_eq!(path(&agent.startup_probe).as_deref(), Some("/healthz"));
@@ -216,11 +272,17 @@ fn the_ingress_nginx_examples_write_where_the_agent_reads() {
     let audit_dir = config.waf.audit_log.parent().unwrap().display().to_string();
     let ds_dir = host_path(&daemonset(), "waf-audit-log");
     assert_eq!(ds_dir, audit_dir);
-    let snippet_ok = |snippet: &str| snippet.contains(&format!("SecAuditLog {audit_log}\n")) && snippet.contains("SecAuditLogFormat JSON");
+    let snippet_ok = |snippet: &str| {
+        snippet.contains(&format!("SecAuditLog {audit_log}\n"))
+            && snippet.contains("SecAuditLogFormat JSON")
+    };
 
     // kubectl patch files.
     let origin = deploy_dir().join("examples/ingress-nginx-modsecurity.yaml");
-    let cm: ConfigMap = typed(&documents("examples/ingress-nginx-modsecurity.yaml")[0], &origin);
+    let cm: ConfigMap = typed(
+        &documents("examples/ingress-nginx-modsecurity.yaml")[0],
+        &origin,
+    );
     assert!(snippet_ok(&cm.data.unwrap()["modsecurity-snippet"]));
     let origin = deploy_dir().join("examples/ingress-nginx-audit-volume.yaml");
     let patch = &documents("examples/ingress-nginx-audit-volume.yaml")[0];
@@ -228,18 +290,26 @@ fn the_ingress_nginx_examples_write_where_the_agent_reads() {
     let spec = template.spec.unwrap();
     let volume = &spec.volumes.unwrap()[0];
     assert_eq!(volume.host_path.as_ref().unwrap().path, audit_dir);
-    assert_eq!(spec.containers[0].volume_mounts.as_ref().unwrap()[0].mount_path, audit_dir);
+    assert_eq!(
+        spec.containers[0].volume_mounts.as_ref().unwrap()[0].mount_path,
+        audit_dir
+    );
 
     // Helm values.
     let origin = deploy_dir().join("examples/ingress-nginx-values.yaml");
     let values = &documents("examples/ingress-nginx-values.yaml")[0]["controller"];
-    assert!(snippet_ok(values["config"]["modsecurity-snippet"].as_str().unwrap()));
+    assert!(snippet_ok(
+        values["config"]["modsecurity-snippet"].as_str().unwrap()
+    ));
     let volumes: Vec<Volume> = typed(&values["extraVolumes"], &origin);
     assert_eq!(volumes[0].host_path.as_ref().unwrap().path, audit_dir);
     let mounts: Vec<VolumeMount> = typed(&values["extraVolumeMounts"], &origin);
     assert_eq!(mounts[0].mount_path, audit_dir);
     let init: Vec<Container> = typed(&values["extraInitContainers"], &origin);
-    assert_eq!(init[0].volume_mounts.as_ref().unwrap()[0].mount_path, audit_dir);
+    assert_eq!(
+        init[0].volume_mounts.as_ref().unwrap()[0].mount_path,
+        audit_dir
+    );
 }
 
 #[test]
@@ -248,10 +318,17 @@ fn the_examples_name_what_the_agent_guards_and_serves() {
     // Juice Shop's pods are named after its Deployment: the default pod name glob guards them.
     let origin = deploy_dir().join("examples/juice-shop.yaml");
     let docs = documents("examples/juice-shop.yaml");
-    let deployment: Deployment = typed(docs.iter().find(|d| d["kind"] == "Deployment").unwrap(), &origin);
+    let deployment: Deployment = typed(
+        docs.iter().find(|d| d["kind"] == "Deployment").unwrap(),
+        &origin,
+    );
     let name = deployment.metadata.name.unwrap();
     let glob = config.inventory.pod_name_pattern.trim_matches('*');
-    assert!(name.contains(glob), "pods {name}-... are not matched by {}", config.inventory.pod_name_pattern);
+    assert!(
+        name.contains(glob),
+        "pods {name}-... are not matched by {}",
+        config.inventory.pod_name_pattern
+    );
     assert!(docs.iter().any(|d| d["kind"] == "Ingress"));
 
     // Falco sends to the agent's Service, on its port, with the token of the Secret the
@@ -259,12 +336,27 @@ fn the_examples_name_what_the_agent_guards_and_serves() {
     let values = &documents("examples/falco-values.yaml")[0];
     let url = values["falco"]["http_output"]["url"].as_str().unwrap();
     let port = config.telemetry.listen_addr().unwrap().unwrap().port();
-    assert!(url.ends_with(&format!("@youwatch-agent.youwatch.svc:{port}/falco")), "{url}");
+    assert!(
+        url.ends_with(&format!("@youwatch-agent.youwatch.svc:{port}/falco")),
+        "{url}"
+    );
     assert_eq!(values["falco"]["json_output"], true);
-    let secret = values["extra"]["env"][0]["valueFrom"]["secretKeyRef"]["name"].as_str().unwrap();
-    let overlay = std::fs::read_to_string(deploy_dir().join("overlays/falco-webhook/token-volume.yaml")).unwrap();
+    let secret = values["extra"]["env"][0]["valueFrom"]["secretKeyRef"]["name"]
+        .as_str()
+        .unwrap();
+    let overlay =
+        std::fs::read_to_string(deploy_dir().join("overlays/falco-webhook/token-volume.yaml"))
+            .unwrap();
     assert!(overlay.contains(&format!("secretName: {secret}")));
     let secrets = documents("examples/falco-webhook-token.yaml");
-    assert!(secrets.iter().any(|d| d["metadata"]["name"] == secret && d["metadata"]["namespace"] == "youwatch"));
-    assert!(secrets.iter().any(|d| d["metadata"]["name"] == secret && d["metadata"]["namespace"] == "falco"));
+    assert!(
+        secrets
+            .iter()
+            .any(|d| d["metadata"]["name"] == secret && d["metadata"]["namespace"] == "youwatch")
+    );
+    assert!(
+        secrets
+            .iter()
+            .any(|d| d["metadata"]["name"] == secret && d["metadata"]["namespace"] == "falco")
+    );
 }

@@ -52,7 +52,10 @@ fn granted(rbac: &Rbac) -> BTreeSet<Grant> {
             for group in rule.api_groups.iter().flatten() {
                 for resource in rule.resources.iter().flatten() {
                     for verb in &rule.verbs {
-                        assert!(group != "*" && resource != "*" && verb != "*", "{name}: no wildcards");
+                        assert!(
+                            group != "*" && resource != "*" && verb != "*",
+                            "{name}: no wildcards"
+                        );
                         out.insert((name.clone(), group.clone(), resource.clone(), verb.clone()));
                     }
                 }

@@ -3,6 +3,7 @@
 
 mod exec;
 mod inventory;
+mod memory;
 mod rules;
 mod waf;
 
@@ -17,6 +18,8 @@ pub enum Which {
     Waf(waf::Args),
     /// Pod visible in a watch event → its cgroup in the kernel's WATCHED map.
     Inventory(inventory::Args),
+    /// The agent's RSS (peak, steady, where it goes) with guarded pods, release build.
+    Memory(memory::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
     Rules(rules::Args),
 }
@@ -27,5 +30,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Waf(args) => waf::run(args),
         Which::Inventory(args) => inventory::run(args),
         Which::Rules(args) => rules::run(args),
+        Which::Memory(args) => memory::run(args),
     }
 }

@@ -85,7 +85,9 @@ fn key_problems(mut tree: Value) -> (Vec<String>, Value) {
         // An unknown key is reported at its own path; take it out, or the bad value.
         let mut segments = segments(&path);
         if let Some(unknown) = unknown_field(&message)
-            && segments.last().is_none_or(|s| *s != Segment::Key(unknown.clone()))
+            && segments
+                .last()
+                .is_none_or(|s| *s != Segment::Key(unknown.clone()))
         {
             segments.push(Segment::Key(unknown));
         }
@@ -212,24 +214,35 @@ mod tests {
 
     #[test]
     fn every_error_is_named_by_its_key_path() {
-        let report = run("agent:\n  nod_name: x\nresponse:\n  playbooks:\n    - name: a\n      actions: [delete_pod]\n    - name: b\n      when:\n        min_priority: hgih\n      actions: [delete_pod]\nwaf:\n  scoring:\n    threshold: many\n");
+        let report = run(
+            "agent:\n  nod_name: x\nresponse:\n  playbooks:\n    - name: a\n      actions: [delete_pod]\n    - name: b\n      when:\n        min_priority: hgih\n      actions: [delete_pod]\nwaf:\n  scoring:\n    threshold: many\n",
+        );
         let all = report.problems.join("\n");
         assert_eq!(report.problems.len(), 3, "{all}");
-        assert!(all.contains("agent.nod_name: unknown field `nod_name`"), "{all}");
+        assert!(
+            all.contains("agent.nod_name: unknown field `nod_name`"),
+            "{all}"
+        );
         assert!(
             all.contains("response.playbooks[1].when.min_priority: ") && all.contains("hgih"),
             "{all}"
         );
         assert!(all.contains("waf.scoring.threshold: "), "{all}");
         let effective = report.effective.unwrap();
-        assert!(!effective.contains("nod_name") && !effective.contains("hgih"), "{effective}");
+        assert!(
+            !effective.contains("nod_name") && !effective.contains("hgih"),
+            "{effective}"
+        );
     }
 
     #[test]
     fn semantic_checks_of_the_stages_are_reported() {
         let report = run("waf:\n  scoring:\n    threshold: 0\ntelemetry:\n  listen: nowhere\n");
         let all = report.problems.join("\n");
-        assert!(all.contains("waf.scoring.threshold must be at least 1"), "{all}");
+        assert!(
+            all.contains("waf.scoring.threshold must be at least 1"),
+            "{all}"
+        );
         assert!(all.contains("telemetry.listen \"nowhere\""), "{all}");
     }
 
@@ -262,6 +275,9 @@ mod tests {
                 Segment::Key("when".into())
             ]
         );
-        assert_eq!(unknown_field("unknown field `nod_name`, expected one of"), Some("nod_name".into()));
+        assert_eq!(
+            unknown_field("unknown field `nod_name`, expected one of"),
+            Some("nod_name".into())
+        );
     }
 }

@@ -49,7 +49,10 @@ pub fn markdown(yaml: &str) -> String {
         for set in &s.settings {
             let (default, meaning) = match (set.default.is_empty(), set.meaning.is_empty()) {
                 (true, true) => ("(group)".to_owned(), "The settings below.".to_owned()),
-                (false, true) => (cell_code(&set.default), "With the setting above.".to_owned()),
+                (false, true) => (
+                    cell_code(&set.default),
+                    "With the setting above.".to_owned(),
+                ),
                 (true, false) => ("(group)".to_owned(), cell(&set.meaning)),
                 (false, false) => (cell_code(&set.default), cell(&set.meaning)),
             };
@@ -73,11 +76,12 @@ fn parse(yaml: &str) -> (String, Vec<Section>) {
     for line in yaml.lines() {
         let indent = line.len() - line.trim_start().len();
         let text = line.trim();
-        if let Some(section) = sections.last_mut().filter(|_| indent > 0 || text.is_empty()) {
-            if !(text.is_empty() && section.yaml.ends_with("\n\n")) {
-                section.yaml.push_str(line);
-                section.yaml.push('\n');
-            }
+        // The section's text, as written (one blank line at most between blocks).
+        if let Some(section) = sections.last_mut().filter(|s| {
+            (indent > 0 || text.is_empty()) && !(text.is_empty() && s.yaml.ends_with("\n\n"))
+        }) {
+            section.yaml.push_str(line);
+            section.yaml.push('\n');
         }
         if text.is_empty() {
             if sections.is_empty() && preamble.is_empty() {
@@ -181,7 +185,11 @@ mod tests {
                 meaning: "State.".into()
             }
         );
-        let paths: Vec<&str> = sections[1].settings.iter().map(|s| s.path.as_str()).collect();
+        let paths: Vec<&str> = sections[1]
+            .settings
+            .iter()
+            .map(|s| s.path.as_str())
+            .collect();
         assert_eq!(
             paths,
             [
@@ -191,8 +199,15 @@ mod tests {
                 "response.retry.initial_backoff"
             ]
         );
-        assert!(sections[1].yaml.contains("    - name: a\n"), "{}", sections[1].yaml);
+        assert!(
+            sections[1].yaml.contains("    - name: a\n"),
+            "{}",
+            sections[1].yaml
+        );
         let md = markdown(YAML);
-        assert!(md.contains("| `response.retry.initial_backoff` | `100ms` | Backoff. |"), "{md}");
+        assert!(
+            md.contains("| `response.retry.initial_backoff` | `100ms` | Backoff. |"),
+            "{md}"
+        );
     }
 }

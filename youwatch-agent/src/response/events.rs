@@ -132,7 +132,8 @@ impl Inner {
             type_: Some(if report.warning { "Warning" } else { "Normal" }.to_owned()),
             ..Event::default()
         };
-        let api: Api<Event> = rbac::EVENT_CREATE.namespaced(self.cluster.client.clone(), &namespace);
+        let api: Api<Event> =
+            rbac::EVENT_CREATE.namespaced(self.cluster.client.clone(), &namespace);
         let params = PostParams {
             dry_run: self.dry_run,
             ..PostParams::default()

@@ -119,7 +119,12 @@ mod tests {
         sensor.ready();
         assert!(readiness.report().ready);
         sensor.not_ready("detached");
-        assert!(readiness.report().text.contains("sensor: not ready: detached"));
+        assert!(
+            readiness
+                .report()
+                .text
+                .contains("sensor: not ready: detached")
+        );
     }
 
     #[test]

@@ -143,10 +143,16 @@ mod tests {
         let h = get("/healthz").await.unwrap();
         assert!(h.starts_with("HTTP/1.1 200") && h.ends_with("ok\n"), "{h}");
         let r = get("/readyz").await.unwrap();
-        assert!(r.starts_with("HTTP/1.1 503") && r.ends_with("sensor: not ready: loading\n"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 503") && r.ends_with("sensor: not ready: loading\n"),
+            "{r}"
+        );
         sensor.ready();
         let r = get("/readyz").await.unwrap();
-        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("sensor: ok\n"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.ends_with("sensor: ok\n"),
+            "{r}"
+        );
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

@@ -131,7 +131,11 @@ impl Agent {
         while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
             self.log.push(line);
         }
-        assert!(status.success(), "agent exit {status}:\n{}", self.log.join("\n"));
+        assert!(
+            status.success(),
+            "agent exit {status}:\n{}",
+            self.log.join("\n")
+        );
         std::mem::take(&mut self.log)
     }
 }
@@ -142,4 +146,3 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
-

@@ -26,8 +26,13 @@ pub fn documents(path: &str) -> Vec<Value> {
 
 /// `doc` as a `K`, checked to lose nothing on the way.
 pub fn typed<K: DeserializeOwned + Serialize>(doc: &Value, origin: &Path) -> K {
-    let object: K = serde_json::from_value(doc.clone())
-        .unwrap_or_else(|e| panic!("{}: not a valid {}: {e}", origin.display(), type_name::<K>()));
+    let object: K = serde_json::from_value(doc.clone()).unwrap_or_else(|e| {
+        panic!(
+            "{}: not a valid {}: {e}",
+            origin.display(),
+            type_name::<K>()
+        )
+    });
     let back = serde_json::to_value(&object).unwrap();
     if let Some(lost) = first_difference(doc, &back, "") {
         panic!(
@@ -40,7 +45,10 @@ pub fn typed<K: DeserializeOwned + Serialize>(doc: &Value, origin: &Path) -> K {
 }
 
 fn type_name<K>() -> &'static str {
-    std::any::type_name::<K>().rsplit("::").next().unwrap_or_default()
+    std::any::type_name::<K>()
+        .rsplit("::")
+        .next()
+        .unwrap_or_default()
 }
 
 /// Where `written` differs from `read`, as a path (`spec.template...`).
