@@ -13,6 +13,7 @@
 mod support;
 
 use std::{
+    io::{Read, Write},
     os::unix::fs::{PermissionsExt, chown},
     path::{Path, PathBuf},
     process::Command,
@@ -44,6 +45,8 @@ struct Observed {
     waf_alert: bool,
     /// The nice value of the ring-buffer reader thread.
     reader_nice: Option<i32>,
+    /// `/readyz` once it answered 200 (within 20 s of watching), its body.
+    ready: Option<String>,
     log: String,
 }
 
@@ -148,6 +151,11 @@ async fn with_the_manifest_capabilities_the_agent_does_its_job() {
     );
     assert!(o.waf_alert, "no WAF alert:\n{}", o.log);
     assert_eq!(o.reader_nice, Some(-10));
+    assert_eq!(
+        o.ready.as_deref(),
+        Some("sensor: ok\ninventory: ok\nbus: ok\n"),
+        "/readyz"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,9 +241,10 @@ async fn run_agent(caps: &[String]) -> Observed {
     std::fs::write(
         &config,
         format!(
-            "agent:\n  state_dir: {state}\ntelemetry:\n  listen: \"\"\ninventory:\n  cgroup:\n    kubepods: {kubepods}\n\
+            "agent:\n  state_dir: {state}\ntelemetry:\n  listen: \"{listen}\"\ninventory:\n  cgroup:\n    kubepods: {kubepods}\n\
              waf:\n  audit_log: {log}\n  report: attacks\n  follow:\n    start_at: beginning\n    poll_interval: 200ms\n  client_ip:\n    ban_loopback: true\n",
             state = dir.path().join("state").display(),
+            listen = free_port(),
             kubepods = tree.root().join("kubepods.slice").display(),
             log = audit_log.display(),
         ),
@@ -271,6 +280,7 @@ async fn run_agent(caps: &[String]) -> Observed {
     };
     if o.watching {
         o.reader_nice = reader_nice(agent.child.id());
+        o.ready = ready(&mut agent);
         std::fs::write(&fifo, "go\n").unwrap();
         o.exec = agent.stdout_json(Duration::from_secs(20), |v| {
             v["event"]["argv"]
@@ -287,6 +297,32 @@ async fn run_agent(caps: &[String]) -> Observed {
     let _ = shell.kill();
     let _ = shell.wait();
     o
+}
+
+/// A loopback address with a port free right now.
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The body of `/readyz` once it answers 200.
+fn ready(agent: &mut Agent) -> Option<String> {
+    let line = agent.log_within("HTTP listener started", Duration::from_secs(20))?;
+    let addr: Value = serde_json::from_str(&line).ok()?;
+    let addr = addr["addr"].as_str()?.to_owned();
+    for _ in 0..100 {
+        let mut s = std::net::TcpStream::connect(&addr).ok()?;
+        write!(s, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        s.read_to_string(&mut response).ok()?;
+        if response.starts_with("HTTP/1.1 200") {
+            return response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
 }
 
 /// Waits until the agent watches the pod's cgroup; false if it exits first.
