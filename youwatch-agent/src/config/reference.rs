@@ -95,6 +95,15 @@ fn parse(yaml: &str) -> (String, Vec<Section>) {
         }
         sequence_of = None;
         if let Some(c) = text.strip_prefix('#') {
+            // A bare `#` ends a section's opening paragraph: it introduces the section, not
+            // the first setting.
+            if let Some(s) = sections.last_mut().filter(|s| {
+                c.trim().is_empty() && s.settings.is_empty() && s.intro.is_empty()
+            }) {
+                s.intro = comment.join(" ");
+                comment.clear();
+                continue;
+            }
             comment.push(c.strip_prefix(' ').unwrap_or(c).to_owned());
             continue;
         }
@@ -170,13 +179,15 @@ fn cell_code(value: &str) -> String {
 mod tests {
     use super::*;
 
-    const YAML: &str = "# Top comment.\n\nagent:\n  # The node.\n  node_name: \"\"\n  # State.\n  state_dir: /var/lib/youwatch\n\nresponse:\n  # Books.\n  playbooks:\n    - name: a\n      when:\n        origins: [rules]\n  # Grace.\n  shutdown_grace: 20s\n  retry:\n    # Backoff.\n    initial_backoff: 100ms\n";
+    const YAML: &str = "# Top comment.\n\nagent:\n  # About agents.\n  #\n  # The node.\n  node_name: \"\"\n  # State.\n  state_dir: /var/lib/youwatch\n\nresponse:\n  # Books.\n  playbooks:\n    - name: a\n      when:\n        origins: [rules]\n  # Grace.\n  shutdown_grace: 20s\n  retry:\n    # Backoff.\n    initial_backoff: 100ms\n";
 
     #[test]
     fn every_key_with_its_default_and_meaning() {
         let (preamble, sections) = parse(YAML);
         assert_eq!(preamble, "Top comment.");
         assert_eq!(sections[0].name, "agent");
+        assert_eq!(sections[0].intro, "About agents.");
+        assert_eq!(sections[0].settings[0].meaning, "The node.");
         assert_eq!(
             sections[0].settings[1],
             Setting {
