@@ -21,8 +21,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     util::require_root("the memory bench loads eBPF programs and creates cgroups")?;
     util::run_checked(util::cargo().args(["build", "--release", "-p", "youwatch-agent"]))?;
     let release = util::workspace_root().join("target/release/youwatch-agent");
+    // The release profile (not bench's): the harness shares the shipped build.
     let mut cmd = util::cargo();
-    cmd.args(["bench", "-p", "youwatch-agent", "--bench", "memory", "--"])
+    cmd.args(["test", "--release", "-p", "youwatch-agent", "--bench", "memory", "--", "--bench"])
         .args(["--pods".to_owned(), args.pods.to_string()])
         .arg("--agent")
         .arg(release);
