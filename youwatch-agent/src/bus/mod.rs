@@ -417,6 +417,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_probe_says_when_the_bus_does_not_flow() {
+        let (bus, mut response, alerts, _) = bus(1);
+        let flowing = bus.flowing_probe();
+        assert_eq!(flowing(), Ok(()));
+        bus.publish(detection("a")).await.unwrap();
+        let full = flowing().unwrap_err();
+        assert!(full.contains("response listener's queue is full"), "{full}");
+        response.recv().await.unwrap();
+        assert_eq!(flowing(), Ok(()));
+        drop(alerts);
+        assert!(flowing().unwrap_err().contains("alerts listener has stopped"));
+        drop(bus);
+        assert!(flowing().is_err(), "a probe must not keep the bus open");
+    }
+
+    #[tokio::test]
     async fn fans_out_to_every_listener() {
         let (bus, mut response, mut alerts, _) = bus(4);
         bus.publish(detection("a")).await.unwrap();
