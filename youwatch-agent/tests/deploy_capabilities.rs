@@ -314,11 +314,17 @@ fn ready(agent: &mut Agent) -> Option<String> {
     let addr = addr["addr"].as_str()?.to_owned();
     for _ in 0..100 {
         let mut s = std::net::TcpStream::connect(&addr).ok()?;
-        write!(s, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut response = String::new();
         s.read_to_string(&mut response).ok()?;
         if response.starts_with("HTTP/1.1 200") {
-            return response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned());
+            return response
+                .split_once("\r\n\r\n")
+                .map(|(_, body)| body.to_owned());
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -23,10 +23,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let release = util::workspace_root().join("target/release/youwatch-agent");
     // The release profile (not bench's): the harness shares the shipped build.
     let mut cmd = util::cargo();
-    cmd.args(["test", "--release", "-p", "youwatch-agent", "--bench", "memory", "--", "--bench"])
-        .args(["--pods".to_owned(), args.pods.to_string()])
-        .arg("--agent")
-        .arg(release);
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "youwatch-agent",
+        "--bench",
+        "memory",
+        "--",
+        "--bench",
+    ])
+    .args(["--pods".to_owned(), args.pods.to_string()])
+    .arg("--agent")
+    .arg(release);
     for agent in args.agent {
         cmd.arg("--agent").arg(agent);
     }

@@ -427,7 +427,11 @@ mod tests {
         response.recv().await.unwrap();
         assert_eq!(flowing(), Ok(()));
         drop(alerts);
-        assert!(flowing().unwrap_err().contains("alerts listener has stopped"));
+        assert!(
+            flowing()
+                .unwrap_err()
+                .contains("alerts listener has stopped")
+        );
         drop(bus);
         assert!(flowing().is_err(), "a probe must not keep the bus open");
     }

@@ -97,9 +97,10 @@ fn parse(yaml: &str) -> (String, Vec<Section>) {
         if let Some(c) = text.strip_prefix('#') {
             // A bare `#` ends a section's opening paragraph: it introduces the section, not
             // the first setting.
-            if let Some(s) = sections.last_mut().filter(|s| {
-                c.trim().is_empty() && s.settings.is_empty() && s.intro.is_empty()
-            }) {
+            if let Some(s) = sections
+                .last_mut()
+                .filter(|s| c.trim().is_empty() && s.settings.is_empty() && s.intro.is_empty())
+            {
                 s.intro = comment.join(" ");
                 comment.clear();
                 continue;
