@@ -1,6 +1,7 @@
 //! Developer entry points. `cargo xtask --help` lists them.
 
 mod bench;
+mod image;
 mod prereq;
 mod util;
 
@@ -40,6 +41,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Regenerate docs/config.md from youwatch-agent/config/default.yaml.
+    Docs,
+    /// Build the agent's container image with podman (offline: FROM scratch, the stripped
+    /// release binary and the libraries it loads), or only its root filesystem.
+    Image(image::Args),
     /// Benchmarks; figures are printed side by side as ratios, never asserted.
     Bench {
         #[command(subcommand)]
@@ -54,6 +60,8 @@ fn main() -> ExitCode {
         Command::Test { args } => test(&args),
         Command::E2e { args } => e2e(&args),
         Command::Run { args } => run(&args),
+        Command::Docs => docs(),
+        Command::Image(args) => image::run(args),
         Command::Bench { which } => bench::run(which),
     };
     match result {
@@ -91,6 +99,25 @@ fn e2e(args: &[String]) -> anyhow::Result<()> {
     }
     cmd.args(args);
     util::run_checked(&mut cmd)
+}
+
+/// docs/config.md: what `youwatch-agent config default --markdown` prints (the agent owns the
+/// generator, so the test that keeps the file current uses the same code).
+fn docs() -> anyhow::Result<()> {
+    let markdown = util::output(util::cargo().args([
+        "run",
+        "-q",
+        "-p",
+        "youwatch-agent",
+        "--",
+        "config",
+        "default",
+        "--markdown",
+    ]))?;
+    let path = util::workspace_root().join("docs/config.md");
+    std::fs::write(&path, markdown)?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 fn run(args: &[String]) -> anyhow::Result<()> {

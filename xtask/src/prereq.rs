@@ -1,5 +1,6 @@
 //! Prerequisites, installed when missing: the nightly rust-src component, LLVM 22, bpf-linker,
-//! and the Debian packages the tests use (a real nginx + ModSecurity + CRS WAF).
+//! the Debian packages the tests use (a real nginx + ModSecurity + CRS WAF), and podman for
+//! `cargo xtask image`.
 
 use std::{path::Path, process::Command};
 
@@ -13,6 +14,9 @@ const LLVM_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev"
 /// Debian packages the test suite needs.
 const TEST_PACKAGES: &[&str] = &["nginx", "libnginx-mod-http-modsecurity", "modsecurity-crs"];
 
+/// Builds and inspects images offline (`FROM scratch`, no registry needed).
+const IMAGE_PACKAGES: &[&str] = &["podman"];
+
 /// Everything `youwatch-ebpf` needs to build.
 pub fn ebpf_toolchain() -> anyhow::Result<()> {
     rust_src()?;
@@ -24,7 +28,16 @@ pub fn ebpf_toolchain() -> anyhow::Result<()> {
 
 /// Debian packages for the tests (nginx with ModSecurity and the OWASP CRS).
 pub fn test_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = TEST_PACKAGES
+    install_missing(TEST_PACKAGES)
+}
+
+/// The container tool `cargo xtask image` builds with.
+pub fn image_tools() -> anyhow::Result<()> {
+    install_missing(IMAGE_PACKAGES).context("installing podman to build the image")
+}
+
+fn install_missing(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| !dpkg_installed(p))

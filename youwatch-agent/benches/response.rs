@@ -225,10 +225,12 @@ async fn main() {
         server.create_with_uid("pods", NS, pod(&name, &uid, &ctr_id));
         agent.wait_log_all(&["watching pod cgroup", &uid]);
         tree.sh(&ctr, "true");
-        let alert = agent.stdout_json(Duration::from_secs(10), |v| {
-            v["rule"] == "Shell spawned in Juice Shop pod"
-                && v["output_fields"]["k8s.pod.name"] == name.as_str()
-        });
+        let alert = agent
+            .stdout_json(Duration::from_secs(10), |v| {
+                v["rule"] == "Shell spawned in Juice Shop pod"
+                    && v["output_fields"]["k8s.pod.name"] == name.as_str()
+            })
+            .expect("the awaited stdout line");
         let exec_at = alert_time(&alert);
         let path = format!("DELETE /api/v1/namespaces/{NS}/pods/{name}");
         let deadline = Instant::now() + Duration::from_secs(10);

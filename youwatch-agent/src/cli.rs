@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{config::Config, logging::LogArgs, run};
+use crate::{logging::LogArgs, run};
 
 /// YouWatch node agent: sees every exec in the pods it guards with its own eBPF programs,
 /// evaluates Falco-format rules on them, scores WAF attackers from the ModSecurity audit log,
@@ -92,12 +92,38 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the embedded default configuration: every setting, its default and what it does.
-    Default,
-    /// Check a configuration file and print the effective configuration.
+    Default {
+        /// Print it as the Markdown reference (docs/config.md) instead of YAML.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Check a configuration file: every error with its key path, the checks the stages make
+    /// at start-up, and the effective configuration (the file over the defaults) as YAML.
+    /// Exit status 1 when there are errors.
     Check {
         /// The file to check.
         file: PathBuf,
     },
+}
+
+/// `config check FILE`: the effective configuration on stdout, every problem on stderr.
+fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", file.display()))?;
+    let report = crate::config::check::check(&text, file);
+    if let Some(effective) = &report.effective {
+        print!("{effective}");
+    }
+    for problem in &report.problems {
+        eprintln!("{}: {problem}", file.display());
+    }
+    if report.problems.is_empty() {
+        eprintln!("{}: ok", file.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{}: {} error(s)", file.display(), report.problems.len());
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 /// Runs the chosen command; the exit code is the command's verdict.
@@ -105,15 +131,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run::main(cli.run),
         Some(Command::Run(args)) => run::main(args),
-        Some(Command::Config(ConfigCommand::Default)) => {
+        Some(Command::Config(ConfigCommand::Default { markdown: false })) => {
             print!("{}", crate::config::DEFAULT_YAML);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Config(ConfigCommand::Check { file })) => {
-            let config = Config::load(Some(&file))?;
-            println!("{config:#?}");
+        Some(Command::Config(ConfigCommand::Default { markdown: true })) => {
+            print!(
+                "{}",
+                crate::config::reference::markdown(crate::config::DEFAULT_YAML)
+            );
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Config(ConfigCommand::Check { file })) => check_config(&file),
         Some(Command::Replay(args)) => crate::waf::replay::run(args),
         Some(Command::Rules(cmd)) => crate::rules::cli::run(cmd),
         Some(Command::Bans(args)) => crate::response::cli::bans(args),

@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 use crate::{inputs, inventory, response, rules, sensor, telemetry, waf};
 
+pub mod check;
+pub mod reference;
+
 /// The embedded default configuration (and reference), `youwatch-agent/config/default.yaml`.
 pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
 

@@ -21,7 +21,7 @@ use crate::{
     rules,
     sensor::ebpf::ExecSensor,
     stage::StageHandle,
-    telemetry::{alert, http},
+    telemetry::{alert, health::Readiness, http},
 };
 
 /// Decisions the response stage may hold before producers wait (each is small).
@@ -38,6 +38,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Installed first: a SIGTERM during start-up (the kubelet stopping a pod that is still
+    // parsing BTF) waits for the main loop, which then shuts down in order, instead of killing
+    // the process with programs half attached.
+    let shutdown = shutdown_signal();
     let dry_run = args.dry_run.unwrap_or(DryRun::Off);
     // Resolve every cgroup before touching the kernel, so a typo fails fast and by name.
     let explicit: Vec<(PathBuf, u64)> = args
@@ -101,6 +105,16 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let inventory_metrics = inventory::InventoryMetrics::default();
     inventory_metrics.register(&mut registry);
 
+    // /readyz: the sensor's program attached and read, the inventory synced, the bus flowing.
+    let readiness = Readiness::default();
+    let sensor_ready = readiness.flag("sensor", "the exec sensor is starting");
+    let synced = inventory_metrics.synced.clone();
+    readiness.probe("inventory", move || match synced.get() {
+        0 => Err("waiting for this node's pods (or containers) to be listed".into()),
+        _ => Ok(()),
+    });
+    readiness.probe("bus", bus.flowing_probe());
+
     // Spawn: listeners first, so producers never publish into nothing.
     let listeners = [
         response.spawn(response_listener, bus.reports_only()),
@@ -109,7 +123,10 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = match listen {
         Some(addr) => {
-            let app = http::router(Arc::new(registry), falco_webhook.unwrap_or_default());
+            let routes = falco_webhook
+                .unwrap_or_default()
+                .merge(http::readyz(readiness.clone()));
+            let app = http::router(Arc::new(registry), routes);
             let shutdown = async {
                 let _ = http_stopped.await;
             };
@@ -133,6 +150,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let watch = sensor.watch_set();
     let events = sensor.events(config.sensor.channel_capacity)?;
+    sensor_ready.ready();
     let mut sensor = Some(sensor);
     // The inventory sits between the sensor and the rules: it keeps the watched cgroups in
     // step with the guarded workloads and enriches each exec.
@@ -144,8 +162,8 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         events,
         inventory_metrics,
     )?;
+    release_freed_heap();
 
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -161,6 +179,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             signal = &mut shutdown, if sensor.is_some() => {
                 if let Some(sensor) = sensor.take() {
+                    sensor_ready.not_ready("shutting down");
                     tracing::info!(signal, counters = ?sensor.counters().ok(), "shutting down: detaching the exec sensor");
                     sensor.detach();
                 }
@@ -188,6 +207,16 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Start-up (parsing the kernel's BTF, compiling rules) leaves tens of MB freed in the heap
+/// that glibc keeps; give it back once, so the steady footprint is what the agent uses.
+fn release_freed_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// One JSON object per line on stdout, flushed (dry-run output is read by people and pipes).
 pub fn print_json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -197,18 +226,22 @@ pub fn print_json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on the first SIGINT or SIGTERM, with the signal's name.
-async fn shutdown_signal() -> &'static str {
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves on the first of them,
+/// with the signal's name.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let handlers = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }

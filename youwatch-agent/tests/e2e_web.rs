@@ -228,9 +228,11 @@ async fn dev_vm_dry_run_without_a_cluster_prints_the_planned_requests() {
         &config(dir.path(), &waf.audit_log()),
     ));
     agent.wait_log("agent mode: node-local");
-    let planned = agent.stdout_json(Duration::from_secs(20), |v| {
-        v["dry_run"] == "client" && v["action"] == "deny_ip"
-    });
+    let planned = agent
+        .stdout_json(Duration::from_secs(20), |v| {
+            v["dry_run"] == "client" && v["action"] == "deny_ip"
+        })
+        .expect("the awaited stdout line");
     assert_eq!(planned["request"]["method"], "PATCH");
     assert!(
         planned["request"]["path"]

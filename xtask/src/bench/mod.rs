@@ -3,6 +3,7 @@
 
 mod exec;
 mod inventory;
+mod memory;
 mod response;
 mod rules;
 mod waf;
@@ -20,6 +21,8 @@ pub enum Which {
     Inventory(inventory::Args),
     /// Exec in a guarded pod → DELETE on the wire (agent binary, test API server).
     Response(response::Args),
+    /// The agent's RSS (peak, steady, where it goes) with guarded pods, release build.
+    Memory(memory::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
     Rules(rules::Args),
 }
@@ -31,5 +34,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Inventory(args) => inventory::run(args),
         Which::Rules(args) => rules::run(args),
         Which::Response(args) => response::run(args),
+        Which::Memory(args) => memory::run(args),
     }
 }

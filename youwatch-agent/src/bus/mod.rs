@@ -193,6 +193,30 @@ pub struct Bus {
     shared: Arc<Shared>,
 }
 
+impl Bus {
+    /// For the readiness check: whether every listener is alive and no lossless queue is
+    /// full (producers would wait). Holds the bus only while it runs, so it never keeps the
+    /// listeners' queues open at shutdown.
+    pub fn flowing_probe(&self) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        move || {
+            let shared = shared.upgrade().ok_or("the detection bus is closed")?;
+            for outlet in &shared.outlets {
+                if outlet.tx.is_closed() {
+                    return Err(format!("the {} listener has stopped", outlet.name));
+                }
+                if outlet.delivery == Delivery::Lossless && outlet.tx.capacity() == 0 {
+                    return Err(format!(
+                        "the {} listener's queue is full ({} detections): producers wait",
+                        outlet.name, outlet.capacity
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Whether the producer may wait for a best-effort listener.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Producer {
@@ -390,6 +414,26 @@ mod tests {
         let response = b.listen("response", capacity, Delivery::Lossless);
         let alerts = b.listen("alerts", capacity, Delivery::BestEffort);
         (b.build(), response, alerts, metrics)
+    }
+
+    #[tokio::test]
+    async fn the_probe_says_when_the_bus_does_not_flow() {
+        let (bus, mut response, alerts, _) = bus(1);
+        let flowing = bus.flowing_probe();
+        assert_eq!(flowing(), Ok(()));
+        bus.publish(detection("a")).await.unwrap();
+        let full = flowing().unwrap_err();
+        assert!(full.contains("response listener's queue is full"), "{full}");
+        response.recv().await.unwrap();
+        assert_eq!(flowing(), Ok(()));
+        drop(alerts);
+        assert!(
+            flowing()
+                .unwrap_err()
+                .contains("alerts listener has stopped")
+        );
+        drop(bus);
+        assert!(flowing().is_err(), "a probe must not keep the bus open");
     }
 
     #[tokio::test]

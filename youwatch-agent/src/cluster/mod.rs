@@ -7,6 +7,7 @@
 //! containers from cgroupfs and the response stage can only plan (dry-run).
 
 pub mod mode;
+pub mod rbac;
 
 use std::sync::Arc;
 

@@ -46,6 +46,9 @@ pub struct InventoryMetrics {
     pub process_table_entries: Gauge,
     pub watch_errors: Family<WatchErrorLabels, Counter>,
     pub relists: Family<RelistLabels, Counter>,
+    /// 1 once the guarded workloads are known: this node's pods listed and applied (cluster
+    /// mode), or cgroupfs scanned (node-local mode).
+    pub synced: Gauge,
     pub execs: Family<AttributionLabels, Counter>,
 }
 
@@ -80,6 +83,11 @@ impl InventoryMetrics {
             "youwatch_inventory_pod_relists",
             "Complete lists of this node's pods, by reason: start-up, periodic, or the watch could not resume",
             self.relists.clone(),
+        );
+        registry.register(
+            "youwatch_inventory_synced",
+            "1 once this node's guarded pods (or containers) are known and watched",
+            self.synced.clone(),
         );
         registry.register(
             "youwatch_inventory_execs",

@@ -49,7 +49,7 @@ pub fn spawn(
     metrics: InventoryMetrics,
 ) -> mpsc::Receiver<PodUpdate> {
     let (tx, rx) = mpsc::channel(256);
-    let api = Api::all(client);
+    let api: Api<Pod> = crate::cluster::rbac::POD_WATCH.all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let stream = new_watcher(&api, &config);
     let mut watch = PodWatch {

@@ -385,6 +385,7 @@ impl<W: CgroupWatch> State<W> {
                 for uid in &vanished {
                     self.remove(uid, "gone from the API server's list");
                 }
+                self.metrics.synced.set(1);
                 touched
             }
         };
@@ -569,6 +570,7 @@ impl<W: CgroupWatch> State<W> {
             .cloned()
             .collect();
         if first {
+            self.metrics.synced.set(1);
             tracing::info!(
                 containers = found.len(),
                 selected = selected.len(),

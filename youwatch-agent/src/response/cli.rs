@@ -134,7 +134,7 @@ impl Session {
 
     /// Every Ingress of the cluster (a ledger may sit on one no longer selected).
     async fn ingresses(&self) -> anyhow::Result<Vec<Ingress>> {
-        let api: Api<Ingress> = Api::all(self.client.clone());
+        let api: Api<Ingress> = crate::cluster::rbac::INGRESS_WATCH.all(self.client.clone());
         Ok(api
             .list(&ListParams::default())
             .await

@@ -15,7 +15,7 @@ use kube::api::{Api, PostParams};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
-use crate::cluster::{ClusterContext, REPORTING_CONTROLLER};
+use crate::cluster::{ClusterContext, REPORTING_CONTROLLER, rbac};
 
 /// Events being sent at once at most; more are dropped (counted).
 const IN_FLIGHT: usize = 64;
@@ -139,7 +139,8 @@ impl Inner {
             type_: Some(if report.warning { "Warning" } else { "Normal" }.to_owned()),
             ..Event::default()
         };
-        let api: Api<Event> = Api::namespaced(self.cluster.client.clone(), &namespace);
+        let api: Api<Event> =
+            rbac::EVENT_CREATE.namespaced(self.cluster.client.clone(), &namespace);
         let params = PostParams {
             dry_run: self.dry_run,
             ..PostParams::default()

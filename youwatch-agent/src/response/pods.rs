@@ -28,7 +28,7 @@ use super::{
     metrics::{Outcome, ResponseMetrics},
     retry::{ErrorClass, Failure, with_retry},
 };
-use crate::cluster::ClusterContext;
+use crate::cluster::{ClusterContext, rbac};
 
 /// Workloads whose recent deletions are remembered for the rate limit.
 const RATE_CAPACITY: usize = 1024;
@@ -114,7 +114,7 @@ impl PodDeleter {
         {
             return finished;
         }
-        let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &pod.namespace);
+        let api: Api<Pod> = rbac::POD_DELETE.namespaced(cluster.client.clone(), &pod.namespace);
         let params = DeleteParams {
             dry_run: dry == DryRun::Server,
             grace_period_seconds: Some(self.config.grace_period_seconds),
@@ -196,7 +196,7 @@ impl PodDeleter {
                 workload: top.unwrap_or_default(),
             }));
         }
-        let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &pod.namespace);
+        let api: Api<Pod> = rbac::POD_GET.namespaced(cluster.client.clone(), &pod.namespace);
         let kind = decided.action.kind();
         let live = match with_retry(
             &self.retry,
@@ -345,7 +345,7 @@ impl PodDeleter {
         let deadline = decided.give_up_at;
         Ok(match kind {
             "ReplicaSet" => {
-                let api: Api<ReplicaSet> = Api::namespaced(client, namespace);
+                let api: Api<ReplicaSet> = rbac::REPLICASET_GET.namespaced(client, namespace);
                 let rs = with_retry(&self.retry, deadline, retry, || api.get(name)).await?;
                 Some((
                     get(rs.spec.and_then(|s| s.replicas)),
@@ -353,7 +353,7 @@ impl PodDeleter {
                 ))
             }
             "StatefulSet" => {
-                let api: Api<StatefulSet> = Api::namespaced(client, namespace);
+                let api: Api<StatefulSet> = rbac::STATEFULSET_GET.namespaced(client, namespace);
                 let ss = with_retry(&self.retry, deadline, retry, || api.get(name)).await?;
                 Some((
                     get(ss.spec.and_then(|s| s.replicas)),
@@ -361,7 +361,7 @@ impl PodDeleter {
                 ))
             }
             "DaemonSet" => {
-                let api: Api<DaemonSet> = Api::namespaced(client, namespace);
+                let api: Api<DaemonSet> = rbac::DAEMONSET_GET.namespaced(client, namespace);
                 let ds = with_retry(&self.retry, deadline, retry, || api.get(name)).await?;
                 ds.status.map(|s| {
                     (

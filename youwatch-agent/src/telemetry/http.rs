@@ -1,5 +1,6 @@
 //! The agent's HTTP listener on `telemetry.listen`: `/metrics` (Prometheus text from the
-//! shared registry), `/healthz`, and the routes other stages hand in (`POST /falco`).
+//! shared registry), `/healthz` (the process answers), `/readyz` (every part of the agent is
+//! doing its job, see [`super::health`]), and the routes other stages hand in (`POST /falco`).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -12,6 +13,8 @@ use axum::{
 };
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+use super::health::Readiness;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -36,6 +39,23 @@ pub fn router(registry: Arc<Registry>, extra: Router) -> Router {
         .merge(extra)
 }
 
+/// `/readyz`: 200 and one `part: ok` line per part when all are ready, else 503 and the
+/// reason of each part that is not.
+pub fn readyz(readiness: Readiness) -> Router {
+    Router::new().route(
+        "/readyz",
+        get(move || {
+            let report = readiness.report();
+            let status = if report.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            async move { (status, report.text) }
+        }),
+    )
+}
+
 /// Binds `addr` (so a taken port fails at start-up, by name).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
     TcpListener::bind(addr)
@@ -52,7 +72,7 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    tracing::info!(%addr, "HTTP listener started (/metrics, /healthz)");
+    tracing::info!(%addr, "HTTP listener started (/metrics, /healthz, /readyz)");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -95,9 +115,11 @@ mod tests {
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let readiness = Readiness::default();
+        let sensor = readiness.flag("sensor", "loading");
         let server = tokio::spawn(serve(
             listener,
-            router(Arc::new(registry), Router::new()),
+            router(Arc::new(registry), readyz(readiness)),
             async {
                 let _ = stopped.await;
             },
@@ -120,6 +142,17 @@ mod tests {
         assert!(m.contains("youwatch_test_things_total 1"), "{m}");
         let h = get("/healthz").await.unwrap();
         assert!(h.starts_with("HTTP/1.1 200") && h.ends_with("ok\n"), "{h}");
+        let r = get("/readyz").await.unwrap();
+        assert!(
+            r.starts_with("HTTP/1.1 503") && r.ends_with("sensor: not ready: loading\n"),
+            "{r}"
+        );
+        sensor.ready();
+        let r = get("/readyz").await.unwrap();
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.ends_with("sensor: ok\n"),
+            "{r}"
+        );
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

@@ -1,6 +1,7 @@
 //! Telemetry: Prometheus metrics, health, and the agent's HTTP listener.
 
 pub mod alert;
+pub mod health;
 pub mod http;
 
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// Address of the agent's HTTP port (`/metrics`, `/healthz`, `POST /falco`).
+    /// Address of the agent's HTTP port (`/metrics`, `/healthz`, `/readyz`, `POST /falco`).
     /// Empty string: no HTTP listener.
     pub listen: String,
     /// Falco-format JSON alerts (stdout, file).

@@ -1,5 +1,5 @@
 //! The agent binary as a child process: its stdout and stderr lines on channels, waits for a
-//! log line or a JSON line, SIGINT/SIGTERM/SIGKILL.
+//! log line or a JSON line, signals; and the commands that start it.
 
 use std::{
     io::{BufRead, BufReader},
@@ -13,9 +13,11 @@ use serde_json::Value;
 /// The agent, with its stdout and stderr lines arriving on channels.
 pub struct Agent {
     pub child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-    log: Vec<String>,
+    pub stdout: mpsc::Receiver<String>,
+    pub stderr: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+    /// Every stdout JSON line read so far.
+    pub out: Vec<Value>,
 }
 
 impl Agent {
@@ -44,6 +46,7 @@ impl Agent {
             stdout,
             stderr,
             log: Vec::new(),
+            out: Vec::new(),
         }
     }
 
@@ -54,51 +57,115 @@ impl Agent {
 
     /// Waits for a log line containing every one of `texts`; panics with the log after 20 s.
     pub fn wait_log_all(&mut self, texts: &[&str]) -> String {
-        let text = texts.join(" + ");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        self.log_within_all(texts, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no log line with {texts:?}; log:\n{}", self.log.join("\n")))
+    }
+
+    /// The first log line containing `text` within `timeout`.
+    pub fn log_within(&mut self, text: &str, timeout: Duration) -> Option<String> {
+        self.log_within_all(&[text], timeout)
+    }
+
+    /// The first log line containing every one of `texts` (read before, or within `timeout`).
+    pub fn log_within_all(&mut self, texts: &[&str], timeout: Duration) -> Option<String> {
+        let all = |l: &String| texts.iter().all(|t| l.contains(t));
+        if let Some(line) = self.log.iter().find(|l| all(l)) {
+            return Some(line.clone());
+        }
+        let deadline = std::time::Instant::now() + timeout;
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if texts.iter().all(|t| line.contains(t)) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
+            let line = self.stderr.recv_timeout(left).ok()?;
+            self.log.push(line.clone());
+            if all(&line) {
+                return Some(line);
             }
         }
-        panic!("no log line with {text:?}; log:\n{}", self.log.join("\n"));
+        None
     }
 
     /// The first stdout JSON line whose argv holds `marker`.
     pub fn exec_with(&mut self, marker: &str) -> Value {
-        loop {
-            let line = self
-                .stdout
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no exec with {marker:?} on stdout"));
-            let v: Value = serde_json::from_str(&line).expect("stdout lines are JSON");
-            if v["event"]["argv"]
+        self.stdout_json(Duration::from_secs(20), |v| {
+            v["event"]["argv"]
                 .as_array()
                 .is_some_and(|a| a.iter().any(|x| x == marker))
-            {
-                return v;
+        })
+        .unwrap_or_else(|| panic!("no exec with {marker:?} on stdout"))
+    }
+
+    /// The first stdout JSON line for which `wanted` holds (read before, or within `timeout`).
+    pub fn stdout_json(
+        &mut self,
+        timeout: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        if let Some(v) = self.out.iter().find(|v| wanted(v)) {
+            return Some(v.clone());
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let line = self.stdout.recv_timeout(left).ok()?;
+            let v: Value = serde_json::from_str(&line).expect("stdout lines are JSON");
+            self.out.push(v.clone());
+            if wanted(&v) {
+                return Some(v);
             }
+        }
+        None
+    }
+
+    /// The exit status if the agent ends within `timeout`; its log is collected meanwhile.
+    pub fn exit_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            while let Ok(line) = self.stderr.try_recv() {
+                self.log.push(line);
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                while let Ok(line) = self.stderr.try_recv() {
+                    self.log.push(line);
+                }
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    pub fn stop(mut self) {
+    /// SIGINT, then waits: the agent must exit cleanly. Returns its whole log.
+    pub fn stop(mut self) -> Vec<String> {
         // SAFETY: plain syscall on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "agent exit {status}");
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+            self.log.push(line);
+        }
+        assert!(
+            status.success(),
+            "agent exit {status}:\n{}",
+            self.log.join("\n")
+        );
+        std::mem::take(&mut self.log)
     }
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Agent {
+    /// The log lines received so far.
+    pub fn drain_log(&mut self) -> Vec<String> {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.log.push(line);
+        }
+        self.log.clone()
+    }
+
+    /// Sends `signal` and waits for the exit status.
+    pub fn signal_and_wait(mut self, signal: i32) -> std::process::ExitStatus {
+        // SAFETY: plain syscall on our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.child.wait().unwrap()
     }
 }
 
@@ -110,7 +177,8 @@ pub fn agent_command(dir: &std::path::Path, config: &str) -> Command {
     cmd
 }
 
-/// The agent binary acting for real (no `--dry-run`), otherwise as [`agent_command`].
+/// The agent binary acting for real (no `--dry-run`), otherwise as [`agent_command`]
+/// (`YOUWATCH_TEST_AGENT_LOG` sets its log filter, e.g. `youwatch_agent=debug`).
 pub fn acting_command(dir: &std::path::Path, config: &str) -> Command {
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).unwrap();
@@ -129,42 +197,9 @@ pub fn acting_command(dir: &std::path::Path, config: &str) -> Command {
     cmd
 }
 
-impl Agent {
-    /// The first stdout JSON line for which `pred` holds, waiting up to `timeout`.
-    pub fn stdout_json(
-        &mut self,
-        timeout: Duration,
-        mut pred: impl FnMut(&Value) -> bool,
-    ) -> Value {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline
-                .checked_duration_since(std::time::Instant::now())
-                .unwrap_or_else(|| panic!("no matching stdout line within {timeout:?}"));
-            let line = self
-                .stdout
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no matching stdout line within {timeout:?}"));
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && pred(&v)
-            {
-                return v;
-            }
-        }
-    }
-
-    /// The log lines received so far (those not consumed by a wait).
-    pub fn drain_log(&mut self) -> Vec<String> {
-        while let Ok(line) = self.stderr.try_recv() {
-            self.log.push(line);
-        }
-        self.log.clone()
-    }
-
-    /// Sends `signal` and waits for the exit status.
-    pub fn signal_and_wait(mut self, signal: i32) -> std::process::ExitStatus {
-        // SAFETY: plain syscall on our own child.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-        self.child.wait().unwrap()
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

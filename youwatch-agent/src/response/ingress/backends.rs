@@ -47,14 +47,15 @@ pub async fn ingresses_of_pod(
     let mut on_retry = on_retry;
     let read;
     let labels = if labels.is_empty() {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = crate::cluster::rbac::POD_GET.namespaced(client.clone(), namespace);
         let pod = with_retry(retry, deadline, &mut on_retry, || pods.get(name)).await?;
         read = pod.metadata.labels.unwrap_or_default();
         &read
     } else {
         labels
     };
-    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let api: Api<Service> =
+        crate::cluster::rbac::SERVICE_LIST.namespaced(client.clone(), namespace);
     let params = ListParams::default();
     let services = with_retry(retry, deadline, &mut on_retry, || api.list(&params)).await?;
     let names = selecting(&services.items, labels);

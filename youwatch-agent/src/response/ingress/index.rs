@@ -51,7 +51,7 @@ impl IngressIndex {
         let (store, writer) = reflector::store();
         let (tx, changes) = watch::channel(0u64);
         let (listed_tx, listed) = watch::channel(false);
-        let api: Api<Ingress> = Api::all(client);
+        let api: Api<Ingress> = crate::cluster::rbac::INGRESS_WATCH.all(client);
         let config = watcher::Config::default().labels_from(selector);
         let reader = store.clone();
         let task = tokio::spawn(async move {

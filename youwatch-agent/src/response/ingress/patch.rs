@@ -114,7 +114,8 @@ impl Patcher {
         deadline: SystemTime,
         on_retry: &(dyn Fn() + Sync),
     ) -> Result<Applied, Failure> {
-        let api: Api<Ingress> = Api::namespaced(self.client.clone(), &key.namespace);
+        let api: Api<Ingress> =
+            crate::cluster::rbac::INGRESS_PATCH.namespaced(self.client.clone(), &key.namespace);
         let params = PatchParams {
             dry_run: self.server_dry_run,
             field_manager: Some(FIELD_MANAGER.into()),

@@ -43,7 +43,7 @@ pub enum SensorError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
-        "sensor.ring_buffer_bytes = {0} is not a power of two of at least 4096: pick e.g. 8388608"
+        "sensor.ring_buffer_bytes = {0} is not a power of two of at least 4096: pick e.g. 2097152"
     )]
     BadRingSize(u32),
     #[error("loading the eBPF exec sensor into the kernel failed: {0}")]
@@ -112,7 +112,10 @@ impl ExecSensor {
             return Err(SensorError::BadRingSize(ring));
         }
         raise_memlock_limit();
+        // No kernel BTF for aya: the object has no CO-RE relocations (offsets come from our
+        // own BTF read above), and parsing vmlinux a second time cost ~25 MB of heap.
         let mut ebpf = EbpfLoader::new()
+            .btf(None)
             .override_global(names::OFFSETS_GLOBAL, &offsets, true)
             .map_max_entries(names::EVENTS_MAP, ring)
             .load(OBJECT)
