@@ -146,12 +146,26 @@ fn thread_cpu(tid: &str) -> Duration {
         .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
-/// The reader thread's id, found by its name.
+/// The reader thread's id, found by its name. The thread names itself once it runs, a moment
+/// after `events()` returns: wait for the name rather than race it.
 fn reader_tid() -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(tid) = find_thread("yw-exec-reader") {
+            return Some(tid);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn find_thread(name: &str) -> Option<String> {
     std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
         let task = task.ok()?;
         let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-        (comm.trim() == "yw-exec-reader").then(|| task.file_name().to_string_lossy().into_owned())
+        (comm.trim() == name).then(|| task.file_name().to_string_lossy().into_owned())
     })
 }
 
@@ -175,7 +189,7 @@ fn attached_run(cgroup: &Path, watched_id: u64, execs: u32) -> AttachedRun {
         let tid = unsafe { libc::gettid() };
         (lat, thread_cpu(&tid.to_string()))
     });
-    let reader = reader_tid().expect("the reader thread is running");
+    let reader = reader_tid().expect("the reader thread names itself within 10 s");
     let reader_before = thread_cpu(&reader);
     let sample = exec_loop(cgroup, execs);
     let reader_cpu = thread_cpu(&reader).saturating_sub(reader_before);
