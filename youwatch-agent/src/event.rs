@@ -35,6 +35,75 @@ pub struct ExecEvent {
     /// argv was cut: more bytes or more arguments than the sensor captures.
     pub args_truncated: bool,
     pub filename_truncated: bool,
+    /// pid in the process's own pid namespace (`proc.vpid`); `None` if it could not be read.
+    pub vpid: Option<u32>,
+    /// Process group id in that namespace, 0 when the group leader is outside it.
+    pub vpgid: Option<u32>,
+    /// Audit login uid; `u32::MAX` when unset (Falco's `user.loginuid` says -1).
+    pub loginuid: u32,
+    /// Capability sets of the new image, bit n = capability n; `None` if unread.
+    pub caps: Option<Capabilities>,
+    /// Working directory from the process's root (`/` for the root itself, no trailing
+    /// `/` otherwise); `None` when unread or cut (`cwd_truncated`).
+    pub cwd: Option<String>,
+    pub cwd_truncated: bool,
+    /// Environment as `NAME=value` strings, as far as captured.
+    pub env: Vec<String>,
+    /// The environment was cut: more bytes or variables than the sensor captures.
+    pub env_truncated: bool,
+    /// Where the executable lives; `None` when the kernel could not tell.
+    pub exe_origin: Option<ExeOrigin>,
+}
+
+impl Default for ExecEvent {
+    fn default() -> Self {
+        Self {
+            time: SystemTime::UNIX_EPOCH,
+            ktime_ns: 0,
+            pid: 0,
+            tgid: 0,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            tty: 0,
+            cgroup_id: 0,
+            watched_cgroup_id: 0,
+            comm: String::new(),
+            parent_comm: String::new(),
+            filename: String::new(),
+            argv: Vec::new(),
+            args_truncated: false,
+            filename_truncated: false,
+            vpid: None,
+            vpgid: None,
+            loginuid: u32::MAX,
+            caps: None,
+            cwd: None,
+            cwd_truncated: false,
+            env: Vec::new(),
+            env_truncated: false,
+            exe_origin: None,
+        }
+    }
+}
+
+/// Capability sets, bit n = capability n (kernel numbering).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    pub inheritable: u64,
+    pub permitted: u64,
+    pub effective: u64,
+}
+
+/// Where an exec'd file lives; all false for an ordinary file outside overlayfs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExeOrigin {
+    /// On an overlayfs mount, in the upper (container-writable) layer.
+    pub upper_layer: bool,
+    /// On an overlayfs mount, in a lower (image) layer only.
+    pub lower_layer: bool,
+    /// A `memfd_create` file, executed through its descriptor.
+    pub memfd: bool,
 }
 
 /// A process as rules see it (Falco's `proc.*` fields).
@@ -73,6 +142,38 @@ pub struct ContainerInfo {
     pub image: String,
     pub image_repository: String,
     pub image_tag: String,
+    /// `securityContext.privileged` from the pod spec; `None` when no spec is known.
+    pub privileged: Option<bool>,
+    /// The mounts the pod spec gives the container, in its order; empty when none or
+    /// unknown.
+    pub mounts: Vec<MountInfo>,
+}
+
+/// A container mount as Falco's container plugin reports it from the CRI.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MountInfo {
+    /// Host path (hostPath volumes) or the kubelet's directory for the volume; empty when
+    /// the host side is not known from the pod spec (persistent volumes).
+    pub source: String,
+    /// Path in the container (`mountPath`).
+    pub dest: String,
+    /// Always empty for CRI runtimes (Falco fills it only from docker's mount mode).
+    pub mode: String,
+    pub rdwr: bool,
+    /// `private`, `rslave` or `rshared`, as the container plugin names CRI propagation.
+    pub propagation: String,
+}
+
+impl MountInfo {
+    /// `source:dest:mode:rdwr:propagation`, the form of `container.mount` and `container.mounts`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            "{}:{}:{}:{}:{}",
+            self.source, self.dest, self.mode, self.rdwr, self.propagation
+        );
+    }
 }
 
 impl ContainerInfo {

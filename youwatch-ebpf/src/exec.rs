@@ -4,7 +4,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf,
+        bpf_probe_read_kernel_str_bytes,
         generated::{
             bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns,
         },
@@ -16,8 +16,10 @@ use aya_ebpf::{
 use youwatch_common::{ExecEvent, KernelOffsets, counter, flags, limits};
 
 use crate::{
-    kernel::{encode_dev, read, read_bytes, read_ptr},
+    cwd::fill_cwd,
+    kernel::{copy_user_area, encode_dev, read, read_bytes, read_ptr},
     maps::{EVENTS, READER, WATCHED, count, offsets},
+    process::fill_process,
 };
 
 /// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`
@@ -123,10 +125,20 @@ fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u
     };
     fill_filename(ev, off, bprm);
     fill_args(ev, off, task);
-    if ev.flags
-        & (flags::ARGS_READ_FAILED | flags::FILENAME_READ_FAILED | flags::PARENT_READ_FAILED)
-        != 0
-    {
+    fill_process(ev, off, task);
+    ev._reserved = 0;
+    // Before the environment: the cwd walk's writes are bounded by the end of `env`.
+    fill_cwd(ev, off, task);
+    fill_env(ev, off, task);
+    let failed = flags::ARGS_READ_FAILED
+        | flags::FILENAME_READ_FAILED
+        | flags::PARENT_READ_FAILED
+        | flags::ENV_READ_FAILED
+        | flags::CWD_READ_FAILED
+        | flags::EXE_READ_FAILED
+        | flags::PIDNS_READ_FAILED
+        | flags::CAPS_READ_FAILED;
+    if ev.flags & failed != 0 {
         count(counter::READ_FAILED);
     }
 }
@@ -188,32 +200,45 @@ fn fill_filename(ev: &mut ExecEvent, off: &KernelOffsets, bprm: *const u8) {
 #[inline(always)]
 fn fill_args(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
     ev.args_len = 0;
-    let Ok(mm) = read_ptr(task, off.task_mm) else {
-        ev.flags |= flags::ARGS_READ_FAILED;
-        return;
-    };
-    let (Ok(start), Ok(end)) = (
-        read::<u64>(mm, off.mm_arg_start),
-        read::<u64>(mm, off.mm_arg_end),
-    ) else {
-        ev.flags |= flags::ARGS_READ_FAILED;
-        return;
-    };
-    if end <= start {
-        return;
-    }
-    let mut len = end - start;
-    if len > limits::ARGS_LEN as u64 {
-        len = limits::ARGS_LEN as u64;
-        ev.flags |= flags::ARGS_TRUNCATED;
-        count(counter::ARGS_TRUNCATED);
-    }
-    // In 1..=ARGS_LEN in a form the verifier can bound.
-    let n = (((len - 1) & (limits::ARGS_LEN as u64 - 1)) + 1) as usize;
-    // SAFETY: user memory of the current task; a fault returns an error.
-    let res = unsafe { bpf_probe_read_user_buf(start as *const u8, &mut ev.args[..n]) };
-    match res {
-        Ok(()) => ev.args_len = n as u32,
+    match user_area(off, task, off.mm_arg_start, off.mm_arg_end, &mut ev.args) {
+        Ok((len, cut)) => {
+            ev.args_len = len;
+            if cut {
+                ev.flags |= flags::ARGS_TRUNCATED;
+                count(counter::ARGS_TRUNCATED);
+            }
+        }
         Err(_) => ev.flags |= flags::ARGS_READ_FAILED,
     }
+}
+
+/// Copies the new image's environment (`mm->env_start..env_end`, NUL-separated).
+#[inline(always)]
+fn fill_env(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
+    ev.env_len = 0;
+    match user_area(off, task, off.mm_env_start, off.mm_env_end, &mut ev.env) {
+        Ok((len, cut)) => {
+            ev.env_len = len;
+            if cut {
+                ev.flags |= flags::ENV_TRUNCATED;
+                count(counter::ENV_TRUNCATED);
+            }
+        }
+        Err(_) => ev.flags |= flags::ENV_READ_FAILED,
+    }
+}
+
+/// Copies the user memory between two `mm_struct` fields (`start_field..end_field`).
+#[inline(always)]
+fn user_area<const N: usize>(
+    off: &KernelOffsets,
+    task: *const u8,
+    start_field: u32,
+    end_field: u32,
+    dst: &mut [u8; N],
+) -> Result<(u32, bool), i32> {
+    let mm = read_ptr(task, off.task_mm)?;
+    let start = read::<u64>(mm, start_field)?;
+    let end = read::<u64>(mm, end_field)?;
+    copy_user_area(start, end, dst)
 }

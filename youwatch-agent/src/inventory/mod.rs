@@ -24,6 +24,7 @@ pub mod layout;
 pub mod lineage;
 pub mod metrics;
 pub mod mode;
+pub mod mounts;
 pub mod node_local;
 pub mod pod;
 pub mod procfs;

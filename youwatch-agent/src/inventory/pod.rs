@@ -1,12 +1,13 @@
 //! What the inventory keeps of a pod: identity, owner, QoS class, and its containers by
-//! runtime id (from `containerStatuses`, `initContainerStatuses`, `ephemeralContainerStatuses`).
+//! runtime id (from `containerStatuses`, `initContainerStatuses`, `ephemeralContainerStatuses`)
+//! with what their spec says about them (privileged, mounts).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, SecurityContext, VolumeMount};
 
-use super::{container_id, image, layout::Qos};
-use crate::event::{ContainerInfo, PodInfo};
+use super::{container_id, image, layout::Qos, mounts};
+use crate::event::{ContainerInfo, MountInfo, PodInfo};
 
 /// Which list of the pod spec a container comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub struct PodContainer {
     pub image: String,
     /// Runtime id, without the `containerd://` scheme; `None` before it starts.
     pub id: Option<String>,
+    /// `securityContext.privileged`.
+    pub privileged: bool,
+    /// Its mounts as the runtime gets them (see [`mounts`](super::mounts)).
+    pub mounts: Vec<MountInfo>,
 }
 
 impl PodContainer {
@@ -36,6 +41,8 @@ impl PodContainer {
             image: self.image.clone(),
             image_repository: repository.to_owned(),
             image_tag: tag.to_owned(),
+            privileged: Some(self.privileged),
+            mounts: self.mounts.clone(),
         }
     }
 }
@@ -101,32 +108,62 @@ impl PodRecord {
         let status = pod.status.as_ref();
         let mut containers = Vec::new();
         if let Some(spec) = spec {
-            let statuses = status.and_then(|s| s.container_statuses.as_deref());
-            for c in &spec.containers {
-                containers.push(merge(
+            let volumes = spec.volumes.as_deref().unwrap_or_default();
+            let regular = spec.containers.iter().map(|c| {
+                (
                     &c.name,
                     c.image.as_deref(),
+                    c.security_context.as_ref(),
+                    c.volume_mounts.as_deref(),
+                )
+            });
+            let init = spec.init_containers.iter().flatten().map(|c| {
+                (
+                    &c.name,
+                    c.image.as_deref(),
+                    c.security_context.as_ref(),
+                    c.volume_mounts.as_deref(),
+                )
+            });
+            let ephemeral = spec.ephemeral_containers.iter().flatten().map(|c| {
+                (
+                    &c.name,
+                    c.image.as_deref(),
+                    c.security_context.as_ref(),
+                    c.volume_mounts.as_deref(),
+                )
+            });
+            let lists: [(ContainerKind, Option<&[ContainerStatus]>, Vec<Parts<'_>>); 3] = [
+                (
                     ContainerKind::Regular,
-                    statuses,
-                ));
-            }
-            let statuses = status.and_then(|s| s.init_container_statuses.as_deref());
-            for c in spec.init_containers.iter().flatten() {
-                containers.push(merge(
-                    &c.name,
-                    c.image.as_deref(),
+                    status.and_then(|s| s.container_statuses.as_deref()),
+                    regular.collect(),
+                ),
+                (
                     ContainerKind::Init,
-                    statuses,
-                ));
-            }
-            let statuses = status.and_then(|s| s.ephemeral_container_statuses.as_deref());
-            for c in spec.ephemeral_containers.iter().flatten() {
-                containers.push(merge(
-                    &c.name,
-                    c.image.as_deref(),
+                    status.and_then(|s| s.init_container_statuses.as_deref()),
+                    init.collect(),
+                ),
+                (
                     ContainerKind::Ephemeral,
-                    statuses,
-                ));
+                    status.and_then(|s| s.ephemeral_container_statuses.as_deref()),
+                    ephemeral.collect(),
+                ),
+            ];
+            for (kind, statuses, parts) in lists {
+                for (name, image, security, mounts) in parts {
+                    let declared = Declared {
+                        image,
+                        privileged: security.and_then(|s| s.privileged).unwrap_or(false),
+                        mounts: mounts::container_mounts(
+                            &uid,
+                            name,
+                            mounts.unwrap_or_default(),
+                            volumes,
+                        ),
+                    };
+                    containers.push(merge(name, declared, kind, statuses));
+                }
             }
         }
         Ok(PodRecord {
@@ -164,11 +201,26 @@ impl PodRecord {
 /// Set by the kubelet on the API mirror of a static pod: the static pod's own UID.
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
+/// A container of the spec, whichever list it is in: name, image, security context, mounts.
+type Parts<'a> = (
+    &'a String,
+    Option<&'a str>,
+    Option<&'a SecurityContext>,
+    Option<&'a [VolumeMount]>,
+);
+
+/// What the spec declares about one container.
+struct Declared<'a> {
+    image: Option<&'a str>,
+    privileged: bool,
+    mounts: Vec<MountInfo>,
+}
+
 /// A declared container, with the image and id its status reports (a status without a spec
 /// entry is ignored: the spec is the list of what may run).
 fn merge(
     name: &str,
-    spec_image: Option<&str>,
+    declared: Declared<'_>,
     kind: ContainerKind,
     statuses: Option<&[ContainerStatus]>,
 ) -> PodContainer {
@@ -179,12 +231,17 @@ fn merge(
     PodContainer {
         name: name.to_owned(),
         kind,
-        image: status_image.or(spec_image).unwrap_or_default().to_owned(),
+        image: status_image
+            .or(declared.image)
+            .unwrap_or_default()
+            .to_owned(),
         id: status
             .and_then(|s| s.container_id.as_deref())
             .map(container_id::from_status)
             .filter(|id| !id.is_empty())
             .map(str::to_owned),
+        privileged: declared.privileged,
+        mounts: declared.mounts,
     }
 }
 
@@ -284,6 +341,30 @@ pub(crate) mod tests {
             ("busybox:1.36", None)
         );
         assert_eq!(rec.only_unstarted().map(|c| c.name.as_str()), Some("init"));
+    }
+
+    #[test]
+    fn privileged_and_mounts_come_from_each_containers_spec() {
+        let mut json = pod_json();
+        json["spec"]["containers"][0]["securityContext"] = serde_json::json!({"privileged": true});
+        json["spec"]["containers"][0]["volumeMounts"] =
+            serde_json::json!([{"name": "sock", "mountPath": "/run/docker.sock"}]);
+        json["spec"]["ephemeralContainers"][0]["securityContext"] =
+            serde_json::json!({"privileged": false});
+        json["spec"]["volumes"] =
+            serde_json::json!([{"name": "sock", "hostPath": {"path": "/var/run/docker.sock"}}]);
+        let rec = PodRecord::from_pod(&serde_json::from_value(json).unwrap()).unwrap();
+        let app = rec.container(CID).unwrap().info(CID);
+        assert_eq!(app.privileged, Some(true));
+        assert_eq!(
+            (app.mounts[0].source.as_str(), app.mounts[0].dest.as_str()),
+            ("/var/run/docker.sock", "/run/docker.sock")
+        );
+        assert_eq!(app.mounts.last().unwrap().dest, "/etc/hosts");
+        let debug = rec.container(EID).unwrap().info(EID);
+        assert_eq!(debug.privileged, Some(false));
+        let init = rec.containers.iter().find(|c| c.name == "init").unwrap();
+        assert!(!init.privileged, "no securityContext: not privileged");
     }
 
     #[test]
