@@ -43,8 +43,8 @@ pub struct ExecEvent {
     pub loginuid: u32,
     /// Capability sets of the new image, bit n = capability n; `None` if unread.
     pub caps: Option<Capabilities>,
-    /// Working directory from the process's root (`/` for the root itself, no trailing
-    /// `/` otherwise); `None` when unread or cut (`cwd_truncated`).
+    /// Working directory from the process's root, ending in `/` as Falco's `proc.cwd` does
+    /// (`/dev/shm/`, `/`); `None` when unread or cut (`cwd_truncated`).
     pub cwd: Option<String>,
     pub cwd_truncated: bool,
     /// Environment as `NAME=value` strings, as far as captured.
@@ -144,9 +144,9 @@ pub struct ContainerInfo {
     pub image_tag: String,
     /// `securityContext.privileged` from the pod spec; `None` when no spec is known.
     pub privileged: Option<bool>,
-    /// The mounts the pod spec gives the container, in its order; empty when none or
-    /// unknown.
-    pub mounts: Vec<MountInfo>,
+    /// The mounts the pod spec gives the container, in the kubelet's order; `None` when no
+    /// spec is known.
+    pub mounts: Option<Vec<MountInfo>>,
 }
 
 /// A container mount as Falco's container plugin reports it from the CRI.

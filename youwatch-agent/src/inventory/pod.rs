@@ -42,7 +42,7 @@ impl PodContainer {
             image_repository: repository.to_owned(),
             image_tag: tag.to_owned(),
             privileged: Some(self.privileged),
-            mounts: self.mounts.clone(),
+            mounts: Some(self.mounts.clone()),
         }
     }
 }
@@ -356,11 +356,12 @@ pub(crate) mod tests {
         let rec = PodRecord::from_pod(&serde_json::from_value(json).unwrap()).unwrap();
         let app = rec.container(CID).unwrap().info(CID);
         assert_eq!(app.privileged, Some(true));
+        let mounts = app.mounts.as_deref().unwrap();
         assert_eq!(
-            (app.mounts[0].source.as_str(), app.mounts[0].dest.as_str()),
+            (mounts[0].source.as_str(), mounts[0].dest.as_str()),
             ("/var/run/docker.sock", "/run/docker.sock")
         );
-        assert_eq!(app.mounts.last().unwrap().dest, "/etc/hosts");
+        assert_eq!(mounts.last().unwrap().dest, "/etc/hosts");
         let debug = rec.container(EID).unwrap().info(EID);
         assert_eq!(debug.privileged, Some(false));
         let init = rec.containers.iter().find(|c| c.name == "init").unwrap();

@@ -105,15 +105,13 @@ pub fn decode(record: &[u8], clock: BootClock) -> Result<ExecEvent, BadRecord> {
     })
 }
 
-/// The path that ends the `cwd` area (`/name/name...`); `/` for the root.
+/// The path that ends the `cwd` area (`/name/name`), with the trailing `/` Falco's
+/// `proc.cwd` has: `/name/name/`, and `/` for the root.
 fn cwd(area: &[u8; limits::CWD_LEN], len: u32) -> String {
     let len = (len as usize).min(limits::CWD_LEN);
-    let path = &area[limits::CWD_LEN - len..];
-    if path.is_empty() {
-        "/".to_owned()
-    } else {
-        String::from_utf8_lossy(path).into_owned()
-    }
+    let mut path = String::from_utf8_lossy(&area[limits::CWD_LEN - len..]).into_owned();
+    path.push('/');
+    path
 }
 
 /// Text up to the first NUL (or the whole buffer), invalid UTF-8 replaced.
