@@ -46,7 +46,7 @@ pub mod limits {
     pub const CWD_LEN: usize = 256;
     /// Dentries and mount crossings walked from the working directory towards the task's
     /// root; a deeper path is reported as truncated.
-    pub const CWD_DEPTH: u32 = 24;
+    pub const CWD_DEPTH: u32 = 32;
     /// Depth of cgroup ancestors the kernel checks against the watched map (root is level 0).
     pub const MAX_CGROUP_DEPTH: u32 = 32;
     /// Default size of the events ring buffer in bytes (a power of two, multiple of the page size).

@@ -6,6 +6,8 @@
 //! `CWD_DEPTH` steps and `CWD_LEN` bytes. The path is built backwards from its last component
 //! at the end of the event's `cwd` area; user space reads the `cwd_len` bytes that end it.
 
+use core::hint::black_box;
+
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
 use youwatch_common::{ExecEvent, KernelOffsets, counter, flags, limits};
 
@@ -18,79 +20,90 @@ const MASK: usize = limits::CWD_LEN - 1;
 
 #[inline(always)]
 pub fn fill_cwd(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
-    let (len, complete) = match walk(ev, off, task) {
-        Ok(walked) => walked,
-        Err(_) => {
-            ev.flags |= flags::CWD_READ_FAILED;
-            (0, true)
+    match walk(ev, off, task) {
+        Ok(true) => {}
+        Ok(false) => {
+            ev.flags |= flags::CWD_TRUNCATED;
+            count(counter::CWD_TRUNCATED);
         }
-    };
-    ev.cwd_len = len;
-    if !complete {
-        ev.flags |= flags::CWD_TRUNCATED;
-        count(counter::CWD_TRUNCATED);
+        Err(()) => {
+            ev.cwd_len = 0;
+            ev.flags |= flags::CWD_READ_FAILED;
+        }
     }
 }
 
-/// Prepends each component to the event's `cwd` area. Returns the path's length and whether
-/// it is complete (false: the leading components did not fit).
+/// Prepends each component to the event's `cwd` area, keeping its length in `cwd_len`.
+/// Returns whether the path is complete (false: the leading components did not fit).
+///
+/// The length lives in the event, not in a register, and is read back at each step: the
+/// verifier does not track ring-buffer memory, so every step starts from the same state and
+/// the walk verifies in time linear in its depth (a length in a register differs by path,
+/// which multiplies the states per step). For the same reason the exits return only this
+/// flag: the rest of the program is checked once, not once per exit.
 #[inline(always)]
-fn walk(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) -> Result<(u32, bool), i32> {
-    let fs = read_ptr(task, off.task_fs)?;
-    let root_mnt = read_ptr(fs, off.fs_root + off.path_mnt)?;
-    let root_dentry = read_ptr(fs, off.fs_root + off.path_dentry)?;
-    let mut mnt = read_ptr(fs, off.fs_pwd + off.path_mnt)?;
-    let mut dentry = read_ptr(fs, off.fs_pwd + off.path_dentry)?;
+fn walk(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) -> Result<bool, ()> {
     // Writes go through a pointer to the whole event: see the masks below.
-    let area = (ev as *mut ExecEvent)
-        .cast::<u8>()
-        .wrapping_add(core::mem::offset_of!(ExecEvent, cwd));
-    // The path so far is cwd[start..CWD_LEN].
-    let mut start = limits::CWD_LEN;
-    let len_of = |start: usize| (limits::CWD_LEN - start) as u32;
+    let event = (ev as *mut ExecEvent).cast::<u8>();
+    let area = event.wrapping_add(core::mem::offset_of!(ExecEvent, cwd));
+    let cwd_len = event
+        .wrapping_add(core::mem::offset_of!(ExecEvent, cwd_len))
+        .cast::<u32>();
+    // SAFETY: a field of the event.
+    unsafe { cwd_len.write_volatile(0) };
+    let fs = read_ptr(task, off.task_fs).map_err(drop)?;
+    let root_mnt = read_ptr(fs, off.fs_root + off.path_mnt).map_err(drop)?;
+    let root_dentry = read_ptr(fs, off.fs_root + off.path_dentry).map_err(drop)?;
+    let mut mnt = read_ptr(fs, off.fs_pwd + off.path_mnt).map_err(drop)?;
+    let mut dentry = read_ptr(fs, off.fs_pwd + off.path_dentry).map_err(drop)?;
     let mut step = 0;
     while step < limits::CWD_DEPTH {
         step += 1;
         if dentry == root_dentry && mnt == root_mnt {
-            return Ok((len_of(start), true));
+            return Ok(true);
         }
-        if dentry == read_ptr(mnt, off.vfsmount_root)? {
+        if dentry == read_ptr(mnt, off.vfsmount_root).map_err(drop)? {
             // The top of this mount: go on from its mount point in the parent mount.
             let mount = mnt.wrapping_sub(off.mount_mnt as usize);
-            let parent = read_ptr(mount, off.mount_parent)?;
+            let parent = read_ptr(mount, off.mount_parent).map_err(drop)?;
             if parent == mount {
                 // The namespace's root mount: the task's root is not above the cwd.
-                return Ok((len_of(start), true));
+                return Ok(true);
             }
-            dentry = read_ptr(mount, off.mount_mountpoint)?;
+            dentry = read_ptr(mount, off.mount_mountpoint).map_err(drop)?;
             mnt = parent.wrapping_add(off.mount_mnt as usize);
             continue;
         }
-        let parent = read_ptr(dentry, off.dentry_parent)?;
+        let parent = read_ptr(dentry, off.dentry_parent).map_err(drop)?;
         if parent == dentry {
-            return Ok((len_of(start), true)); // a filesystem root with no mount above it
+            return Ok(true); // a filesystem root with no mount above it
         }
-        let len = read::<u32>(dentry, off.dentry_name_len)? as usize;
-        let name = read_ptr(dentry, off.dentry_name_ptr)?;
-        if len + 1 > start {
-            return Ok((len_of(start), false));
+        let len = read::<u32>(dentry, off.dentry_name_len).map_err(drop)? as usize;
+        let name = read_ptr(dentry, off.dentry_name_ptr).map_err(drop)?;
+        // SAFETY: a field of the event.
+        let used = unsafe { cwd_len.read_volatile() } as usize;
+        if used + len + 1 > limits::CWD_LEN {
+            return Ok(false);
         }
-        start -= len + 1;
+        // The path so far is cwd[CWD_LEN - used..]; this component goes just before it.
+        let start = limits::CWD_LEN - used - len - 1;
         // SAFETY: start + 1 + len <= CWD_LEN, checked above. The masks restate it in a form
         // the verifier can check: it does not relate start and len, so it allows a reach of
         // up to 2 * CWD_LEN from `cwd`, which stays inside the event (`env` follows `cwd`).
+        // black_box keeps LLVM from dropping a mask it can prove redundant.
+        let slash = black_box(start) & MASK;
+        let at = black_box(start + 1) & MASK;
+        let size = black_box(len) & MASK;
         let ret = unsafe {
-            *area.wrapping_add(start & MASK) = b'/';
-            bpf_probe_read_kernel(
-                area.wrapping_add((start + 1) & MASK).cast(),
-                (len & MASK) as u32,
-                name.cast(),
-            )
+            *area.wrapping_add(slash) = b'/';
+            bpf_probe_read_kernel(area.wrapping_add(at).cast(), size as u32, name.cast())
         };
         if ret != 0 {
-            return Err(ret as i32);
+            return Err(());
         }
+        // SAFETY: a field of the event.
+        unsafe { cwd_len.write_volatile((used + len + 1) as u32) };
         dentry = parent;
     }
-    Ok((len_of(start), false))
+    Ok(false)
 }

@@ -113,6 +113,10 @@ fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u
     ev.uid = uid_gid as u32;
     ev.gid = (uid_gid >> 32) as u32;
     ev.flags = 0;
+    // First: the walk is a loop, which the verifier checks once per distinct state it is
+    // entered with; here there is one (flags set further on would make one per combination).
+    // It also precedes `env`, which its masked writes may reach.
+    fill_cwd(ev, off, task);
     ev.comm = bpf_get_current_comm().unwrap_or([0; limits::COMM_LEN]);
 
     fill_parent(ev, off, task);
@@ -127,8 +131,6 @@ fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u
     fill_args(ev, off, task);
     fill_process(ev, off, task);
     ev._reserved = 0;
-    // Before the environment: the cwd walk's writes are bounded by the end of `env`.
-    fill_cwd(ev, off, task);
     fill_env(ev, off, task);
     let failed = flags::ARGS_READ_FAILED
         | flags::FILENAME_READ_FAILED

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod cgroup_tree;
+pub mod exec_events;
 pub mod inventory_stage;
 pub mod nginx_waf;
 pub mod require;

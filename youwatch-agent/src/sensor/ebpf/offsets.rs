@@ -27,7 +27,7 @@ pub enum OffsetsError {
         ty: &'static str,
         field: &'static str,
     },
-    #[error("kernel BTF {path} has no struct {ty}: unsupported kernel layout")]
+    #[error("kernel BTF {path} has no type {ty}: unsupported kernel layout")]
     MissingType { path: PathBuf, ty: &'static str },
     #[error("kernel BTF {path}: {what}: unsupported kernel layout")]
     Unsupported { path: PathBuf, what: String },
@@ -59,7 +59,7 @@ pub fn from_btf_file(path: &Path) -> Result<KernelOffsets, OffsetsError> {
     let pgid_index = layout.enum_value("pid_type", "PIDTYPE_PGID")?;
     let pointer = size_of::<u64>() as u32;
     // The exec program reads capability sets as one u64 (u32[2] before 6.3, u64 since).
-    let cap_size = layout.size("kernel_cap_struct")?;
+    let cap_size = layout.typedef_size("kernel_cap_t")?;
     if cap_size != 8 {
         return Err(OffsetsError::Unsupported {
             path: path.to_owned(),
@@ -181,6 +181,24 @@ impl Layout<'_> {
     fn size(&self, ty: &'static str) -> Result<u32, OffsetsError> {
         struct_type(self.btf, ty)
             .map(|s| s.size() as u32)
+            .ok_or_else(|| OffsetsError::MissingType {
+                path: self.path.to_owned(),
+                ty,
+            })
+    }
+
+    /// `sizeof(ty)` for a typedef of a struct (`kernel_cap_t`).
+    fn typedef_size(&self, ty: &'static str) -> Result<u32, OffsetsError> {
+        let types = self.btf.resolve_types_by_name(ty).unwrap_or_default();
+        types
+            .iter()
+            .find_map(|t| match t {
+                Type::Typedef(t) => match self.btf.resolve_chained_type(t).ok()? {
+                    Type::Struct(s) => Some(s.size() as u32),
+                    _ => None,
+                },
+                _ => None,
+            })
             .ok_or_else(|| OffsetsError::MissingType {
                 path: self.path.to_owned(),
                 ty,
