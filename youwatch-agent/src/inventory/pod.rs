@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, SecurityContext, VolumeMount};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec, SecurityContext, VolumeMount};
 
 use super::{container_id, image, layout::Qos, mounts};
 use crate::event::{ContainerInfo, MountInfo, PodInfo};
@@ -109,61 +109,14 @@ impl PodRecord {
         let mut containers = Vec::new();
         if let Some(spec) = spec {
             let volumes = spec.volumes.as_deref().unwrap_or_default();
-            let regular = spec.containers.iter().map(|c| {
-                (
-                    &c.name,
-                    c.image.as_deref(),
-                    c.security_context.as_ref(),
-                    c.volume_mounts.as_deref(),
-                )
-            });
-            let init = spec.init_containers.iter().flatten().map(|c| {
-                (
-                    &c.name,
-                    c.image.as_deref(),
-                    c.security_context.as_ref(),
-                    c.volume_mounts.as_deref(),
-                )
-            });
-            let ephemeral = spec.ephemeral_containers.iter().flatten().map(|c| {
-                (
-                    &c.name,
-                    c.image.as_deref(),
-                    c.security_context.as_ref(),
-                    c.volume_mounts.as_deref(),
-                )
-            });
-            let lists: [(ContainerKind, Option<&[ContainerStatus]>, Vec<Parts<'_>>); 3] = [
-                (
-                    ContainerKind::Regular,
-                    status.and_then(|s| s.container_statuses.as_deref()),
-                    regular.collect(),
-                ),
-                (
-                    ContainerKind::Init,
-                    status.and_then(|s| s.init_container_statuses.as_deref()),
-                    init.collect(),
-                ),
-                (
-                    ContainerKind::Ephemeral,
-                    status.and_then(|s| s.ephemeral_container_statuses.as_deref()),
-                    ephemeral.collect(),
-                ),
-            ];
-            for (kind, statuses, parts) in lists {
-                for (name, image, security, mounts) in parts {
-                    let declared = Declared {
-                        image,
-                        privileged: security.and_then(|s| s.privileged).unwrap_or(false),
-                        mounts: mounts::container_mounts(
-                            &uid,
-                            name,
-                            mounts.unwrap_or_default(),
-                            volumes,
-                        ),
-                    };
-                    containers.push(merge(name, declared, kind, statuses));
-                }
+            for d in declared(spec) {
+                let statuses = status.and_then(|s| match d.kind {
+                    ContainerKind::Regular => s.container_statuses.as_deref(),
+                    ContainerKind::Init => s.init_container_statuses.as_deref(),
+                    ContainerKind::Ephemeral => s.ephemeral_container_statuses.as_deref(),
+                });
+                let mounts = mounts::container_mounts(&uid, d.name, d.mounts, volumes);
+                containers.push(merge(d, mounts, statuses));
             }
         }
         Ok(PodRecord {
@@ -201,36 +154,85 @@ impl PodRecord {
 /// Set by the kubelet on the API mirror of a static pod: the static pod's own UID.
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
-/// A container of the spec, whichever list it is in: name, image, security context, mounts.
-type Parts<'a> = (
-    &'a String,
-    Option<&'a str>,
-    Option<&'a SecurityContext>,
-    Option<&'a [VolumeMount]>,
-);
-
-/// What the spec declares about one container.
+/// A container the spec declares, whichever list it is in.
 struct Declared<'a> {
+    kind: ContainerKind,
+    name: &'a str,
     image: Option<&'a str>,
+    /// `securityContext.privileged`.
     privileged: bool,
-    mounts: Vec<MountInfo>,
+    mounts: &'a [VolumeMount],
+}
+
+impl<'a> Declared<'a> {
+    fn new(
+        kind: ContainerKind,
+        name: &'a str,
+        image: &'a Option<String>,
+        security: &'a Option<SecurityContext>,
+        mounts: &'a Option<Vec<VolumeMount>>,
+    ) -> Self {
+        Declared {
+            kind,
+            name,
+            image: image.as_deref(),
+            privileged: security
+                .as_ref()
+                .and_then(|s| s.privileged)
+                .unwrap_or(false),
+            mounts: mounts.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+/// Every container of the spec: regular, init, then ephemeral.
+fn declared(spec: &PodSpec) -> impl Iterator<Item = Declared<'_>> {
+    use ContainerKind::*;
+    let regular = spec.containers.iter().map(|c| {
+        Declared::new(
+            Regular,
+            &c.name,
+            &c.image,
+            &c.security_context,
+            &c.volume_mounts,
+        )
+    });
+    let init = spec.init_containers.iter().flatten().map(|c| {
+        Declared::new(
+            Init,
+            &c.name,
+            &c.image,
+            &c.security_context,
+            &c.volume_mounts,
+        )
+    });
+    let ephemeral = spec.ephemeral_containers.iter().flatten().map(|c| {
+        Declared::new(
+            Ephemeral,
+            &c.name,
+            &c.image,
+            &c.security_context,
+            &c.volume_mounts,
+        )
+    });
+    regular.chain(init).chain(ephemeral)
 }
 
 /// A declared container, with the image and id its status reports (a status without a spec
 /// entry is ignored: the spec is the list of what may run).
 fn merge(
-    name: &str,
     declared: Declared<'_>,
-    kind: ContainerKind,
+    mounts: Vec<MountInfo>,
     statuses: Option<&[ContainerStatus]>,
 ) -> PodContainer {
+    let name = declared.name;
     let status = statuses.into_iter().flatten().find(|s| s.name == name);
     let status_image = status
         .map(|s| s.image.as_str())
         .filter(|i| !image::is_bare_id(i));
     PodContainer {
         name: name.to_owned(),
-        kind,
+        kind: declared.kind,
         image: status_image
             .or(declared.image)
             .unwrap_or_default()
@@ -241,7 +243,7 @@ fn merge(
             .filter(|id| !id.is_empty())
             .map(str::to_owned),
         privileged: declared.privileged,
-        mounts: declared.mounts,
+        mounts,
     }
 }
 
