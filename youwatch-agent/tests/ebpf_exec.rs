@@ -387,7 +387,7 @@ async fn burst_into_a_full_ring_counts_every_loss() {
     if !require::root_and_cgroup2("burst_into_a_full_ring_counts_every_loss") {
         return;
     }
-    // 64 KiB holds ~70 events and nobody reads during the burst: most are lost, all counted.
+    // 64 KiB holds ~20 events and nobody reads during the burst: most are lost, all counted.
     let (delivered, counters) = burst(64 << 10, true).await;
     assert!(
         counters.ringbuf_full > 0,

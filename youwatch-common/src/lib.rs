@@ -109,6 +109,9 @@ pub const MEMFD_PREFIX: &[u8; 6] = b"memfd:";
 
 /// Byte offsets of the kernel struct fields the exec program reads. Rust eBPF emits no CO-RE
 /// relocations, so user space reads these from the running kernel's BTF and passes them in.
+///
+/// Fields that sit next to each other are read in one go (each read is a helper call): the
+/// offsets documented as "then ..." start such a run, which user space checks in BTF.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -117,8 +120,8 @@ pub struct KernelOffsets {
     pub task_comm: u32,
     pub task_mm: u32,
     pub task_signal: u32,
+    /// `arg_start`, then `arg_end`, `env_start`, `env_end`: four consecutive u64.
     pub mm_arg_start: u32,
-    pub mm_arg_end: u32,
     pub signal_tty: u32,
     pub tty_index: u32,
     pub tty_driver: u32,
@@ -136,23 +139,19 @@ pub struct KernelOffsets {
     pub pid_numbers: u32,
     /// `sizeof(struct upid)`, the stride of `pid.numbers[]`.
     pub upid_size: u32,
+    /// `upid.nr` (an int, in the low half of a u64), then `upid.ns` 8 bytes on.
     pub upid_nr: u32,
-    pub upid_ns: u32,
-    pub cred_cap_inheritable: u32,
-    pub cred_cap_permitted: u32,
-    pub cred_cap_effective: u32,
-    pub mm_env_start: u32,
-    pub mm_env_end: u32,
+    /// `cred.cap_inheritable`, then `cap_permitted`, `cap_effective` (u64 each).
+    pub cred_caps: u32,
     // Working directory: `task->fs->pwd` walked up to `task->fs->root`.
     pub task_fs: u32,
     pub fs_root: u32,
     pub fs_pwd: u32,
+    /// `path.mnt`, then `path.dentry`.
     pub path_mnt: u32,
-    pub path_dentry: u32,
+    /// `dentry.d_parent`, then `d_name`: its `hash_len` (the length in the high half) and
+    /// `name`.
     pub dentry_parent: u32,
-    /// `dentry.d_name.len` and `dentry.d_name.name`.
-    pub dentry_name_len: u32,
-    pub dentry_name_ptr: u32,
     /// `struct vfsmount` inside `struct mount` (`real_mount()` subtracts it).
     pub mount_mnt: u32,
     pub mount_parent: u32,

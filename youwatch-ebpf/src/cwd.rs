@@ -52,17 +52,17 @@ fn walk(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) -> Result<bool
     // SAFETY: a field of the event.
     unsafe { cwd_len.write_volatile(0) };
     let fs = read_ptr(task, off.task_fs).map_err(drop)?;
-    let root_mnt = read_ptr(fs, off.fs_root + off.path_mnt).map_err(drop)?;
-    let root_dentry = read_ptr(fs, off.fs_root + off.path_dentry).map_err(drop)?;
-    let mut mnt = read_ptr(fs, off.fs_pwd + off.path_mnt).map_err(drop)?;
-    let mut dentry = read_ptr(fs, off.fs_pwd + off.path_dentry).map_err(drop)?;
+    let [root_mnt, root_dentry] = read::<[u64; 2]>(fs, off.fs_root + off.path_mnt).map_err(drop)?;
+    let [mnt, dentry] = read::<[u64; 2]>(fs, off.fs_pwd + off.path_mnt).map_err(drop)?;
+    let (mut mnt, mut dentry) = (mnt as *const u8, dentry as *const u8);
+    let mut mnt_root = read_ptr(mnt, off.vfsmount_root).map_err(drop)?;
     let mut step = 0;
     while step < limits::CWD_DEPTH {
         step += 1;
-        if dentry == root_dentry && mnt == root_mnt {
+        if dentry as u64 == root_dentry && mnt as u64 == root_mnt {
             return Ok(true);
         }
-        if dentry == read_ptr(mnt, off.vfsmount_root).map_err(drop)? {
+        if dentry == mnt_root {
             // The top of this mount: go on from its mount point in the parent mount.
             let mount = mnt.wrapping_sub(off.mount_mnt as usize);
             let parent = read_ptr(mount, off.mount_parent).map_err(drop)?;
@@ -72,14 +72,16 @@ fn walk(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) -> Result<bool
             }
             dentry = read_ptr(mount, off.mount_mountpoint).map_err(drop)?;
             mnt = parent.wrapping_add(off.mount_mnt as usize);
+            mnt_root = read_ptr(mnt, off.vfsmount_root).map_err(drop)?;
             continue;
         }
-        let parent = read_ptr(dentry, off.dentry_parent).map_err(drop)?;
+        // d_parent, then d_name's hash_len (length in the high half) and name.
+        let [parent, hash_len, name] = read::<[u64; 3]>(dentry, off.dentry_parent).map_err(drop)?;
+        let (parent, name) = (parent as *const u8, name as *const u8);
         if parent == dentry {
             return Ok(true); // a filesystem root with no mount above it
         }
-        let len = read::<u32>(dentry, off.dentry_name_len).map_err(drop)? as usize;
-        let name = read_ptr(dentry, off.dentry_name_ptr).map_err(drop)?;
+        let len = (hash_len >> 32) as usize;
         // SAFETY: a field of the event.
         let used = unsafe { cwd_len.read_volatile() } as usize;
         if used + len + 1 > limits::CWD_LEN {

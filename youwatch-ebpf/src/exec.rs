@@ -115,7 +115,7 @@ fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u
     ev.flags = 0;
     // First: the walk is a loop, which the verifier checks once per distinct state it is
     // entered with; here there is one (flags set further on would make one per combination).
-    // It also precedes `env`, which its masked writes may reach.
+    // It also precedes the environment's copy, as its masked writes may reach `env`.
     fill_cwd(ev, off, task);
     ev.comm = bpf_get_current_comm().unwrap_or([0; limits::COMM_LEN]);
 
@@ -128,10 +128,9 @@ fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u
         }
     };
     fill_filename(ev, off, bprm);
-    fill_args(ev, off, task);
+    fill_user_areas(ev, off, task);
     fill_process(ev, off, task);
     ev._reserved = 0;
-    fill_env(ev, off, task);
     let failed = flags::ARGS_READ_FAILED
         | flags::FILENAME_READ_FAILED
         | flags::PARENT_READ_FAILED
@@ -198,49 +197,47 @@ fn fill_filename(ev: &mut ExecEvent, off: &KernelOffsets, bprm: *const u8) {
     }
 }
 
-/// Copies the new image's argument area (`mm->arg_start..arg_end`, NUL-separated).
+/// Copies the new image's argument area and environment (`mm->arg_start..arg_end`,
+/// `mm->env_start..env_end`, NUL-separated).
 #[inline(always)]
-fn fill_args(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
+fn fill_user_areas(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
     ev.args_len = 0;
-    match user_area(off, task, off.mm_arg_start, off.mm_arg_end, &mut ev.args) {
-        Ok((len, cut)) => {
-            ev.args_len = len;
-            if cut {
-                ev.flags |= flags::ARGS_TRUNCATED;
-                count(counter::ARGS_TRUNCATED);
-            }
-        }
-        Err(_) => ev.flags |= flags::ARGS_READ_FAILED,
-    }
-}
-
-/// Copies the new image's environment (`mm->env_start..env_end`, NUL-separated).
-#[inline(always)]
-fn fill_env(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
     ev.env_len = 0;
-    match user_area(off, task, off.mm_env_start, off.mm_env_end, &mut ev.env) {
-        Ok((len, cut)) => {
-            ev.env_len = len;
-            if cut {
-                ev.flags |= flags::ENV_TRUNCATED;
-                count(counter::ENV_TRUNCATED);
-            }
-        }
-        Err(_) => ev.flags |= flags::ENV_READ_FAILED,
+    let bounds = read_ptr(task, off.task_mm).and_then(|mm| read::<[u64; 4]>(mm, off.mm_arg_start));
+    let Ok([arg_start, arg_end, env_start, env_end]) = bounds else {
+        ev.flags |= flags::ARGS_READ_FAILED | flags::ENV_READ_FAILED;
+        return;
+    };
+    let args = copy_user_area(arg_start, arg_end, &mut ev.args);
+    ev.args_len = area_outcome(ev, args, flags::ARGS_TRUNCATED, flags::ARGS_READ_FAILED);
+    if ev.flags & flags::ARGS_TRUNCATED != 0 {
+        count(counter::ARGS_TRUNCATED);
+    }
+    let env = copy_user_area(env_start, env_end, &mut ev.env);
+    ev.env_len = area_outcome(ev, env, flags::ENV_TRUNCATED, flags::ENV_READ_FAILED);
+    if ev.flags & flags::ENV_TRUNCATED != 0 {
+        count(counter::ENV_TRUNCATED);
     }
 }
 
-/// Copies the user memory between two `mm_struct` fields (`start_field..end_field`).
+/// The bytes a copy kept (0 on failure), flagging a cut or a failure.
 #[inline(always)]
-fn user_area<const N: usize>(
-    off: &KernelOffsets,
-    task: *const u8,
-    start_field: u32,
-    end_field: u32,
-    dst: &mut [u8; N],
-) -> Result<(u32, bool), i32> {
-    let mm = read_ptr(task, off.task_mm)?;
-    let start = read::<u64>(mm, start_field)?;
-    let end = read::<u64>(mm, end_field)?;
-    copy_user_area(start, end, dst)
+fn area_outcome(
+    ev: &mut ExecEvent,
+    copied: Result<(u32, bool), i32>,
+    cut: u32,
+    failed: u32,
+) -> u32 {
+    match copied {
+        Ok((len, truncated)) => {
+            if truncated {
+                ev.flags |= cut;
+            }
+            len
+        }
+        Err(_) => {
+            ev.flags |= failed;
+            0
+        }
+    }
 }

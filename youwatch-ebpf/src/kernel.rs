@@ -1,6 +1,8 @@
 //! Reads of kernel structs through offsets taken from BTF (see `youwatch_common::KernelOffsets`).
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_user_buf};
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_user_buf,
+};
 
 /// Reads a `T` at `base + offset` in kernel memory.
 #[inline(always)]

@@ -33,25 +33,27 @@ fn pid_ns_ids(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) -> Resul
     ev.vpgid = 0;
     let pid = read_ptr(task, off.task_thread_pid)?;
     let level = read::<u32>(pid, off.pid_level)?;
-    let own = upid(pid, off, level);
-    let ns = read_ptr(own, off.upid_ns)?;
-    ev.vpid = read::<i32>(own, off.upid_nr)? as u32;
+    let (nr, ns) = upid(pid, off, level)?;
+    ev.vpid = nr;
     let signal = read_ptr(task, off.task_signal)?;
     let pgrp = read_ptr(signal, off.signal_pgrp)?;
     // pid_nr_ns(): a group created in an ancestor namespace has no number in this one.
     if !pgrp.is_null() && read::<u32>(pgrp, off.pid_level)? >= level {
-        let theirs = upid(pgrp, off, level);
-        if read_ptr(theirs, off.upid_ns)? == ns {
-            ev.vpgid = read::<i32>(theirs, off.upid_nr)? as u32;
+        let (nr, theirs) = upid(pgrp, off, level)?;
+        if theirs == ns {
+            ev.vpgid = nr;
         }
     }
     Ok(())
 }
 
-/// `&pid->numbers[level]`.
+/// `pid->numbers[level]`: the number and its namespace.
 #[inline(always)]
-fn upid(pid: *const u8, off: &KernelOffsets, level: u32) -> *const u8 {
-    pid.wrapping_add(off.pid_numbers as usize + level as usize * off.upid_size as usize)
+fn upid(pid: *const u8, off: &KernelOffsets, level: u32) -> Result<(u32, u64), i32> {
+    let at =
+        off.pid_numbers as usize + level as usize * off.upid_size as usize + off.upid_nr as usize;
+    let [nr, ns] = read::<[u64; 2]>(pid.wrapping_add(at), 0)?;
+    Ok((nr as u32, ns))
 }
 
 /// `kernel_cap_t` is 64 bits (`u32[2]` before 6.3, little-endian; `u64` since): user space
@@ -62,9 +64,8 @@ fn capabilities(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) -> Res
     ev.cap_permitted = 0;
     ev.cap_effective = 0;
     let cred = read_ptr(task, off.task_cred)?;
-    ev.cap_inheritable = read::<u64>(cred, off.cred_cap_inheritable)?;
-    ev.cap_permitted = read::<u64>(cred, off.cred_cap_permitted)?;
-    ev.cap_effective = read::<u64>(cred, off.cred_cap_effective)?;
+    [ev.cap_inheritable, ev.cap_permitted, ev.cap_effective] =
+        read::<[u64; 3]>(cred, off.cred_caps)?;
     Ok(())
 }
 
@@ -76,9 +77,9 @@ fn exe_flags(off: &KernelOffsets, task: *const u8) -> Result<u32, i32> {
     let dentry = read_ptr(file, off.file_dentry)?;
     let mut bits = 0;
     // memfd_create files are pseudo dentries (their own parent) named "memfd:<name>".
-    if read_ptr(dentry, off.dentry_parent)? == dentry {
-        let name = read_ptr(dentry, off.dentry_name_ptr)?;
-        if read::<[u8; 6]>(name, 0)? == *MEMFD_PREFIX {
+    let [parent, _, name] = read::<[u64; 3]>(dentry, off.dentry_parent)?;
+    if parent as *const u8 == dentry {
+        if read::<[u8; 6]>(name as *const u8, 0)? == *MEMFD_PREFIX {
             bits |= flags::EXE_FROM_MEMFD;
         }
     }

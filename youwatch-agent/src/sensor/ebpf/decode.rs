@@ -167,6 +167,50 @@ mod tests {
         assert!(cut);
     }
 
+    fn record(raw: &RawExecEvent) -> Vec<u8> {
+        // SAFETY: plain data, read as bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                (raw as *const RawExecEvent).cast::<u8>(),
+                size_of::<RawExecEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn process_state_and_cwd() {
+        // SAFETY: all-zero is a valid RawExecEvent.
+        let mut raw: RawExecEvent = unsafe { std::mem::zeroed() };
+        raw.vpid = 1;
+        raw.vpgid = 1;
+        raw.loginuid = 1000;
+        raw.cap_permitted = 1 << 21;
+        raw.flags = flags::EXE_UPPER_LAYER;
+        let path = b"/dev/shm";
+        raw.cwd[limits::CWD_LEN - path.len()..].copy_from_slice(path);
+        raw.cwd_len = path.len() as u32;
+        raw.env[..12].copy_from_slice(b"A=1\0B=two\0\0\0");
+        raw.env_len = 10;
+        let ev = decode(&record(&raw), BootClock::now()).unwrap();
+        assert_eq!((ev.vpid, ev.vpgid, ev.loginuid), (Some(1), Some(1), 1000));
+        assert_eq!(ev.caps.unwrap().permitted, 1 << 21);
+        assert_eq!(ev.cwd.as_deref(), Some("/dev/shm/"));
+        assert_eq!(ev.env, ["A=1", "B=two"]);
+        let origin = ev.exe_origin.unwrap();
+        assert!(origin.upper_layer && !origin.lower_layer && !origin.memfd);
+
+        // The root is `/`; what the kernel could not read is unknown, not zero.
+        raw.cwd_len = 0;
+        raw.flags = flags::PIDNS_READ_FAILED | flags::CAPS_READ_FAILED | flags::EXE_READ_FAILED;
+        let ev = decode(&record(&raw), BootClock::now()).unwrap();
+        assert_eq!(ev.cwd.as_deref(), Some("/"));
+        assert_eq!((ev.vpid, ev.caps, ev.exe_origin), (None, None, None));
+        raw.flags = flags::CWD_TRUNCATED;
+        let ev = decode(&record(&raw), BootClock::now()).unwrap();
+        assert!(ev.cwd.is_none() && ev.cwd_truncated);
+    }
+
     #[test]
     fn short_record_is_an_error_not_a_panic() {
         assert!(decode(&[0u8; 7], BootClock::now()).is_err());

@@ -66,14 +66,31 @@ pub fn from_btf_file(path: &Path) -> Result<KernelOffsets, OffsetsError> {
             what: format!("kernel_cap_t is {cap_size} bytes, the exec sensor reads 8"),
         });
     }
+    // Fields read together must sit next to each other (8 bytes apart).
+    let run = |ty, fields| layout.run(ty, fields);
+    // `qstr`: the length in the high half of `hash_len` (little-endian), then the name.
+    let qstr = [
+        field("qstr", "hash_len")?,
+        field("qstr", "len")?,
+        field("qstr", "name")?,
+    ];
+    if qstr != [0, 4, 8] {
+        return Err(OffsetsError::Unsupported {
+            path: path.to_owned(),
+            what: format!("qstr hash_len/len/name at {qstr:?}, the exec sensor reads [0, 4, 8]"),
+        });
+    }
+    let d_parent = run("dentry", &["d_parent", "d_name"])?;
     Ok(KernelOffsets {
         task_real_parent: field("task_struct", "real_parent")?,
         task_tgid: field("task_struct", "tgid")?,
         task_comm: field("task_struct", "comm")?,
         task_mm: field("task_struct", "mm")?,
         task_signal: field("task_struct", "signal")?,
-        mm_arg_start: field("mm_struct", "arg_start")?,
-        mm_arg_end: field("mm_struct", "arg_end")?,
+        mm_arg_start: run(
+            "mm_struct",
+            &["arg_start", "arg_end", "env_start", "env_end"],
+        )?,
         signal_tty: field("signal_struct", "tty")?,
         tty_index: field("tty_struct", "index")?,
         tty_driver: field("tty_struct", "driver")?,
@@ -90,21 +107,16 @@ pub fn from_btf_file(path: &Path) -> Result<KernelOffsets, OffsetsError> {
         pid_level: field("pid", "level")?,
         pid_numbers: field("pid", "numbers")?,
         upid_size: layout.size("upid")?,
-        upid_nr: field("upid", "nr")?,
-        upid_ns: field("upid", "ns")?,
-        cred_cap_inheritable: field("cred", "cap_inheritable")?,
-        cred_cap_permitted: field("cred", "cap_permitted")?,
-        cred_cap_effective: field("cred", "cap_effective")?,
-        mm_env_start: field("mm_struct", "env_start")?,
-        mm_env_end: field("mm_struct", "env_end")?,
+        upid_nr: run("upid", &["nr", "ns"])?,
+        cred_caps: run(
+            "cred",
+            &["cap_inheritable", "cap_permitted", "cap_effective"],
+        )?,
         task_fs: field("task_struct", "fs")?,
         fs_root: field("fs_struct", "root")?,
         fs_pwd: field("fs_struct", "pwd")?,
-        path_mnt: field("path", "mnt")?,
-        path_dentry: field("path", "dentry")?,
-        dentry_parent: field("dentry", "d_parent")?,
-        dentry_name_len: field("dentry", "d_name")? + field("qstr", "len")?,
-        dentry_name_ptr: field("dentry", "d_name")? + field("qstr", "name")?,
+        path_mnt: run("path", &["mnt", "dentry"])?,
+        dentry_parent: d_parent,
         mount_mnt: field("mount", "mnt")?,
         mount_parent: field("mount", "mnt_parent")?,
         mount_mountpoint: field("mount", "mnt_mountpoint")?,
@@ -175,6 +187,25 @@ impl Layout<'_> {
             }),
             None => Ok(None),
         }
+    }
+
+    /// The offset of the first of `fields`, which must follow each other 8 bytes apart (the
+    /// exec program reads them as one array of u64).
+    fn run(&self, ty: &'static str, fields: &[&'static str]) -> Result<u32, OffsetsError> {
+        let first = self.field(ty, fields[0])?;
+        for (i, name) in fields.iter().enumerate().skip(1) {
+            let at = self.field(ty, name)?;
+            if at != first + 8 * i as u32 {
+                return Err(OffsetsError::Unsupported {
+                    path: self.path.to_owned(),
+                    what: format!(
+                        "{ty}.{name} is at byte {at}, not 8 bytes after {ty}.{}",
+                        fields[i - 1]
+                    ),
+                });
+            }
+        }
+        Ok(first)
     }
 
     /// `sizeof(struct ty)`.
@@ -305,8 +336,8 @@ mod tests {
         }
         let off = from_btf_file(path).unwrap();
         assert_eq!(off.ready, 1);
-        // Fields inside mm_struct's anonymous struct must be found, and in order.
-        assert!(off.mm_arg_end == off.mm_arg_start + 8, "{off:?}");
+        // Fields inside mm_struct's anonymous struct must be found, and in runs.
+        assert!(off.mm_arg_start > 0 && off.cred_caps > 0, "{off:?}");
         assert!(
             off.task_real_parent > 0 && off.task_comm > off.task_tgid,
             "{off:?}"
