@@ -47,8 +47,8 @@ pub struct ExecEvent {
     /// (`/dev/shm/`, `/`); `None` when unread or cut (`cwd_truncated`).
     pub cwd: Option<String>,
     pub cwd_truncated: bool,
-    /// Environment as `NAME=value` strings, as far as captured.
-    pub env: Vec<String>,
+    /// Environment (`NAME=value` strings), as far as captured.
+    pub env: Environ,
     /// The environment was cut: more bytes or variables than the sensor captures.
     pub env_truncated: bool,
     /// Where the executable lives; `None` when the kernel could not tell.
@@ -80,10 +80,53 @@ impl Default for ExecEvent {
             caps: None,
             cwd: None,
             cwd_truncated: false,
-            env: Vec::new(),
+            env: Environ::default(),
             env_truncated: false,
             exe_origin: None,
         }
+    }
+}
+
+/// A process environment: `NAME=value` strings, kept in one NUL-separated buffer (one
+/// allocation per exec, however many variables). Serialised as a list of strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environ(String);
+
+impl Environ {
+    /// From the kernel's NUL-separated area (without a trailing NUL).
+    pub fn from_nul_separated(area: String) -> Self {
+        Self(area)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (!self.0.is_empty())
+            .then(|| self.0.split('\0'))
+            .into_iter()
+            .flatten()
+    }
+
+    /// Every variable, joined by spaces: Falco's `proc.env`.
+    pub fn joined(&self) -> String {
+        self.0.replace('\0', " ")
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Environ {
+    fn from_iter<I: IntoIterator<Item = S>>(vars: I) -> Self {
+        let mut area = String::new();
+        for (i, var) in vars.into_iter().enumerate() {
+            if i > 0 {
+                area.push('\0');
+            }
+            area.push_str(var.as_ref());
+        }
+        Self(area)
+    }
+}
+
+impl Serialize for Environ {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
     }
 }
 

@@ -82,7 +82,7 @@ fn container_start(privileged: bool, caps: u64, mounts: Vec<MountInfo>) -> Enric
 }
 
 fn with_env(mut exec: EnrichedExec, env: &[&str]) -> EnrichedExec {
-    exec.event.env = env.iter().map(|v| v.to_string()).collect();
+    exec.event.env = env.iter().collect();
     exec
 }
 

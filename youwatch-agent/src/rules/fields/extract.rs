@@ -4,7 +4,7 @@
 use std::{borrow::Cow, cell::OnceCell, time::UNIX_EPOCH};
 
 use super::{Arg, Field, FieldSpec, capabilities};
-use crate::event::{ContainerInfo, EnrichedExec, PodInfo, ProcessInfo};
+use crate::event::{ContainerInfo, EnrichedExec, Environ, PodInfo, ProcessInfo};
 
 /// A field value.
 #[derive(Clone, Debug, PartialEq)]
@@ -269,7 +269,7 @@ impl<'a> EventView<'a> {
 
     /// `proc.env`: `NAME=value` strings joined by spaces, as Falco's `concatenate_all_env`.
     fn env(&self) -> &str {
-        self.env.get_or_init(|| self.exec.event.env.join(" "))
+        self.env.get_or_init(|| self.exec.event.env.joined())
     }
 
     fn args(&self) -> &str {
@@ -302,7 +302,7 @@ impl<'a> EventView<'a> {
 
 /// `proc.env[NAME]` as Falco's `sinsp_threadinfo::get_env`: the first `NAME=value` with a
 /// non-empty value, without leading or trailing spaces; `""` when there is none.
-fn env_value<'e>(env: &'e [String], name: &str) -> &'e str {
+fn env_value<'e>(env: &'e Environ, name: &str) -> &'e str {
     env.iter()
         .find_map(|var| {
             let value = var.strip_prefix(name)?.strip_prefix('=')?;
@@ -442,12 +442,14 @@ mod tests {
             upper_layer: true,
             ..ExeOrigin::default()
         });
-        ev.env = vec![
-            "PATH=/usr/bin".into(),
-            "HTTP_PROXY= http://p:3128 ".into(),
-            "EMPTY=".into(),
-            "EMPTY=later".into(),
-        ];
+        ev.env = [
+            "PATH=/usr/bin",
+            "HTTP_PROXY= http://p:3128 ",
+            "EMPTY=",
+            "EMPTY=later",
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(get(&e, "proc.cwd", None).as_deref(), Some("/dev/shm/"));
         assert_eq!(get(&e, "proc.vpid", None).as_deref(), Some("1"));
         assert_eq!(get(&e, "thread.vtid", None).as_deref(), Some("1"));

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use youwatch_common::{ExecEvent as RawExecEvent, flags, limits};
 
-use crate::event::{Capabilities, ExeOrigin, ExecEvent};
+use crate::event::{Capabilities, Environ, ExeOrigin, ExecEvent};
 
 /// Converts `CLOCK_BOOTTIME` stamps to wall-clock time. Sample it once per batch: the offset
 /// moves only when the wall clock is stepped.
@@ -65,7 +65,7 @@ pub fn decode(record: &[u8], clock: BootClock) -> Result<ExecEvent, BadRecord> {
     let args_len = (raw.args_len as usize).min(limits::ARGS_LEN);
     let (argv, cut) = split_nul(&raw.args[..args_len], limits::MAX_ARGS);
     let env_len = (raw.env_len as usize).min(limits::ENV_LEN);
-    let (env, env_cut) = split_nul(&raw.env[..env_len], limits::MAX_ENV);
+    let (env, env_cut) = environ(&raw.env[..env_len]);
     let has = |flag: u32| raw.flags & flag != 0;
     Ok(ExecEvent {
         time: clock.to_wall(raw.ktime_ns),
@@ -120,8 +120,18 @@ fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-/// Splits a NUL-separated area (argv, environment), keeping at most `max` strings; true when
-/// some were cut.
+/// The environment area, keeping at most `MAX_ENV` variables; true when some were cut.
+fn environ(area: &[u8]) -> (Environ, bool) {
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    let (kept, cut) = match memchr::memchr_iter(0, area).nth(limits::MAX_ENV - 1) {
+        Some(end) => (&area[..end], true),
+        None => (area, false),
+    };
+    let text = String::from_utf8_lossy(kept).into_owned();
+    (Environ::from_nul_separated(text), cut)
+}
+
+/// Splits a NUL-separated area, keeping at most `max` strings; true when some were cut.
 fn split_nul(area: &[u8], max: usize) -> (Vec<String>, bool) {
     let area = area.strip_suffix(&[0]).unwrap_or(area);
     if area.is_empty() {
@@ -196,7 +206,7 @@ mod tests {
         assert_eq!((ev.vpid, ev.vpgid, ev.loginuid), (Some(1), Some(1), 1000));
         assert_eq!(ev.caps.unwrap().permitted, 1 << 21);
         assert_eq!(ev.cwd.as_deref(), Some("/dev/shm/"));
-        assert_eq!(ev.env, ["A=1", "B=two"]);
+        assert_eq!(ev.env.iter().collect::<Vec<_>>(), ["A=1", "B=two"]);
         let origin = ev.exe_origin.unwrap();
         assert!(origin.upper_layer && !origin.lower_layer && !origin.memfd);
 
@@ -209,6 +219,24 @@ mod tests {
         raw.flags = flags::CWD_TRUNCATED;
         let ev = decode(&record(&raw), BootClock::now()).unwrap();
         assert!(ev.cwd.is_none() && ev.cwd_truncated);
+    }
+
+    #[test]
+    fn environment_keeps_at_most_max_env_variables() {
+        let area: Vec<u8> = (0..limits::MAX_ENV + 3)
+            .flat_map(|i| format!("V{i}=x\0").into_bytes())
+            .collect();
+        let (env, cut) = environ(&area);
+        assert!(cut);
+        assert_eq!(env.iter().count(), limits::MAX_ENV);
+        assert_eq!(
+            env.iter().last(),
+            Some(format!("V{}=x", limits::MAX_ENV - 1).as_str())
+        );
+        let (env, cut) = environ(b"A=1\0\0B=2\0");
+        assert!(!cut);
+        assert_eq!(env.iter().collect::<Vec<_>>(), ["A=1", "", "B=2"]);
+        assert_eq!(environ(b"").0.iter().count(), 0);
     }
 
     #[test]
