@@ -55,7 +55,7 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) {
 /// Commits the event and wakes the reader only if it sleeps in poll(2).
 ///
 /// A ring-buffer wake-up costs the exec'ing task an irq_work self-interrupt (~10 µs on a VM,
-/// against ~1.5 µs for the rest of the program), even when no reader waits. While exec events
+/// against ~3 µs for the rest of the program), even when no reader waits. While exec events
 /// flow the reader drains on a short timer instead, so most events need no wake-up at all.
 ///
 /// Ordering (no lost wake-up): the commit is a full barrier, then the flag is read. The reader

@@ -78,10 +78,8 @@ fn exe_flags(off: &KernelOffsets, task: *const u8) -> Result<u32, i32> {
     let mut bits = 0;
     // memfd_create files are pseudo dentries (their own parent) named "memfd:<name>".
     let [parent, _, name] = read::<[u64; 3]>(dentry, off.dentry_parent)?;
-    if parent as *const u8 == dentry {
-        if read::<[u8; 6]>(name as *const u8, 0)? == *MEMFD_PREFIX {
-            bits |= flags::EXE_FROM_MEMFD;
-        }
+    if parent as *const u8 == dentry && read::<[u8; 6]>(name as *const u8, 0)? == *MEMFD_PREFIX {
+        bits |= flags::EXE_FROM_MEMFD;
     }
     let sb = read_ptr(dentry, off.dentry_sb)?;
     if read::<u64>(sb, off.sb_magic)? == OVERLAYFS_SUPER_MAGIC {
