@@ -146,27 +146,27 @@ fn thread_cpu(tid: &str) -> Duration {
         .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
-/// The reader thread's id, found by its name.
+/// The reader thread's id, found by its name. The thread names itself once it runs, a moment
+/// after `events()` returns: wait for the name rather than race it.
 fn reader_tid() -> Option<String> {
-    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
-        let task = task.ok()?;
-        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-        (comm.trim() == "yw-exec-reader").then(|| task.file_name().to_string_lossy().into_owned())
-    })
-}
-
-/// Polls `probe` until it answers (at most 10 s).
-fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(v) = probe() {
-            return Some(v);
+        if let Some(tid) = find_thread("yw-exec-reader") {
+            return Some(tid);
         }
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() > deadline {
             return None;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+fn find_thread(name: &str) -> Option<String> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
+        let task = task.ok()?;
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        (comm.trim() == name).then(|| task.file_name().to_string_lossy().into_owned())
+    })
 }
 
 /// Loads the sensor, watches `watched_id`, runs the exec loop in `cgroup`, detaches.
@@ -189,8 +189,7 @@ fn attached_run(cgroup: &Path, watched_id: u64, execs: u32) -> AttachedRun {
         let tid = unsafe { libc::gettid() };
         (lat, thread_cpu(&tid.to_string()))
     });
-    // The reader names itself once running: wait for that rather than race its start-up.
-    let reader = wait_for(reader_tid).expect("the reader thread names itself within 10 s");
+    let reader = reader_tid().expect("the reader thread names itself within 10 s");
     let reader_before = thread_cpu(&reader);
     let sample = exec_loop(cgroup, execs);
     let reader_cpu = thread_cpu(&reader).saturating_sub(reader_before);

@@ -38,6 +38,124 @@ pub struct ExecEvent {
     pub args_truncated: bool,
     #[serde(default)]
     pub filename_truncated: bool,
+    /// pid in the process's own pid namespace (`proc.vpid`); `None` if it could not be read.
+    pub vpid: Option<u32>,
+    /// Process group id in that namespace, 0 when the group leader is outside it.
+    pub vpgid: Option<u32>,
+    /// Audit login uid; `u32::MAX` when unset (Falco's `user.loginuid` says -1).
+    pub loginuid: u32,
+    /// Capability sets of the new image, bit n = capability n; `None` if unread.
+    pub caps: Option<Capabilities>,
+    /// Working directory from the process's root, ending in `/` as Falco's `proc.cwd` does
+    /// (`/dev/shm/`, `/`); `None` when unread or cut (`cwd_truncated`).
+    pub cwd: Option<String>,
+    pub cwd_truncated: bool,
+    /// Environment (`NAME=value` strings), as far as captured.
+    pub env: Environ,
+    /// The environment was cut: more bytes or variables than the sensor captures.
+    pub env_truncated: bool,
+    /// Where the executable lives; `None` when the kernel could not tell.
+    pub exe_origin: Option<ExeOrigin>,
+}
+
+impl Default for ExecEvent {
+    fn default() -> Self {
+        Self {
+            time: SystemTime::UNIX_EPOCH,
+            ktime_ns: 0,
+            pid: 0,
+            tgid: 0,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            tty: 0,
+            cgroup_id: 0,
+            watched_cgroup_id: 0,
+            comm: String::new(),
+            parent_comm: String::new(),
+            filename: String::new(),
+            argv: Vec::new(),
+            args_truncated: false,
+            filename_truncated: false,
+            vpid: None,
+            vpgid: None,
+            loginuid: u32::MAX,
+            caps: None,
+            cwd: None,
+            cwd_truncated: false,
+            env: Environ::default(),
+            env_truncated: false,
+            exe_origin: None,
+        }
+    }
+}
+
+/// A process environment: `NAME=value` strings, kept in one NUL-separated buffer (one
+/// allocation per exec, however many variables). Serialised as a list of strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environ(String);
+
+impl Environ {
+    /// From the kernel's NUL-separated area (without a trailing NUL).
+    pub fn from_nul_separated(area: String) -> Self {
+        Self(area)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (!self.0.is_empty())
+            .then(|| self.0.split('\0'))
+            .into_iter()
+            .flatten()
+    }
+
+    /// Every variable, joined by spaces: Falco's `proc.env`.
+    pub fn joined(&self) -> String {
+        self.0.replace('\0', " ")
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Environ {
+    fn from_iter<I: IntoIterator<Item = S>>(vars: I) -> Self {
+        let mut area = String::new();
+        for (i, var) in vars.into_iter().enumerate() {
+            if i > 0 {
+                area.push('\0');
+            }
+            area.push_str(var.as_ref());
+        }
+        Self(area)
+    }
+}
+
+impl Serialize for Environ {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Environ {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Vec::<String>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+/// Capability sets, bit n = capability n (kernel numbering).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub inheritable: u64,
+    pub permitted: u64,
+    pub effective: u64,
+}
+
+/// Where an exec'd file lives; all false for an ordinary file outside overlayfs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExeOrigin {
+    /// On an overlayfs mount, in the upper (container-writable) layer.
+    pub upper_layer: bool,
+    /// On an overlayfs mount, in a lower (image) layer only.
+    pub lower_layer: bool,
+    /// A `memfd_create` file, executed through its descriptor.
+    pub memfd: bool,
 }
 
 /// A process as rules see it (Falco's `proc.*` fields).
@@ -78,6 +196,38 @@ pub struct ContainerInfo {
     pub image: String,
     pub image_repository: String,
     pub image_tag: String,
+    /// `securityContext.privileged` from the pod spec; `None` when no spec is known.
+    pub privileged: Option<bool>,
+    /// The mounts the pod spec gives the container, in the kubelet's order; `None` when no
+    /// spec is known.
+    pub mounts: Option<Vec<MountInfo>>,
+}
+
+/// A container mount as Falco's container plugin reports it from the CRI.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountInfo {
+    /// Host path (hostPath volumes) or the kubelet's directory for the volume; empty when
+    /// the host side is not known from the pod spec (persistent volumes).
+    pub source: String,
+    /// Path in the container (`mountPath`).
+    pub dest: String,
+    /// Always empty for CRI runtimes (Falco fills it only from docker's mount mode).
+    pub mode: String,
+    pub rdwr: bool,
+    /// `private`, `rslave` or `rshared`, as the container plugin names CRI propagation.
+    pub propagation: String,
+}
+
+impl MountInfo {
+    /// `source:dest:mode:rdwr:propagation`, the form of `container.mount` and `container.mounts`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            "{}:{}:{}:{}:{}",
+            self.source, self.dest, self.mode, self.rdwr, self.propagation
+        );
+    }
 }
 
 impl ContainerInfo {

@@ -5,15 +5,12 @@ mod support;
 
 use std::time::Duration;
 
-use support::{cgroup_tree::CgroupTree, require};
-use tokio::sync::mpsc::Receiver;
-use youwatch_agent::{
-    event::ExecEvent,
-    sensor::{
-        SensorConfig,
-        ebpf::{ExecSensor, SensorCounters},
-    },
+use support::{
+    cgroup_tree::CgroupTree,
+    exec_events::{drain, has_arg, sensor, until},
+    require,
 };
+use youwatch_agent::sensor::ebpf::{ExecSensor, SensorCounters};
 
 const POD_UID: &str = "0f8e1c4a-7b1d-4d8e-9a51-3c2b1e0d9f77";
 const CONTAINER_ID: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904d1c6b3a0a4f1c6e2b7f8e9d0";
@@ -26,49 +23,6 @@ fn k8s_layout() -> (String, String) {
     );
     let container = format!("{pod}/cri-containerd-{CONTAINER_ID}.scope");
     (pod, container)
-}
-
-fn sensor(ring_buffer_bytes: u32, channel_capacity: usize) -> (ExecSensor, Receiver<ExecEvent>) {
-    let config = SensorConfig {
-        ring_buffer_bytes,
-        channel_capacity,
-        ..SensorConfig::default()
-    };
-    let mut sensor = ExecSensor::load(&config).expect("loading the exec sensor");
-    let rx = sensor.events(channel_capacity).unwrap();
-    (sensor, rx)
-}
-
-/// Receives events until one matches `done`; returns all of them. Panics after 10 s.
-async fn until(rx: &mut Receiver<ExecEvent>, done: impl Fn(&ExecEvent) -> bool) -> Vec<ExecEvent> {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(ev)) => {
-                let last = done(&ev);
-                seen.push(ev);
-                if last {
-                    return seen;
-                }
-            }
-            Ok(None) => panic!("event channel closed; seen so far: {seen:#?}"),
-            Err(_) => panic!("no matching event within 10 s; seen: {seen:#?}"),
-        }
-    }
-}
-
-/// Receives whatever arrives until the channel stays quiet for `quiet`.
-async fn drain(rx: &mut Receiver<ExecEvent>, quiet: Duration) -> Vec<ExecEvent> {
-    let mut seen = Vec::new();
-    while let Ok(Some(ev)) = tokio::time::timeout(quiet, rx.recv()).await {
-        seen.push(ev);
-    }
-    seen
-}
-
-fn has_arg(ev: &ExecEvent, arg: &str) -> bool {
-    ev.argv.iter().any(|a| a == arg)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,7 +387,7 @@ async fn burst_into_a_full_ring_counts_every_loss() {
     if !require::root_and_cgroup2("burst_into_a_full_ring_counts_every_loss") {
         return;
     }
-    // 64 KiB holds ~70 events and nobody reads during the burst: most are lost, all counted.
+    // 64 KiB holds ~20 events and nobody reads during the burst: most are lost, all counted.
     let (delivered, counters) = burst(64 << 10, true).await;
     assert!(
         counters.ringbuf_full > 0,

@@ -32,11 +32,16 @@ fn check_the_stable_ruleset() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("Execution from /dev/shm") && stdout.contains("needs proc.cwd"),
+        stdout.contains("ok  Warning       Execution from /dev/shm"),
         "{stdout}"
     );
     assert!(
-        stdout.ends_with("25 rules: 7 evaluable on exec events, 0 switched off, 18 not evaluable; 0 errors, 0 warnings\n"),
+        stdout.contains("Contact K8S API Server From Container")
+            && stdout.contains("needs evt.type connect"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("25 rules: 11 evaluable on exec events, 0 switched off, 14 not evaluable; 0 errors, 0 warnings\n"),
         "{stdout}"
     );
 }

@@ -442,6 +442,7 @@ fn event(fields: &BTreeMap<String, String>) -> EnrichedExec {
             argv: std::iter::once(exe.clone()).chain(args.clone()).collect(),
             args_truncated: false,
             filename_truncated: false,
+            ..ExecEvent::default()
         },
         process: ProcessInfo {
             pid: 1,

@@ -4,7 +4,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf,
+        bpf_probe_read_kernel_str_bytes,
         generated::{
             bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns,
         },
@@ -16,8 +16,10 @@ use aya_ebpf::{
 use youwatch_common::{ExecEvent, KernelOffsets, counter, flags, limits};
 
 use crate::{
-    kernel::{encode_dev, read, read_bytes, read_ptr},
+    cwd::fill_cwd,
+    kernel::{copy_user_area, encode_dev, read, read_bytes, read_ptr},
     maps::{EVENTS, READER, WATCHED, count, offsets},
+    process::fill_process,
 };
 
 /// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`
@@ -53,7 +55,7 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) {
 /// Commits the event and wakes the reader only if it sleeps in poll(2).
 ///
 /// A ring-buffer wake-up costs the exec'ing task an irq_work self-interrupt (~10 µs on a VM,
-/// against ~1.5 µs for the rest of the program), even when no reader waits. While exec events
+/// against ~3 µs for the rest of the program), even when no reader waits. While exec events
 /// flow the reader drains on a short timer instead, so most events need no wake-up at all.
 ///
 /// Ordering (no lost wake-up): the commit is a full barrier, then the flag is read. The reader
@@ -111,6 +113,10 @@ fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u
     ev.uid = uid_gid as u32;
     ev.gid = (uid_gid >> 32) as u32;
     ev.flags = 0;
+    // First: the walk is a loop, which the verifier checks once per distinct state it is
+    // entered with; here there is one (flags set further on would make one per combination).
+    // It also precedes the environment's copy, as its masked writes may reach `env`.
+    fill_cwd(ev, off, task);
     ev.comm = bpf_get_current_comm().unwrap_or([0; limits::COMM_LEN]);
 
     fill_parent(ev, off, task);
@@ -122,11 +128,18 @@ fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u
         }
     };
     fill_filename(ev, off, bprm);
-    fill_args(ev, off, task);
-    if ev.flags
-        & (flags::ARGS_READ_FAILED | flags::FILENAME_READ_FAILED | flags::PARENT_READ_FAILED)
-        != 0
-    {
+    fill_user_areas(ev, off, task);
+    fill_process(ev, off, task);
+    ev._reserved = 0;
+    let failed = flags::ARGS_READ_FAILED
+        | flags::FILENAME_READ_FAILED
+        | flags::PARENT_READ_FAILED
+        | flags::ENV_READ_FAILED
+        | flags::CWD_READ_FAILED
+        | flags::EXE_READ_FAILED
+        | flags::PIDNS_READ_FAILED
+        | flags::CAPS_READ_FAILED;
+    if ev.flags & failed != 0 {
         count(counter::READ_FAILED);
     }
 }
@@ -184,36 +197,47 @@ fn fill_filename(ev: &mut ExecEvent, off: &KernelOffsets, bprm: *const u8) {
     }
 }
 
-/// Copies the new image's argument area (`mm->arg_start..arg_end`, NUL-separated).
+/// Copies the new image's argument area and environment (`mm->arg_start..arg_end`,
+/// `mm->env_start..env_end`, NUL-separated).
 #[inline(always)]
-fn fill_args(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
+fn fill_user_areas(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
     ev.args_len = 0;
-    let Ok(mm) = read_ptr(task, off.task_mm) else {
-        ev.flags |= flags::ARGS_READ_FAILED;
+    ev.env_len = 0;
+    let bounds = read_ptr(task, off.task_mm).and_then(|mm| read::<[u64; 4]>(mm, off.mm_arg_start));
+    let Ok([arg_start, arg_end, env_start, env_end]) = bounds else {
+        ev.flags |= flags::ARGS_READ_FAILED | flags::ENV_READ_FAILED;
         return;
     };
-    let (Ok(start), Ok(end)) = (
-        read::<u64>(mm, off.mm_arg_start),
-        read::<u64>(mm, off.mm_arg_end),
-    ) else {
-        ev.flags |= flags::ARGS_READ_FAILED;
-        return;
-    };
-    if end <= start {
-        return;
-    }
-    let mut len = end - start;
-    if len > limits::ARGS_LEN as u64 {
-        len = limits::ARGS_LEN as u64;
-        ev.flags |= flags::ARGS_TRUNCATED;
+    let args = copy_user_area(arg_start, arg_end, &mut ev.args);
+    ev.args_len = area_outcome(ev, args, flags::ARGS_TRUNCATED, flags::ARGS_READ_FAILED);
+    if ev.flags & flags::ARGS_TRUNCATED != 0 {
         count(counter::ARGS_TRUNCATED);
     }
-    // In 1..=ARGS_LEN in a form the verifier can bound.
-    let n = (((len - 1) & (limits::ARGS_LEN as u64 - 1)) + 1) as usize;
-    // SAFETY: user memory of the current task; a fault returns an error.
-    let res = unsafe { bpf_probe_read_user_buf(start as *const u8, &mut ev.args[..n]) };
-    match res {
-        Ok(()) => ev.args_len = n as u32,
-        Err(_) => ev.flags |= flags::ARGS_READ_FAILED,
+    let env = copy_user_area(env_start, env_end, &mut ev.env);
+    ev.env_len = area_outcome(ev, env, flags::ENV_TRUNCATED, flags::ENV_READ_FAILED);
+    if ev.flags & flags::ENV_TRUNCATED != 0 {
+        count(counter::ENV_TRUNCATED);
+    }
+}
+
+/// The bytes a copy kept (0 on failure), flagging a cut or a failure.
+#[inline(always)]
+fn area_outcome(
+    ev: &mut ExecEvent,
+    copied: Result<(u32, bool), i32>,
+    cut: u32,
+    failed: u32,
+) -> u32 {
+    match copied {
+        Ok((len, truncated)) => {
+            if truncated {
+                ev.flags |= cut;
+            }
+            len
+        }
+        Err(_) => {
+            ev.flags |= failed;
+            0
+        }
     }
 }

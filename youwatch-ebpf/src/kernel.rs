@@ -1,6 +1,8 @@
 //! Reads of kernel structs through offsets taken from BTF (see `youwatch_common::KernelOffsets`).
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_user_buf,
+};
 
 /// Reads a `T` at `base + offset` in kernel memory.
 #[inline(always)]
@@ -32,4 +34,27 @@ pub fn read_bytes(base: *const u8, offset: u32, dst: &mut [u8]) -> Result<(), i3
 #[inline(always)]
 pub fn encode_dev(major: u32, minor: u32) -> u32 {
     (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// Copies the user memory `start..end` into `dst` (at most `N` bytes, `N` a power of two).
+/// Returns the bytes copied and whether the area was longer.
+#[inline(always)]
+pub fn copy_user_area<const N: usize>(
+    start: u64,
+    end: u64,
+    dst: &mut [u8; N],
+) -> Result<(u32, bool), i32> {
+    if end <= start {
+        return Ok((0, false));
+    }
+    let mut len = end - start;
+    let cut = len > N as u64;
+    if cut {
+        len = N as u64;
+    }
+    // In 1..=N in a form the verifier can bound.
+    let n = (((len - 1) & (N as u64 - 1)) + 1) as usize;
+    // SAFETY: user memory of the current task; a fault returns an error.
+    unsafe { bpf_probe_read_user_buf(start as *const u8, &mut dst[..n]) }?;
+    Ok((n as u32, cut))
 }

@@ -3,9 +3,11 @@
 #![no_std]
 #![no_main]
 
+mod cwd;
 mod exec;
 mod kernel;
 mod maps;
+mod process;
 
 #[cfg(not(test))]
 #[panic_handler]

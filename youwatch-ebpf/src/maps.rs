@@ -23,23 +23,9 @@ pub static READER: Array<u32> = Array::with_max_entries(1, 0);
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
 /// Struct field offsets from the running kernel's BTF, set by user space at load time.
+// SAFETY: KernelOffsets is plain integers; all zeros is `ready == 0`, "not filled".
 #[unsafe(no_mangle)]
-static OFFSETS: KernelOffsets = KernelOffsets {
-    task_real_parent: 0,
-    task_tgid: 0,
-    task_comm: 0,
-    task_mm: 0,
-    task_signal: 0,
-    mm_arg_start: 0,
-    mm_arg_end: 0,
-    signal_tty: 0,
-    tty_index: 0,
-    tty_driver: 0,
-    driver_major: 0,
-    driver_minor_start: 0,
-    binprm_filename: 0,
-    ready: 0,
-};
+static OFFSETS: KernelOffsets = unsafe { core::mem::zeroed() };
 
 /// The offsets as loaded. The volatile read keeps the compiler from folding the zeros above.
 #[inline(always)]

@@ -151,6 +151,7 @@ mod tests {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             args_truncated: false,
             filename_truncated: false,
+            ..ExecEvent::default()
         }
     }
 

@@ -26,6 +26,7 @@ pub mod labels;
 pub mod layout;
 pub mod lineage;
 pub mod metrics;
+pub mod mounts;
 pub mod node_local;
 pub mod pod;
 pub mod procfs;

@@ -1,12 +1,13 @@
 //! What the inventory keeps of a pod: identity, owner, QoS class, and its containers by
-//! runtime id (from `containerStatuses`, `initContainerStatuses`, `ephemeralContainerStatuses`).
+//! runtime id (from `containerStatuses`, `initContainerStatuses`, `ephemeralContainerStatuses`)
+//! with what their spec says about them (privileged, mounts).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec, SecurityContext, VolumeMount};
 
-use super::{container_id, image, layout::Qos};
-use crate::event::{ContainerInfo, PodInfo};
+use super::{container_id, image, layout::Qos, mounts};
+use crate::event::{ContainerInfo, MountInfo, PodInfo};
 
 /// Which list of the pod spec a container comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub struct PodContainer {
     pub image: String,
     /// Runtime id, without the `containerd://` scheme; `None` before it starts.
     pub id: Option<String>,
+    /// `securityContext.privileged`.
+    pub privileged: bool,
+    /// Its mounts as the runtime gets them (see [`mounts`](super::mounts)).
+    pub mounts: Vec<MountInfo>,
 }
 
 impl PodContainer {
@@ -36,6 +41,8 @@ impl PodContainer {
             image: self.image.clone(),
             image_repository: repository.to_owned(),
             image_tag: tag.to_owned(),
+            privileged: Some(self.privileged),
+            mounts: Some(self.mounts.clone()),
         }
     }
 }
@@ -101,32 +108,15 @@ impl PodRecord {
         let status = pod.status.as_ref();
         let mut containers = Vec::new();
         if let Some(spec) = spec {
-            let statuses = status.and_then(|s| s.container_statuses.as_deref());
-            for c in &spec.containers {
-                containers.push(merge(
-                    &c.name,
-                    c.image.as_deref(),
-                    ContainerKind::Regular,
-                    statuses,
-                ));
-            }
-            let statuses = status.and_then(|s| s.init_container_statuses.as_deref());
-            for c in spec.init_containers.iter().flatten() {
-                containers.push(merge(
-                    &c.name,
-                    c.image.as_deref(),
-                    ContainerKind::Init,
-                    statuses,
-                ));
-            }
-            let statuses = status.and_then(|s| s.ephemeral_container_statuses.as_deref());
-            for c in spec.ephemeral_containers.iter().flatten() {
-                containers.push(merge(
-                    &c.name,
-                    c.image.as_deref(),
-                    ContainerKind::Ephemeral,
-                    statuses,
-                ));
+            let volumes = spec.volumes.as_deref().unwrap_or_default();
+            for d in declared(spec) {
+                let statuses = status.and_then(|s| match d.kind {
+                    ContainerKind::Regular => s.container_statuses.as_deref(),
+                    ContainerKind::Init => s.init_container_statuses.as_deref(),
+                    ContainerKind::Ephemeral => s.ephemeral_container_statuses.as_deref(),
+                });
+                let mounts = mounts::container_mounts(&uid, d.name, d.mounts, volumes);
+                containers.push(merge(d, mounts, statuses));
             }
         }
         Ok(PodRecord {
@@ -164,27 +154,96 @@ impl PodRecord {
 /// Set by the kubelet on the API mirror of a static pod: the static pod's own UID.
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
+/// A container the spec declares, whichever list it is in.
+struct Declared<'a> {
+    kind: ContainerKind,
+    name: &'a str,
+    image: Option<&'a str>,
+    /// `securityContext.privileged`.
+    privileged: bool,
+    mounts: &'a [VolumeMount],
+}
+
+impl<'a> Declared<'a> {
+    fn new(
+        kind: ContainerKind,
+        name: &'a str,
+        image: &'a Option<String>,
+        security: &'a Option<SecurityContext>,
+        mounts: &'a Option<Vec<VolumeMount>>,
+    ) -> Self {
+        Declared {
+            kind,
+            name,
+            image: image.as_deref(),
+            privileged: security
+                .as_ref()
+                .and_then(|s| s.privileged)
+                .unwrap_or(false),
+            mounts: mounts.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+/// Every container of the spec: regular, init, then ephemeral.
+fn declared(spec: &PodSpec) -> impl Iterator<Item = Declared<'_>> {
+    use ContainerKind::*;
+    let regular = spec.containers.iter().map(|c| {
+        Declared::new(
+            Regular,
+            &c.name,
+            &c.image,
+            &c.security_context,
+            &c.volume_mounts,
+        )
+    });
+    let init = spec.init_containers.iter().flatten().map(|c| {
+        Declared::new(
+            Init,
+            &c.name,
+            &c.image,
+            &c.security_context,
+            &c.volume_mounts,
+        )
+    });
+    let ephemeral = spec.ephemeral_containers.iter().flatten().map(|c| {
+        Declared::new(
+            Ephemeral,
+            &c.name,
+            &c.image,
+            &c.security_context,
+            &c.volume_mounts,
+        )
+    });
+    regular.chain(init).chain(ephemeral)
+}
+
 /// A declared container, with the image and id its status reports (a status without a spec
 /// entry is ignored: the spec is the list of what may run).
 fn merge(
-    name: &str,
-    spec_image: Option<&str>,
-    kind: ContainerKind,
+    declared: Declared<'_>,
+    mounts: Vec<MountInfo>,
     statuses: Option<&[ContainerStatus]>,
 ) -> PodContainer {
+    let name = declared.name;
     let status = statuses.into_iter().flatten().find(|s| s.name == name);
     let status_image = status
         .map(|s| s.image.as_str())
         .filter(|i| !image::is_bare_id(i));
     PodContainer {
         name: name.to_owned(),
-        kind,
-        image: status_image.or(spec_image).unwrap_or_default().to_owned(),
+        kind: declared.kind,
+        image: status_image
+            .or(declared.image)
+            .unwrap_or_default()
+            .to_owned(),
         id: status
             .and_then(|s| s.container_id.as_deref())
             .map(container_id::from_status)
             .filter(|id| !id.is_empty())
             .map(str::to_owned),
+        privileged: declared.privileged,
+        mounts,
     }
 }
 
@@ -284,6 +343,31 @@ pub(crate) mod tests {
             ("busybox:1.36", None)
         );
         assert_eq!(rec.only_unstarted().map(|c| c.name.as_str()), Some("init"));
+    }
+
+    #[test]
+    fn privileged_and_mounts_come_from_each_containers_spec() {
+        let mut json = pod_json();
+        json["spec"]["containers"][0]["securityContext"] = serde_json::json!({"privileged": true});
+        json["spec"]["containers"][0]["volumeMounts"] =
+            serde_json::json!([{"name": "sock", "mountPath": "/run/docker.sock"}]);
+        json["spec"]["ephemeralContainers"][0]["securityContext"] =
+            serde_json::json!({"privileged": false});
+        json["spec"]["volumes"] =
+            serde_json::json!([{"name": "sock", "hostPath": {"path": "/var/run/docker.sock"}}]);
+        let rec = PodRecord::from_pod(&serde_json::from_value(json).unwrap()).unwrap();
+        let app = rec.container(CID).unwrap().info(CID);
+        assert_eq!(app.privileged, Some(true));
+        let mounts = app.mounts.as_deref().unwrap();
+        assert_eq!(
+            (mounts[0].source.as_str(), mounts[0].dest.as_str()),
+            ("/var/run/docker.sock", "/run/docker.sock")
+        );
+        assert_eq!(mounts.last().unwrap().dest, "/etc/hosts");
+        let debug = rec.container(EID).unwrap().info(EID);
+        assert_eq!(debug.privileged, Some(false));
+        let init = rec.containers.iter().find(|c| c.name == "init").unwrap();
+        assert!(!init.privileged, "no securityContext: not privileged");
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl Exec {
             argv,
             args_truncated: false,
             filename_truncated: false,
+            ..ExecEvent::default()
         };
         Self {
             exec: EnrichedExec {
@@ -114,6 +115,7 @@ impl Exec {
             image: image.into(),
             image_repository: repo.into(),
             image_tag: tag.into(),
+            ..ContainerInfo::default()
         });
         self
     }

@@ -35,6 +35,22 @@ pub fn stable_rules() -> Arc<SourceFile> {
     SourceFile::new("falco_rules.yaml", vendored)
 }
 
+/// Falco's incubating and sandbox rulesets (vendored, same commit as the stable one); they
+/// load after the stable ruleset, whose macros and lists they use.
+pub fn incubating_rules() -> Arc<SourceFile> {
+    vendored("falco-incubating_rules.yaml")
+}
+
+pub fn sandbox_rules() -> Arc<SourceFile> {
+    vendored("falco-sandbox_rules.yaml")
+}
+
+fn vendored(name: &str) -> Arc<SourceFile> {
+    let path = format!("{}/tests/data/falco/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    SourceFile::new(name, text)
+}
+
 pub fn default_rules() -> Arc<SourceFile> {
     SourceFile::new(DEFAULT_RULES_NAME, DEFAULT_RULES.to_owned())
 }

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod apiserver;
 pub mod bus;
 pub mod cgroup_tree;
+pub mod exec_events;
 pub mod inventory_stage;
 pub mod manifests;
 pub mod nginx_waf;

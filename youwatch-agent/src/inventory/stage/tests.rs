@@ -115,6 +115,7 @@ fn exec_in(cgroup_id: u64, watched: u64) -> ExecEvent {
         argv: vec!["sh".into(), "-c".into(), "id".into()],
         args_truncated: false,
         filename_truncated: false,
+        ..ExecEvent::default()
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::{borrow::Cow, cell::OnceCell, time::UNIX_EPOCH};
 
-use super::{Arg, Field, FieldSpec};
-use crate::event::{ContainerInfo, EnrichedExec, PodInfo, ProcessInfo};
+use super::{Arg, Field, FieldSpec, capabilities};
+use crate::event::{ContainerInfo, EnrichedExec, Environ, PodInfo, ProcessInfo};
 
 /// A field value.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +63,7 @@ pub struct EventView<'a> {
     hostname: &'a str,
     args: OnceCell<String>,
     cmdline: OnceCell<String>,
+    env: OnceCell<String>,
 }
 
 impl<'a> EventView<'a> {
@@ -75,6 +76,7 @@ impl<'a> EventView<'a> {
             hostname,
             args: OnceCell::new(),
             cmdline: OnceCell::new(),
+            env: OnceCell::new(),
         }
     }
 
@@ -174,6 +176,84 @@ impl<'a> EventView<'a> {
                     .map(|v| Val::Str(Cow::Borrowed(v.as_str()))),
                 _ => None,
             },
+            ProcCwd => ex.event.cwd.as_deref().and_then(s),
+            ProcEnv => Some(match &spec.arg {
+                Arg::Key(name) => Val::Str(Cow::Borrowed(env_value(&ex.event.env, name))),
+                _ => Val::Str(Cow::Borrowed(self.env())),
+            }),
+            ProcVpid | ThreadVtid => ex.event.vpid.and_then(|v| num(v.into())),
+            ProcVpgid => ex.event.vpgid.and_then(|v| num(v.into())),
+            ProcIsVpgidLeader => match (ex.event.vpid, ex.event.vpgid) {
+                (Some(pid), Some(pgid)) => Some(Val::Bool(pid == pgid)),
+                _ => None,
+            },
+            // Falco keeps the kernel's u32 and says -1 for "unset" (u32::MAX).
+            UserLoginuid => Some(Val::Num(match ex.event.loginuid {
+                u32::MAX => -1,
+                uid => uid.into(),
+            })),
+            ThreadCapPermitted | ThreadCapInheritable | ThreadCapEffective => {
+                let caps = ex.event.caps?;
+                let set = match spec.field {
+                    ThreadCapPermitted => caps.permitted,
+                    ThreadCapInheritable => caps.inheritable,
+                    _ => caps.effective,
+                };
+                Some(Val::Str(capabilities::names(set).into()))
+            }
+            ProcIsExeUpperLayer | ProcIsExeLowerLayer | ProcIsExeFromMemfd => {
+                let origin = ex.event.exe_origin?;
+                Some(Val::Bool(match spec.field {
+                    ProcIsExeUpperLayer => origin.upper_layer,
+                    ProcIsExeLowerLayer => origin.lower_layer,
+                    _ => origin.memfd,
+                }))
+            }
+            ContainerPrivileged => ex
+                .container
+                .as_ref()
+                .and_then(|c| c.privileged)
+                .map(Val::Bool),
+            ContainerMounts => {
+                let mounts = ex.container.as_ref()?.mounts.as_deref()?;
+                let mut all = String::new();
+                for (i, m) in mounts.iter().enumerate() {
+                    if i > 0 {
+                        all.push(',');
+                    }
+                    m.render(&mut all);
+                }
+                Some(Val::Str(all.into()))
+            }
+            ContainerMount
+            | ContainerMountSource
+            | ContainerMountDest
+            | ContainerMountMode
+            | ContainerMountRdwr
+            | ContainerMountPropagation => {
+                let mounts = ex.container.as_ref()?.mounts.as_deref()?;
+                let m = match &spec.arg {
+                    Arg::Index(i) => mounts.get(*i)?,
+                    // `.source[...]` finds the mount by its destination, the rest by source.
+                    Arg::Pattern(p) if spec.field == ContainerMountSource => {
+                        mounts.iter().find(|m| p.is_found_in(&m.dest))?
+                    }
+                    Arg::Pattern(p) => mounts.iter().find(|m| p.is_found_in(&m.source))?,
+                    _ => return None,
+                };
+                Some(Val::Str(match spec.field {
+                    ContainerMountSource => Cow::Borrowed(m.source.as_str()),
+                    ContainerMountDest => Cow::Borrowed(m.dest.as_str()),
+                    ContainerMountMode => Cow::Borrowed(m.mode.as_str()),
+                    ContainerMountRdwr => Cow::Borrowed(if m.rdwr { "true" } else { "false" }),
+                    ContainerMountPropagation => Cow::Borrowed(m.propagation.as_str()),
+                    _ => {
+                        let mut one = String::new();
+                        m.render(&mut one);
+                        Cow::Owned(one)
+                    }
+                }))
+            }
         }
     }
 
@@ -211,6 +291,11 @@ impl<'a> EventView<'a> {
         }
     }
 
+    /// `proc.env`: `NAME=value` strings joined by spaces, as Falco's `concatenate_all_env`.
+    fn env(&self) -> &str {
+        self.env.get_or_init(|| self.exec.event.env.joined())
+    }
+
     fn args(&self) -> &str {
         self.args.get_or_init(|| self.exec.process.args.join(" "))
     }
@@ -239,6 +324,17 @@ impl<'a> EventView<'a> {
     }
 }
 
+/// `proc.env[NAME]` as Falco's `sinsp_threadinfo::get_env`: the first `NAME=value` with a
+/// non-empty value, without leading or trailing spaces; `""` when there is none.
+fn env_value<'e>(env: &'e Environ, name: &str) -> &'e str {
+    env.iter()
+        .find_map(|var| {
+            let value = var.strip_prefix(name)?.strip_prefix('=')?;
+            (!value.is_empty()).then(|| value.trim_matches(' '))
+        })
+        .unwrap_or("")
+}
+
 fn host_or(v: Option<&str>) -> Val<'_> {
     Val::Str(Cow::Borrowed(v.unwrap_or("host")))
 }
@@ -263,7 +359,10 @@ fn format_time(nanos: u64, field: Field) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{fields::Resolved, fields::resolve, sample::Exec};
+    use crate::{
+        event::{Capabilities, ExeOrigin, MountInfo},
+        rules::{fields::Resolved, fields::resolve, sample::Exec},
+    };
 
     fn get(exec: &EnrichedExec, name: &str, arg: Option<&str>) -> Option<String> {
         let Ok(Resolved::Field(spec)) = resolve(name, arg) else {
@@ -334,6 +433,166 @@ mod tests {
         assert_eq!(
             get(&e, "evt.time.iso8601", None).as_deref(),
             Some("2023-11-14T22:13:20.000000000Z")
+        );
+    }
+
+    #[test]
+    fn process_state_read_at_exec() {
+        let mut e = Exec::new(["./x"]).build();
+        // Unread: no value, as Falco has none.
+        for field in [
+            "proc.cwd",
+            "proc.vpid",
+            "proc.is_vpgid_leader",
+            "thread.cap_permitted",
+            "proc.is_exe_upper_layer",
+        ] {
+            assert_eq!(get(&e, field, None), None, "{field}");
+        }
+        assert_eq!(get(&e, "user.loginuid", None).as_deref(), Some("-1"));
+        assert_eq!(get(&e, "proc.env", None).as_deref(), Some(""));
+
+        let ev = &mut e.event;
+        ev.cwd = Some("/dev/shm/".into());
+        ev.vpid = Some(1);
+        ev.vpgid = Some(1);
+        ev.loginuid = 1000;
+        ev.caps = Some(Capabilities {
+            inheritable: 0,
+            permitted: (1 << 21) | (1 << 16),
+            effective: 1 << 21,
+        });
+        ev.exe_origin = Some(ExeOrigin {
+            upper_layer: true,
+            ..ExeOrigin::default()
+        });
+        ev.env = [
+            "PATH=/usr/bin",
+            "HTTP_PROXY= http://p:3128 ",
+            "EMPTY=",
+            "EMPTY=later",
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(get(&e, "proc.cwd", None).as_deref(), Some("/dev/shm/"));
+        assert_eq!(get(&e, "proc.vpid", None).as_deref(), Some("1"));
+        assert_eq!(get(&e, "thread.vtid", None).as_deref(), Some("1"));
+        assert_eq!(
+            get(&e, "proc.is_vpgid_leader", None).as_deref(),
+            Some("true")
+        );
+        assert_eq!(get(&e, "user.loginuid", None).as_deref(), Some("1000"));
+        assert_eq!(
+            get(&e, "thread.cap_permitted", None).as_deref(),
+            Some("CAP_SYS_MODULE CAP_SYS_ADMIN")
+        );
+        assert_eq!(get(&e, "thread.cap_inheritable", None).as_deref(), Some(""));
+        assert_eq!(
+            get(&e, "proc.is_exe_upper_layer", None).as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            get(&e, "proc.is_exe_lower_layer", None).as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            get(&e, "proc.is_exe_from_memfd", None).as_deref(),
+            Some("false")
+        );
+        // Falco's get_env: trimmed value, an empty value is skipped, "" when absent.
+        assert_eq!(
+            get(&e, "proc.env", None).as_deref(),
+            Some("PATH=/usr/bin HTTP_PROXY= http://p:3128  EMPTY= EMPTY=later")
+        );
+        assert_eq!(
+            get(&e, "proc.env", Some("HTTP_PROXY")).as_deref(),
+            Some("http://p:3128")
+        );
+        assert_eq!(get(&e, "proc.env", Some("EMPTY")).as_deref(), Some("later"));
+        assert_eq!(get(&e, "proc.env", Some("PAT")).as_deref(), Some(""));
+        e.event.vpgid = Some(0); // a group led from outside the namespace
+        assert_eq!(
+            get(&e, "proc.is_vpgid_leader", None).as_deref(),
+            Some("false")
+        );
+    }
+
+    #[test]
+    fn container_spec_privileged_and_mounts() {
+        let host = Exec::new(["ls"]).build();
+        assert_eq!(get(&host, "container.privileged", None), None);
+        assert_eq!(get(&host, "container.mounts", None), None);
+        assert_eq!(get(&host, "container.mount.dest", Some("/")), None);
+        let mut e = Exec::new(["ls"]).pod("shop", "juice-shop-1").build();
+        // A container whose spec is not known (node-local): no value either.
+        assert_eq!(get(&e, "container.privileged", None), None);
+        let mount = |source: &str, dest: &str, rdwr| MountInfo {
+            source: source.into(),
+            dest: dest.into(),
+            mode: String::new(),
+            rdwr,
+            propagation: "private".into(),
+        };
+        let c = e.container.as_mut().unwrap();
+        c.privileged = Some(true);
+        c.mounts = Some(vec![
+            mount(
+                "/var/lib/kubelet/pods/u/volumes/kubernetes.io~projected/token",
+                "/var/run/secrets",
+                false,
+            ),
+            mount("/var/run/docker.sock", "/run/docker.sock", true),
+        ]);
+        assert_eq!(
+            get(&e, "container.privileged", None).as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            get(&e, "container.mounts", None).as_deref(),
+            Some(
+                "/var/lib/kubelet/pods/u/volumes/kubernetes.io~projected/token:/var/run/secrets::false:private,/var/run/docker.sock:/run/docker.sock::true:private"
+            )
+        );
+        // By number, or the first mount whose source holds the pattern (a regex search).
+        assert_eq!(
+            get(&e, "container.mount.dest", Some("1")).as_deref(),
+            Some("/run/docker.sock")
+        );
+        assert_eq!(get(&e, "container.mount.dest", Some("2")), None);
+        assert_eq!(
+            get(&e, "container.mount.dest", Some("/var/run/docker.sock")).as_deref(),
+            Some("/run/docker.sock")
+        );
+        assert_eq!(
+            get(&e, "container.mount.dest", Some("/var/lib/kubelet")).as_deref(),
+            Some("/var/run/secrets")
+        );
+        // A regex, not a glob: `/proc*` is `/pro` then any number of `c`; `$` anchors.
+        assert_eq!(get(&e, "container.mount.dest", Some("/proc*")), None);
+        assert_eq!(
+            get(&e, "container.mount.dest", Some(".sock$")).as_deref(),
+            Some("/run/docker.sock")
+        );
+        assert_eq!(get(&e, "container.mount.dest", Some("^/etc")), None);
+        assert_eq!(
+            get(&e, "container.mount.source", Some("docker")).as_deref(),
+            Some("/var/run/docker.sock")
+        );
+        assert_eq!(
+            get(&e, "container.mount.rdwr", Some("0")).as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            get(&e, "container.mount.propagation", Some("0")).as_deref(),
+            Some("private")
+        );
+        assert_eq!(
+            get(&e, "container.mount.mode", Some("0")).as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            get(&e, "container.mount", Some("docker.sock$")).as_deref(),
+            Some("/var/run/docker.sock:/run/docker.sock::true:private")
         );
     }
 

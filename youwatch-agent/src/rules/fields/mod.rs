@@ -1,14 +1,17 @@
 //! Falco fields the agent produces from an [`EnrichedExec`](crate::event::EnrichedExec), how
 //! a field name in a rule resolves to one of them, and their extraction.
 //!
-//! A field is produced only when its value is known truthfully: `proc.cwd`,
-//! `proc.is_exe_upper_layer`, `container.privileged`, `fd.*`... are not in an exec event, so a
-//! rule that needs them is disabled (and says which field) rather than guessed at.
+//! A field is produced only when its value is known truthfully: `fd.*`, `proc.sid`,
+//! `proc.exe_ino`... are not in an exec event, so a rule that needs them is disabled (and says
+//! which field) rather than guessed at.
 
+mod capabilities;
 pub mod catalog;
 mod extract;
+mod pattern;
 
 pub use extract::{EventView, Val};
+pub use pattern::PathPattern;
 
 /// The value types of fields (and of transformer results), as comparisons need them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,14 +91,42 @@ pub enum Field {
     K8sPodName,
     K8sPodUid,
     K8sPodLabel,
+    // Process state the sensor reads at exec.
+    /// `proc.cwd`, with Falco's trailing `/`.
+    ProcCwd,
+    /// `proc.env`: every variable, space-separated; `proc.env[NAME]`: one value.
+    ProcEnv,
+    ProcVpid,
+    ProcVpgid,
+    ProcIsVpgidLeader,
+    ThreadVtid,
+    UserLoginuid,
+    ThreadCapPermitted,
+    ThreadCapInheritable,
+    ThreadCapEffective,
+    ProcIsExeUpperLayer,
+    ProcIsExeLowerLayer,
+    ProcIsExeFromMemfd,
+    // The container's spec.
+    ContainerPrivileged,
+    ContainerMounts,
+    /// `container.mount[i]` or `container.mount[<source pattern>]`, and the parts of it.
+    ContainerMount,
+    ContainerMountSource,
+    ContainerMountDest,
+    ContainerMountMode,
+    ContainerMountRdwr,
+    ContainerMountPropagation,
 }
 
-/// A field's argument: an ancestor index or a label key.
+/// A field's argument: an ancestor or mount index, a label or variable name, or a path
+/// pattern (mounts).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Arg {
     None,
     Index(usize),
     Key(Box<str>),
+    Pattern(PathPattern),
 }
 
 /// A resolved field with its argument.
@@ -138,8 +169,9 @@ impl Field {
         match self {
             EvtRawres | EvtNum | EvtRawtime | EvtRawtimeS | EvtRawtimeNs | ProcCmdnargs
             | ProcCmdlenargs | ProcPid | ProcPpid | ProcTty | ThreadTid | ProcApid | UserUid
-            | GroupGid => Ty::Num,
-            EvtFailed | ThreadIsmain => Ty::Bool,
+            | GroupGid | ProcVpid | ProcVpgid | ThreadVtid | UserLoginuid => Ty::Num,
+            EvtFailed | ThreadIsmain | ProcIsVpgidLeader | ProcIsExeUpperLayer
+            | ProcIsExeLowerLayer | ProcIsExeFromMemfd | ContainerPrivileged => Ty::Bool,
             _ => Ty::Str,
         }
     }
@@ -158,6 +190,19 @@ impl Field {
                 | Field::ProcAexe
                 | Field::ProcAexepath
                 | Field::ProcAcmdline
+        )
+    }
+
+    /// `container.mount*[...]`: one mount, chosen by its number or a pattern.
+    fn is_mount(self) -> bool {
+        matches!(
+            self,
+            Field::ContainerMount
+                | Field::ContainerMountSource
+                | Field::ContainerMountDest
+                | Field::ContainerMountMode
+                | Field::ContainerMountRdwr
+                | Field::ContainerMountPropagation
         )
     }
 
@@ -231,6 +276,27 @@ fn lookup(name: &str) -> Option<Field> {
         "k8s.pod.name" => K8sPodName,
         "k8s.pod.uid" | "k8s.pod.id" => K8sPodUid,
         "k8s.pod.label" => K8sPodLabel,
+        "proc.cwd" => ProcCwd,
+        "proc.env" => ProcEnv,
+        "proc.vpid" => ProcVpid,
+        "proc.vpgid" => ProcVpgid,
+        "proc.is_vpgid_leader" => ProcIsVpgidLeader,
+        "thread.vtid" => ThreadVtid,
+        "user.loginuid" => UserLoginuid,
+        "thread.cap_permitted" => ThreadCapPermitted,
+        "thread.cap_inheritable" => ThreadCapInheritable,
+        "thread.cap_effective" => ThreadCapEffective,
+        "proc.is_exe_upper_layer" => ProcIsExeUpperLayer,
+        "proc.is_exe_lower_layer" => ProcIsExeLowerLayer,
+        "proc.is_exe_from_memfd" => ProcIsExeFromMemfd,
+        "container.privileged" => ContainerPrivileged,
+        "container.mounts" => ContainerMounts,
+        "container.mount" => ContainerMount,
+        "container.mount.source" => ContainerMountSource,
+        "container.mount.dest" => ContainerMountDest,
+        "container.mount.mode" => ContainerMountMode,
+        "container.mount.rdwr" => ContainerMountRdwr,
+        "container.mount.propagation" => ContainerMountPropagation,
         _ => return None,
     })
 }
@@ -264,6 +330,19 @@ pub fn resolve(name: &str, arg: Option<&str>) -> Result<Resolved, ArgError> {
                 )));
             }
         },
+        (Field::ProcEnv, Some(key)) if !key.is_empty() => Arg::Key(key.into()),
+        (Field::ProcEnv, _) => Arg::None,
+        (f, Some(arg)) if f.is_mount() && !arg.is_empty() => match arg.parse::<usize>() {
+            Ok(n) => Arg::Index(n),
+            Err(_) => Arg::Pattern(
+                PathPattern::new(arg).map_err(|e| ArgError(format!("{name}[{arg}]: {e}")))?,
+            ),
+        },
+        (f, _) if f.is_mount() => {
+            return Err(ArgError(format!(
+                "{name} needs a mount number or a path pattern, e.g. {name}[0] or {name}[/var/run/docker.sock]"
+            )));
+        }
         (f, Some(index)) if f.is_ancestor() => match index.trim().parse::<usize>() {
             Ok(n) => Arg::Index(n),
             Err(_) => {
@@ -306,6 +385,32 @@ mod tests {
             Resolved::NotProduced
         );
         assert_eq!(resolve("proc.nmae", None).unwrap(), Resolved::Unknown);
+        assert_eq!(
+            resolve("proc.env.HTTP_PROXY", None).unwrap(),
+            Resolved::Field(FieldSpec {
+                field: Field::ProcEnv,
+                arg: Arg::Key("HTTP_PROXY".into())
+            })
+        );
+        assert!(matches!(
+            resolve("container.mount.dest", Some("/proc*")).unwrap(),
+            Resolved::Field(FieldSpec {
+                field: Field::ContainerMountDest,
+                arg: Arg::Pattern(_)
+            })
+        ));
+        assert_eq!(
+            resolve("container.mount.dest", Some("0")).unwrap(),
+            Resolved::Field(FieldSpec {
+                field: Field::ContainerMountDest,
+                arg: Arg::Index(0)
+            })
+        );
+        // Falco requires the argument, and the plugin compiles it as a regex.
+        assert!(resolve("container.mount.dest", None).is_err());
+        let bad = resolve("container.mount.dest", Some("/proc[")).unwrap_err();
+        assert!(bad.0.contains("container.mount.dest[/proc[]"), "{bad}");
+        assert!(resolve("proc.vpid", Some("1")).is_err());
         assert!(resolve("proc.aname", Some("x")).is_err());
         assert!(resolve("proc.name", Some("1")).is_err());
         assert!(matches!(

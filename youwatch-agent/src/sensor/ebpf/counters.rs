@@ -23,6 +23,8 @@ pub struct SensorCounters {
     pub args_truncated: u64,
     pub filename_truncated: u64,
     pub read_failed: u64,
+    pub env_truncated: u64,
+    pub cwd_truncated: u64,
 }
 
 /// Shared handle on the `COUNTERS` map.
@@ -49,6 +51,8 @@ impl CounterMap {
             args_truncated: sum(counter::ARGS_TRUNCATED)?,
             filename_truncated: sum(counter::FILENAME_TRUNCATED)?,
             read_failed: sum(counter::READ_FAILED)?,
+            env_truncated: sum(counter::ENV_TRUNCATED)?,
+            cwd_truncated: sum(counter::CWD_TRUNCATED)?,
         })
     }
 }
@@ -131,6 +135,16 @@ impl Collector for SensorMetrics {
                 "youwatch_exec_read_failures",
                 "Exec events with a field the kernel could not read.",
                 c.read_failed,
+            ),
+            (
+                "youwatch_exec_env_truncated",
+                "Exec events whose environment was cut to 2048 bytes.",
+                c.env_truncated,
+            ),
+            (
+                "youwatch_exec_cwd_truncated",
+                "Exec events whose working directory did not fit 256 bytes or 32 levels (left empty).",
+                c.cwd_truncated,
             ),
         ];
         for (name, help, value) in counters {

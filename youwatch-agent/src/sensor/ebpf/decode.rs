@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use youwatch_common::{ExecEvent as RawExecEvent, flags, limits};
 
-use crate::event::ExecEvent;
+use crate::event::{Capabilities, Environ, ExeOrigin, ExecEvent};
 
 /// Converts `CLOCK_BOOTTIME` stamps to wall-clock time. Sample it once per batch: the offset
 /// moves only when the wall clock is stepped.
@@ -63,7 +63,10 @@ pub fn decode(record: &[u8], clock: BootClock) -> Result<ExecEvent, BadRecord> {
     // gives 8-byte aligned records but read_unaligned does not rely on it.
     let raw: RawExecEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
     let args_len = (raw.args_len as usize).min(limits::ARGS_LEN);
-    let (argv, cut) = split_args(&raw.args[..args_len]);
+    let (argv, cut) = split_nul(&raw.args[..args_len], limits::MAX_ARGS);
+    let env_len = (raw.env_len as usize).min(limits::ENV_LEN);
+    let (env, env_cut) = environ(&raw.env[..env_len]);
+    let has = |flag: u32| raw.flags & flag != 0;
     Ok(ExecEvent {
         time: clock.to_wall(raw.ktime_ns),
         ktime_ns: raw.ktime_ns,
@@ -79,9 +82,36 @@ pub fn decode(record: &[u8], clock: BootClock) -> Result<ExecEvent, BadRecord> {
         parent_comm: c_string(&raw.parent_comm),
         filename: c_string(&raw.filename),
         argv,
-        args_truncated: cut || raw.flags & flags::ARGS_TRUNCATED != 0,
-        filename_truncated: raw.flags & flags::FILENAME_TRUNCATED != 0,
+        args_truncated: cut || has(flags::ARGS_TRUNCATED),
+        filename_truncated: has(flags::FILENAME_TRUNCATED),
+        vpid: (!has(flags::PIDNS_READ_FAILED)).then_some(raw.vpid),
+        vpgid: (!has(flags::PIDNS_READ_FAILED)).then_some(raw.vpgid),
+        loginuid: raw.loginuid,
+        caps: (!has(flags::CAPS_READ_FAILED)).then_some(Capabilities {
+            inheritable: raw.cap_inheritable,
+            permitted: raw.cap_permitted,
+            effective: raw.cap_effective,
+        }),
+        cwd: (!has(flags::CWD_READ_FAILED | flags::CWD_TRUNCATED))
+            .then(|| cwd(&raw.cwd, raw.cwd_len)),
+        cwd_truncated: has(flags::CWD_TRUNCATED),
+        env,
+        env_truncated: env_cut || has(flags::ENV_TRUNCATED),
+        exe_origin: (!has(flags::EXE_READ_FAILED)).then_some(ExeOrigin {
+            upper_layer: has(flags::EXE_UPPER_LAYER),
+            lower_layer: has(flags::EXE_LOWER_LAYER),
+            memfd: has(flags::EXE_FROM_MEMFD),
+        }),
     })
+}
+
+/// The path that ends the `cwd` area (`/name/name`), with the trailing `/` Falco's
+/// `proc.cwd` has: `/name/name/`, and `/` for the root.
+fn cwd(area: &[u8; limits::CWD_LEN], len: u32) -> String {
+    let len = (len as usize).min(limits::CWD_LEN);
+    let mut path = String::from_utf8_lossy(&area[limits::CWD_LEN - len..]).into_owned();
+    path.push('/');
+    path
 }
 
 /// Text up to the first NUL (or the whole buffer), invalid UTF-8 replaced.
@@ -90,20 +120,31 @@ fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-/// Splits the NUL-separated argument area, keeping at most `MAX_ARGS`; true when some were cut.
-fn split_args(area: &[u8]) -> (Vec<String>, bool) {
+/// The environment area, keeping at most `MAX_ENV` variables; true when some were cut.
+fn environ(area: &[u8]) -> (Environ, bool) {
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    let (kept, cut) = match memchr::memchr_iter(0, area).nth(limits::MAX_ENV - 1) {
+        Some(end) => (&area[..end], true),
+        None => (area, false),
+    };
+    let text = String::from_utf8_lossy(kept).into_owned();
+    (Environ::from_nul_separated(text), cut)
+}
+
+/// Splits a NUL-separated area, keeping at most `max` strings; true when some were cut.
+fn split_nul(area: &[u8], max: usize) -> (Vec<String>, bool) {
     let area = area.strip_suffix(&[0]).unwrap_or(area);
     if area.is_empty() {
         return (Vec::new(), false);
     }
-    let mut argv = Vec::new();
-    for arg in area.split(|&b| b == 0) {
-        if argv.len() == limits::MAX_ARGS {
-            return (argv, true);
+    let mut out = Vec::new();
+    for item in area.split(|&b| b == 0) {
+        if out.len() == max {
+            return (out, true);
         }
-        argv.push(String::from_utf8_lossy(arg).into_owned());
+        out.push(String::from_utf8_lossy(item).into_owned());
     }
-    (argv, false)
+    (out, false)
 }
 
 #[cfg(test)]
@@ -113,15 +154,15 @@ mod tests {
     #[test]
     fn args_split_on_nul_keeping_empty_arguments() {
         assert_eq!(
-            split_args(b"sh\0-c\0\0echo hi\0"),
+            split_nul(b"sh\0-c\0\0echo hi\0", limits::MAX_ARGS),
             (
                 vec!["sh".into(), "-c".into(), "".into(), "echo hi".into()],
                 false
             )
         );
-        assert_eq!(split_args(b""), (vec![], false));
+        assert_eq!(split_nul(b"", limits::MAX_ARGS), (vec![], false));
         assert_eq!(
-            split_args(b"partial-arg"),
+            split_nul(b"partial-arg", limits::MAX_ARGS),
             (vec!["partial-arg".into()], false)
         );
     }
@@ -131,9 +172,71 @@ mod tests {
         let area: Vec<u8> = (0..20)
             .flat_map(|i| format!("a{i}\0").into_bytes())
             .collect();
-        let (argv, cut) = split_args(&area);
+        let (argv, cut) = split_nul(&area, limits::MAX_ARGS);
         assert_eq!(argv.len(), limits::MAX_ARGS);
         assert!(cut);
+    }
+
+    fn record(raw: &RawExecEvent) -> Vec<u8> {
+        // SAFETY: plain data, read as bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                (raw as *const RawExecEvent).cast::<u8>(),
+                size_of::<RawExecEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn process_state_and_cwd() {
+        // SAFETY: all-zero is a valid RawExecEvent.
+        let mut raw: RawExecEvent = unsafe { std::mem::zeroed() };
+        raw.vpid = 1;
+        raw.vpgid = 1;
+        raw.loginuid = 1000;
+        raw.cap_permitted = 1 << 21;
+        raw.flags = flags::EXE_UPPER_LAYER;
+        let path = b"/dev/shm";
+        raw.cwd[limits::CWD_LEN - path.len()..].copy_from_slice(path);
+        raw.cwd_len = path.len() as u32;
+        raw.env[..12].copy_from_slice(b"A=1\0B=two\0\0\0");
+        raw.env_len = 10;
+        let ev = decode(&record(&raw), BootClock::now()).unwrap();
+        assert_eq!((ev.vpid, ev.vpgid, ev.loginuid), (Some(1), Some(1), 1000));
+        assert_eq!(ev.caps.unwrap().permitted, 1 << 21);
+        assert_eq!(ev.cwd.as_deref(), Some("/dev/shm/"));
+        assert_eq!(ev.env.iter().collect::<Vec<_>>(), ["A=1", "B=two"]);
+        let origin = ev.exe_origin.unwrap();
+        assert!(origin.upper_layer && !origin.lower_layer && !origin.memfd);
+
+        // The root is `/`; what the kernel could not read is unknown, not zero.
+        raw.cwd_len = 0;
+        raw.flags = flags::PIDNS_READ_FAILED | flags::CAPS_READ_FAILED | flags::EXE_READ_FAILED;
+        let ev = decode(&record(&raw), BootClock::now()).unwrap();
+        assert_eq!(ev.cwd.as_deref(), Some("/"));
+        assert_eq!((ev.vpid, ev.caps, ev.exe_origin), (None, None, None));
+        raw.flags = flags::CWD_TRUNCATED;
+        let ev = decode(&record(&raw), BootClock::now()).unwrap();
+        assert!(ev.cwd.is_none() && ev.cwd_truncated);
+    }
+
+    #[test]
+    fn environment_keeps_at_most_max_env_variables() {
+        let area: Vec<u8> = (0..limits::MAX_ENV + 3)
+            .flat_map(|i| format!("V{i}=x\0").into_bytes())
+            .collect();
+        let (env, cut) = environ(&area);
+        assert!(cut);
+        assert_eq!(env.iter().count(), limits::MAX_ENV);
+        assert_eq!(
+            env.iter().last(),
+            Some(format!("V{}=x", limits::MAX_ENV - 1).as_str())
+        );
+        let (env, cut) = environ(b"A=1\0\0B=2\0");
+        assert!(!cut);
+        assert_eq!(env.iter().collect::<Vec<_>>(), ["A=1", "", "B=2"]);
+        assert_eq!(environ(b"").0.iter().count(), 0);
     }
 
     #[test]

@@ -134,6 +134,12 @@ impl ExecSensor {
         program
             .load()
             .map_err(|e| privileged_or(e, |e| SensorError::Load(error_chain(&e))))?;
+        if let Ok(info) = program.info() {
+            tracing::debug!(
+                verified_instructions = info.verified_instruction_count(),
+                "exec program loaded"
+            );
+        }
         program
             .attach(names::EXEC_TRACEPOINT)
             .map_err(|e| privileged_or(e, |e| SensorError::Attach(error_chain(&e))))?;
