@@ -266,8 +266,10 @@ mod tests {
                 slots <= cap + cap / 3 + 4,
                 "cap {cap}: {slots} slots, more than 4/3 of the cap"
             );
-            // An insert finds a free slot within a few probes on average (a sweeping hand
-            // left runs of thousands of full slots: ~1,000 probes per insert).
+            // An insert finds a free slot within a few probes on average: linear probing at
+            // 3/4 load expects ~8.5, with wide swings on small tables (random hash seed and
+            // eviction start); a sweeping hand left runs of thousands of full slots (~1,000
+            // probes per insert), which this bound catches without flaking.
             let mut probes = 0;
             let mut run = (0..slots).take_while(|&i| lru.slots[i].is_some()).count();
             for i in (0..slots).rev() {
@@ -275,7 +277,7 @@ mod tests {
                 probes += run;
             }
             let mean = probes as f64 / slots as f64;
-            assert!(mean < 10.0, "cap {cap}: {mean:.1} probes per insert");
+            assert!(mean < 40.0, "cap {cap}: {mean:.1} probes per insert");
         }
     }
 
