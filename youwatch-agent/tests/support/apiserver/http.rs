@@ -59,6 +59,12 @@ fn route(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
+    if *method == Method::GET {
+        let resources = shared.resources.lock().unwrap().clone();
+        if let Some(doc) = super::discovery::document(uri.path(), &resources) {
+            return Ok(json_response(StatusCode::OK, &doc));
+        }
+    }
     if uri.path() == "/version" {
         return Ok(json_response(
             StatusCode::OK,

@@ -21,6 +21,7 @@
 //! The agent talks to it with the real `kube::Client` ([`ApiServer::client`]) or a kubeconfig
 //! file ([`ApiServer::write_kubeconfig`]); nothing in `src/` knows it exists.
 
+mod discovery;
 pub mod faults;
 mod http;
 mod patch;
