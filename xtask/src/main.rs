@@ -46,10 +46,11 @@ enum Command {
     /// Build the agent's container image with podman (offline: FROM scratch, the stripped
     /// release binary and the libraries it loads), or only its root filesystem.
     Image(image::Args),
-    /// Benchmarks; figures are printed side by side as ratios, never asserted.
+    /// Benchmarks; figures are printed side by side as ratios, never asserted. Without a
+    /// subcommand: every bench, and BENCHMARKS.md written from their output.
     Bench {
         #[command(subcommand)]
-        which: bench::Which,
+        which: Option<bench::Which>,
     },
 }
 
@@ -62,7 +63,8 @@ fn main() -> ExitCode {
         Command::Run { args } => run(&args),
         Command::Docs => docs(),
         Command::Image(args) => image::run(args),
-        Command::Bench { which } => bench::run(which),
+        Command::Bench { which: Some(which) } => bench::run(which),
+        Command::Bench { which: None } => bench::report::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,9 +25,42 @@ pub fn cargo() -> Command {
     cmd
 }
 
+/// While set, what commands run through [`run_checked`] print on stdout is also kept here
+/// (the bench report collects each bench's figures this way).
+static CAPTURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Starts keeping the stdout of the commands run from now on.
+pub fn start_capture() {
+    *CAPTURE.lock().unwrap() = Some(String::new());
+}
+
+/// What was kept since [`start_capture`]; stops keeping.
+pub fn take_capture() -> String {
+    CAPTURE.lock().unwrap().take().unwrap_or_default()
+}
+
 /// Runs a command with inherited stdio; an error names the command and its exit status.
+/// While a capture is on, its stdout is also copied into the capture, line by line.
 pub fn run_checked(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    let capturing = CAPTURE.lock().unwrap().is_some();
+    let status = if capturing {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {cmd:?}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(kept) = CAPTURE.lock().unwrap().as_mut() {
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        }
+        child.wait().with_context(|| format!("running {cmd:?}"))?
+    } else {
+        cmd.status().with_context(|| format!("running {cmd:?}"))?
+    };
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }

@@ -4,6 +4,7 @@
 mod exec;
 mod inventory;
 mod memory;
+pub mod report;
 mod response;
 mod rules;
 mod waf;
