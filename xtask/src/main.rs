@@ -36,6 +36,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The newcomer demo, as root: a juice-shop pod, a real WAF, the agent; a shell and web
+    /// attacks, and what the agent detected and did, with timings, on one screen.
+    Demo,
     /// Build and run the agent (release). Arguments go to youwatch-agent; default `--dry-run`.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::BuildEbpf => prereq::ebpf_toolchain().and_then(|()| util::build_ebpf()),
         Command::Test { args } => test(&args),
         Command::E2e { args } => e2e(&args),
+        Command::Demo => demo(),
         Command::Run { args } => run(&args),
         Command::Docs => docs(),
         Command::Image(args) => image::run(args),
@@ -120,6 +124,22 @@ fn docs() -> anyhow::Result<()> {
     std::fs::write(&path, markdown)?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+fn demo() -> anyhow::Result<()> {
+    prereq::ebpf_toolchain()?;
+    prereq::test_packages()?;
+    util::require_root("the demo loads eBPF programs, creates cgroups and runs nginx")?;
+    util::run_checked(util::cargo().args([
+        "test",
+        "-q",
+        "-p",
+        "youwatch-agent",
+        "--test",
+        "demo",
+        "--",
+        "--demo",
+    ]))
 }
 
 fn run(args: &[String]) -> anyhow::Result<()> {

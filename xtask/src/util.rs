@@ -50,7 +50,10 @@ pub fn run_checked(cmd: &mut Command) -> anyhow::Result<()> {
             .spawn()
             .with_context(|| format!("running {cmd:?}"))?;
         let stdout = child.stdout.take().expect("piped");
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             println!("{line}");
             if let Some(kept) = CAPTURE.lock().unwrap().as_mut() {
                 kept.push_str(&line);

@@ -80,7 +80,11 @@ fn machine() -> String {
         sh("uname -r"),
         sh("cut -d' ' -f1-3 /proc/loadavg"),
         sh("git rev-parse --short HEAD"),
-        if sh("git status --porcelain").is_empty() { "clean" } else { "with local changes" },
+        if sh("git status --porcelain").is_empty() {
+            "clean"
+        } else {
+            "with local changes"
+        },
         sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
     )
 }
@@ -100,7 +104,11 @@ pub fn run() -> anyhow::Result<()> {
         util::start_capture();
         let result = super::run((section.which)());
         let output = util::take_capture();
-        let _ = write!(report, "\n## {}\n\n`{}`\n\n```\n{}", section.title, section.command, output);
+        let _ = write!(
+            report,
+            "\n## {}\n\n`{}`\n\n```\n{}",
+            section.title, section.command, output
+        );
         if let Err(e) = result {
             let _ = writeln!(report, "FAILED: {e:#}");
         }
