@@ -18,9 +18,9 @@
 
 pub mod appear;
 pub mod backoff;
-pub mod bounded;
 pub mod cgroup_index;
 pub mod container_id;
+pub mod fifo;
 pub mod image;
 pub mod labels;
 pub mod layout;

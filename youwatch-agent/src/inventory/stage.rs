@@ -19,9 +19,9 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use super::{
     InventoryConfig, Targets,
     appear::CgroupAppear,
-    bounded::BoundedMap,
     cgroup_index::CgroupIndex,
     container_id,
+    fifo::FifoMap,
     layout::KubepodsRoot,
     lineage::ProcessTable,
     metrics::{Attribution, InventoryMetrics},
@@ -249,7 +249,7 @@ pub(crate) struct State<W> {
     /// Cgroups watched for the agent's whole life (`--watch-cgroup`).
     pinned: HashSet<u64>,
     /// Recently unwatched cgroups and their pod, for execs still in the channel.
-    gone: BoundedMap<u64, (PathBuf, Option<Arc<PodRecord>>)>,
+    gone: FifoMap<u64, (PathBuf, Option<Arc<PodRecord>>)>,
     held: VecDeque<Held>,
     index: CgroupIndex,
     table: ProcessTable,
@@ -302,7 +302,7 @@ impl<W: CgroupWatch> State<W> {
             pods: HashMap::new(),
             watched: HashMap::new(),
             pinned: HashSet::new(),
-            gone: BoundedMap::new(GONE_CAPACITY),
+            gone: FifoMap::new(GONE_CAPACITY),
             held: VecDeque::new(),
             index: CgroupIndex::new(INDEX_CAPACITY),
             table: ProcessTable::new(

@@ -100,7 +100,6 @@ pub struct MatchConfig {
     /// rules (own eBPF + rules), falco (the Falco fallback), waf. Empty: any.
     pub origins: Vec<Origin>,
     /// At least this severe.
-    #[serde(deserialize_with = "priority_from_str")]
     pub min_priority: Priority,
     /// Rule names (globs: `*` any run of characters). Empty: any.
     pub rules: Vec<String>,
@@ -320,11 +319,6 @@ impl<'de> Deserialize<'de> for IntOrPercent {
             },
         }
     }
-}
-
-fn priority_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<Priority, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, thiserror::Error)]
