@@ -358,3 +358,37 @@ fn kill_9_loses_nothing_and_repeats_nothing() {
         got.len()
     );
 }
+
+#[test]
+fn debug_rename_cpt_delete_while_behind() {
+    let _ = youwatch_agent::logging::init(&youwatch_agent::logging::LogArgs {
+        log_format: youwatch_agent::logging::LogFormat::Text,
+        log_level: "debug".into(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let n = |i: usize| dir.path().join(format!("audit.log.{i}"));
+    append(&log, &lines(0..10));
+    let mut f = Follower::open(options(&log, None), TailMetrics::default()).unwrap();
+    assert_eq!(collect(&mut f, 10), expected(0..10));
+    std::fs::rename(&log, n(1)).unwrap();
+    append(&n(1), &lines(10..12));
+    File::create(&log).unwrap();
+    let mut got = collect(&mut f, 2);
+    append(&log, &lines(12..20));
+    std::fs::rename(n(1), n(2)).unwrap();
+    std::fs::copy(&log, n(1)).unwrap();
+    File::options()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, &lines(20..25));
+    assert_quiet(&mut f, Duration::from_millis(50));
+    std::fs::remove_file(&log).unwrap();
+    append(&log, &lines(25..30));
+    got.extend(collect(&mut f, 18));
+    got.sort_by_key(|l| l[5..].parse::<usize>().unwrap());
+    assert_eq!(got, expected(10..30));
+}

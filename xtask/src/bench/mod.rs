@@ -4,6 +4,7 @@
 mod exec;
 mod inventory;
 mod rules;
+mod soak;
 mod waf;
 
 use clap::Subcommand;
@@ -19,6 +20,9 @@ pub enum Which {
     Inventory(inventory::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
     Rules(rules::Args),
+    /// WAF exactly-once soak: a 20,000 entries/s writer, every kind of rotation, SIGTERM and
+    /// kill -9 restarts; lost and repeated entries per scenario.
+    Soak(soak::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -27,5 +31,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Waf(args) => waf::run(args),
         Which::Inventory(args) => inventory::run(args),
         Which::Rules(args) => rules::run(args),
+        Which::Soak(args) => soak::run(args),
     }
 }

@@ -6,12 +6,19 @@
 //! `file_output` both run on it.
 //!
 //! A full listener queue makes the reading wait (back-pressure), never drop. On stop the
-//! runner finishes the batch in hand, waits for it to be taken, saves the cursor, and ends.
+//! runner reads no more, finishes publishing the batch in hand, waits (at most
+//! [`STOP_GRACE`]) for it to be taken, saves the cursor, and ends. A `kill -9` (or a stop
+//! whose batch is not taken in time) leaves the cursor before that batch: it is read again at
+//! the next start, so at most one batch — one read of `read_chunk_bytes` of lines — is
+//! repeated, and nothing is lost.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use crate::{
-    bus::{Bus, Receipt},
+    bus::{Abandoned, Bus, Receipt},
     detection::Detection,
     stage::{StageHandle, StopSignal},
     tail::{FollowOptions, Follower, Position, TailError, TailMetrics},
@@ -19,6 +26,10 @@ use crate::{
 
 /// How long the runner waits for lines before it looks at the stop signal again.
 const STOP_CHECK: Duration = Duration::from_millis(200);
+/// Once stopping, how long the last batch may take to be taken by every listener before the
+/// runner ends without saving the cursor past it (the response stage then still has its own
+/// `shutdown_grace` within the pod's termination grace).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Turns the lines of one input into detections.
 pub trait LineDecoder: Send + 'static {
@@ -70,6 +81,15 @@ impl<D: LineDecoder> TailedInput<D> {
     }
 }
 
+/// Why the last batch was not taken.
+#[derive(Debug, thiserror::Error)]
+enum Untaken {
+    #[error("a listener stopped before taking the last batch")]
+    Abandoned,
+    #[error("the listeners did not take the last batch within {}s of the stop", STOP_GRACE.as_secs())]
+    TimedOut,
+}
+
 struct Runner<D> {
     name: &'static str,
     poll_interval: Duration,
@@ -113,16 +133,36 @@ impl<D: LineDecoder> Runner<D> {
             }
             out.clear();
             // Every listener must have taken the batch before the cursor moves past it.
-            if !published || receipt.wait().is_err() {
+            let taken = if published {
+                self.settled(&receipt)
+            } else {
+                Err(Untaken::Abandoned)
+            };
+            if let Err(why) = taken {
                 tracing::warn!(
                     input = self.name,
-                    "a listener stopped before taking the last batch; it is read again at the next start"
+                    "{why}; the last batch is read again at the next start"
                 );
                 return;
             }
             self.commit(end, &mut commit_failing);
         }
         tracing::info!(input = self.name, "stopped; cursor saved");
+    }
+
+    /// Waits until every listener has taken the batch; once stopping, [`STOP_GRACE`] at most.
+    fn settled(&self, receipt: &Receipt) -> Result<(), Untaken> {
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            if let Some(result) = receipt.wait_timeout(STOP_CHECK) {
+                return result.map_err(|Abandoned| Untaken::Abandoned);
+            }
+            if self.stop.is_stopped()
+                && stopping_since.get_or_insert_with(Instant::now).elapsed() >= STOP_GRACE
+            {
+                return Err(Untaken::TimedOut);
+            }
+        }
     }
 
     /// Saves the cursor; a failure is logged once until saving works again.

@@ -32,17 +32,23 @@
 //! and [`Follower::committed_consumer`] returns it after a restart, to roll the output back to
 //! what the cursor covers.
 
+mod batch;
 mod cursor;
 mod follower;
 mod metrics;
+mod resume;
+mod rotation;
+mod siblings;
+mod source;
 mod wake;
 
 use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+pub use batch::{Batch, Line, Lines};
 pub use cursor::{CursorStore, FileId, Fingerprint, Position, SavedCursor};
-pub use follower::{Batch, Follower, Line, Lines};
+pub use follower::Follower;
 pub use metrics::TailMetrics;
 
 /// Where to start when no cursor is saved.

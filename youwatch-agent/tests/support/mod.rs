@@ -8,3 +8,4 @@ pub mod inventory_stage;
 pub mod nginx_waf;
 pub mod require;
 pub mod response;
+pub mod soak;
