@@ -313,6 +313,9 @@ impl Tracker {
             self.remember(old.identity());
         }
         self.cur = self.next.pop_front();
+        if let Some(cur) = &self.cur {
+            tracing::debug!(file = %cur.name.display(), offset = cur.offset, "reading the next file");
+        }
         // A queued file may have been truncated while it waited (copytruncate soon after a
         // rename): then its copy is read first. Either way the buffer starts afresh.
         self.verify()?;
