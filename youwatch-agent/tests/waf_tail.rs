@@ -356,6 +356,31 @@ fn rotations_while_behind_lose_no_file() {
 }
 
 #[test]
+fn copytruncate_of_a_file_queued_before_its_first_line() {
+    // The new file is queued empty while the renamed one is in its grace period, then
+    // written and copytruncated before the follower looks again: its first bytes were never
+    // seen, so only the copy showing up among the rotated files tells. Both are read, once.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let n = |i: usize| dir.path().join(format!("audit.log.{i}"));
+    append(&log, &lines(0..10));
+    let mut f = Follower::open(options(&log, None), TailMetrics::default()).unwrap();
+    assert_eq!(collect(&mut f, 10), expected(0..10));
+    std::fs::rename(&log, n(1)).unwrap();
+    File::create(&log).unwrap();
+    append(&n(1), &lines(10..12)); // the writer, before it reopens
+    let mut got = collect(&mut f, 2);
+    assert_quiet(&mut f, Duration::from_millis(50)); // the new file is queued, empty
+    append(&log, &lines(12..20));
+    std::fs::rename(n(1), n(2)).unwrap();
+    copytruncate(&log, &n(1));
+    append(&log, &lines(20..25));
+    got.extend(collect(&mut f, 13));
+    assert_same_set(got, expected(10..25));
+    assert_quiet(&mut f, Duration::from_millis(300));
+}
+
+#[test]
 fn cursor_resumes_in_the_copy_after_copytruncate_while_down() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");

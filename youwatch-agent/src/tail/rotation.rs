@@ -206,6 +206,9 @@ impl Tracker {
             return Ok(Next::Restart);
         }
         self.metrics.truncations.inc();
+        // Its old contents are done with here or in the copy: a later look for rotated files
+        // must not take the copy for a file never read.
+        self.remember(old.identity());
         let copy = self.find_copy(&old)?;
         let live = old.restarted()?;
         match copy {
@@ -271,7 +274,7 @@ impl Tracker {
 
     /// Queues the rotated files modified at or after `since` that are not known yet (not
     /// being read, queued, finished, nor a copy of one of those), oldest first. `except`:
-    /// the path's own file, queued last by the caller.
+    /// the path's own file, which stays last.
     pub fn queue_rotated_since(
         &mut self,
         since: Option<SystemTime>,
@@ -296,13 +299,24 @@ impl Tracker {
                 break;
             }
             tracing::info!(file = %sibling.path.display(), "rotated file not read yet; reading it first");
-            self.next.push_back(source);
+            // Before the path's file if that is queued already: we stay with the path's file.
+            let at = except
+                .and_then(|id| self.next.iter().position(|s| s.id == id))
+                .unwrap_or(self.next.len());
+            self.next.insert(at, source);
         }
         Ok(())
     }
 
     /// The current file is finished: go on with the next one.
     fn switch(&mut self) -> Result<Next, TailError> {
+        // A file queued before its first bytes were seen cannot be told from its copy: a
+        // copytruncate of it shows only as a rotated file nobody read. Look once more.
+        if let Some(cur) = self.cur.as_ref().filter(|c| c.role == Role::Followed) {
+            let since = cur.modified();
+            let path_id = self.path_id()?;
+            self.queue_rotated_since(since, path_id)?;
+        }
         if let Some(old) = self.cur.take() {
             if old.role == Role::Followed {
                 tracing::info!(path = %self.path.display(), "path names a new file (rotated); following it");

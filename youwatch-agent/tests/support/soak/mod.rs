@@ -220,7 +220,7 @@ pub fn run(bin: &Path, dir: &Path, scenario: &Scenario) -> Figures {
     );
     let began = Instant::now();
     let mut stops = Vec::new();
-    let mut rng = Lcg(0x5eed_0f_50ac);
+    let mut rng = Lcg(0x5eed_50ac);
     let mut next_restart = scenario
         .restarts
         .as_ref()
