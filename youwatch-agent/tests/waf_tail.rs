@@ -305,6 +305,24 @@ fn truncated_and_regrown_mid_file_repeats_nothing() {
 }
 
 #[test]
+fn what_was_read_ahead_survives_a_truncation() {
+    // The consumer is busy with a batch; meanwhile the follower reads ahead. A truncation
+    // (no copy visible) then takes nothing it had read.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    append(&log, &lines(0..2000));
+    let mut f = Follower::open(options(&log, None), TailMetrics::default()).unwrap();
+    let mut got = collect(&mut f, 1);
+    f.read_ahead().unwrap();
+    copytruncate(&log, &dir.path().join("moved-elsewhere"));
+    append(&log, &lines(5000..5010));
+    got.extend(drain(&mut f));
+    let mut want = expected(0..2000);
+    want.extend(expected(5000..5010));
+    assert_eq!(got, want);
+}
+
+#[test]
 fn rename_then_copytruncate_within_the_grace_period_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");

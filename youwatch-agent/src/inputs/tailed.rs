@@ -5,6 +5,8 @@
 //! taken, and repeats at most the batch in flight. The WAF audit log and Falco's
 //! `file_output` both run on it.
 //!
+//! While the listeners take a batch, the file is read ahead into memory (bounded), so a
+//! copytruncate can only take what the writer appends between its copy and its truncation.
 //! A full listener queue makes the reading wait (back-pressure), never drop. On stop the
 //! runner reads no more, finishes publishing the batch in hand, waits (at most
 //! [`STOP_GRACE`]) for it to be taken, saves the cursor, and ends. A `kill -9` (or a stop
@@ -26,6 +28,9 @@ use crate::{
 
 /// How long the runner waits for lines before it looks at the stop signal again.
 const STOP_CHECK: Duration = Duration::from_millis(200);
+/// While the listeners take a batch, the file is read ahead this often (what is read cannot
+/// be lost to a copytruncate any more).
+const READ_AHEAD_EVERY: Duration = Duration::from_millis(1);
 /// Once stopping, how long the last batch may take to be taken by every listener before the
 /// runner ends without saving the cursor past it (the response stage then still has its own
 /// `shutdown_grace` within the pod's termination grace).
@@ -150,17 +155,23 @@ impl<D: LineDecoder> Runner<D> {
         tracing::info!(input = self.name, "stopped; cursor saved");
     }
 
-    /// Waits until every listener has taken the batch; once stopping, [`STOP_GRACE`] at most.
-    fn settled(&self, receipt: &Receipt) -> Result<(), Untaken> {
+    /// Waits until every listener has taken the batch, reading ahead meanwhile; once
+    /// stopping, no more reading and [`STOP_GRACE`] at most.
+    fn settled(&mut self, receipt: &Receipt) -> Result<(), Untaken> {
         let mut stopping_since: Option<Instant> = None;
         loop {
-            if let Some(result) = receipt.wait_timeout(STOP_CHECK) {
+            let slice = if self.stop.is_stopped() {
+                if stopping_since.get_or_insert_with(Instant::now).elapsed() >= STOP_GRACE {
+                    return Err(Untaken::TimedOut);
+                }
+                STOP_CHECK
+            } else {
+                // A read error shows again, and is reported, at the next batch.
+                let _ = self.follower.read_ahead();
+                READ_AHEAD_EVERY
+            };
+            if let Some(result) = receipt.wait_timeout(slice) {
                 return result.map_err(|Abandoned| Untaken::Abandoned);
-            }
-            if self.stop.is_stopped()
-                && stopping_since.get_or_insert_with(Instant::now).elapsed() >= STOP_GRACE
-            {
-                return Err(Untaken::TimedOut);
             }
         }
     }

@@ -17,6 +17,9 @@ use super::{
 /// so a new file is held open before it can be deleted or truncated unseen.
 const LOOK_EVERY: Duration = Duration::from_millis(20);
 
+/// At most this many reads (`read_chunk_bytes` each) are held ahead of what was handed out.
+const READ_AHEAD_CHUNKS: usize = 8;
+
 pub struct Follower {
     opts: FollowOptions,
     store: Option<CursorStore>,
@@ -64,6 +67,7 @@ impl Follower {
             lines: LineBuffer {
                 buf: vec![0; chunk * 2],
                 start: 0,
+                lines_end: 0,
                 end: 0,
                 skipping,
             },
@@ -109,8 +113,8 @@ impl Follower {
     }
 
     /// The next complete lines, waiting up to `max_wait` for some. An empty batch means none
-    /// arrived in time. Lines of one batch all come from one file; a batch holds at most one
-    /// read (`read_chunk_bytes`) of lines, plus the start of a line carried over.
+    /// arrived in time. Lines of one batch all come from one file; a batch holds at most
+    /// `read_chunk_bytes` of lines (or one line, if longer).
     pub fn next_batch(&mut self, max_wait: Duration) -> Result<Batch<'_>, TailError> {
         let deadline = Instant::now() + max_wait;
         if self.looked.elapsed() >= LOOK_EVERY {
@@ -125,10 +129,8 @@ impl Follower {
                 break Some(range);
             }
             match self.tracker.at_end(self.lines.start < self.lines.end)? {
-                Next::Read => continue,
-                Next::Restart => {
-                    self.lines.clear();
-                    self.watch();
+                next @ (Next::Read | Next::Restart) => {
+                    self.go_on(next);
                     continue;
                 }
                 Next::Flush => {
@@ -178,44 +180,73 @@ impl Follower {
         }
     }
 
-    /// Reads what the current file has; returns the range of complete lines as soon as there
-    /// are some, `None` at end of file.
-    fn fill(&mut self) -> Result<Option<(usize, usize)>, TailError> {
-        let chunk = self.opts.read_chunk_bytes.max(4096);
-        // At the end last time: the file may have been truncated since.
-        if self.tracker.current().is_some_and(|c| c.at_eof)
-            && let Some(next) = self.tracker.verify()?
-        {
-            self.go_on(next);
+    /// Reads ahead while the consumer is busy with the last batch, up to
+    /// `READ_AHEAD_CHUNKS` reads held: what is read can no longer be lost to a copytruncate
+    /// (its window shrinks to what the writer appends between the copy and the truncation).
+    /// The lines are handed out by the next calls to [`next_batch`](Self::next_batch), a batch
+    /// at a time. Rotations and truncations are dealt with there too.
+    pub fn read_ahead(&mut self) -> Result<(), TailError> {
+        let limit = self.chunk() * READ_AHEAD_CHUNKS;
+        while self.lines.end - self.lines.start < limit {
+            if self.read_chunk()? != Got::Data {
+                break;
+            }
         }
+        Ok(())
+    }
+
+    fn chunk(&self) -> usize {
+        self.opts.read_chunk_bytes.max(4096)
+    }
+
+    /// Hands out the complete lines held (at most one read's worth), else reads what the
+    /// current file has until some are complete; `None` at end of file.
+    fn fill(&mut self) -> Result<Option<(usize, usize)>, TailError> {
         loop {
-            let Some(cur) = self.tracker.current() else {
-                return Ok(None);
-            };
-            self.lines.make_room(chunk);
-            let to = self.lines.end;
-            let n = cur.read(&mut self.lines.buf[to..to + chunk])?;
-            if n == 0 {
-                if let Some(cur) = self.tracker.current_mut() {
-                    cur.at_eof = true;
-                }
-                return Ok(None);
-            }
-            match self
-                .tracker
-                .accept(&self.lines.buf[to..to + n], n == chunk)?
-            {
-                Accepted::Kept => {}
-                Accepted::Dropped(next) => {
-                    self.go_on(next);
-                    continue;
-                }
-            }
-            self.metrics.bytes_read.inc_by(n as u64);
-            if let Some(range) = self.lines.added(n, self.opts.max_line_bytes, &self.metrics) {
+            if let Some(range) = self.lines.take_lines(self.chunk()) {
                 return Ok(Some(range));
             }
+            // At the end last time: the file may have been truncated since.
+            if self.tracker.current().is_some_and(|c| c.at_eof)
+                && let Some(next) = self.tracker.verify()?
+            {
+                self.go_on(next);
+            }
+            match self.read_chunk()? {
+                Got::Data => {}
+                Got::End => return Ok(None),
+                Got::Replaced => {
+                    let next = self.tracker.replaced()?;
+                    self.go_on(next);
+                }
+            }
         }
+    }
+
+    /// One read from the current file into the buffer.
+    fn read_chunk(&mut self) -> Result<Got, TailError> {
+        let chunk = self.chunk();
+        let Some(cur) = self.tracker.current() else {
+            return Ok(Got::End);
+        };
+        self.lines.make_room(chunk);
+        let to = self.lines.end;
+        let n = cur.read(&mut self.lines.buf[to..to + chunk])?;
+        if n == 0 {
+            if let Some(cur) = self.tracker.current_mut() {
+                cur.at_eof = true;
+            }
+            return Ok(Got::End);
+        }
+        if let Accepted::Replaced = self
+            .tracker
+            .accept(&self.lines.buf[to..to + n], n == chunk)?
+        {
+            return Ok(Got::Replaced);
+        }
+        self.metrics.bytes_read.inc_by(n as u64);
+        self.lines.added(n, self.opts.max_line_bytes, &self.metrics);
+        Ok(Got::Data)
     }
 
     fn go_on(&mut self, next: Next) {
@@ -230,11 +261,23 @@ impl Follower {
     }
 }
 
-/// Bytes read but not handed out yet: `buf[start..end]`, the start of a line whose newline
-/// has not been read.
+/// What one read brought.
+#[derive(Debug, PartialEq, Eq)]
+enum Got {
+    Data,
+    /// The end of the file (or no file).
+    End,
+    /// The file no longer holds what we were reading.
+    Replaced,
+}
+
+/// Bytes read but not handed out yet: `buf[start..lines_end]` complete lines,
+/// `buf[lines_end..end]` the start of a line whose newline has not been read. `buf[end]` is
+/// the current file's offset.
 struct LineBuffer {
     buf: Vec<u8>,
     start: usize,
+    lines_end: usize,
     end: usize,
     /// Dropping the rest of an over-long line (or of a line written before a start at the
     /// end), up to its newline.
@@ -247,6 +290,7 @@ impl LineBuffer {
         if self.buf.len() - self.end < chunk {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
+            self.lines_end -= self.start;
             self.start = 0;
             if self.buf.len() - self.end < chunk {
                 self.buf.resize(self.end + chunk, 0);
@@ -254,45 +298,53 @@ impl LineBuffer {
         }
     }
 
-    /// `n` bytes were read after `end`: the range of complete lines they finish, if any.
-    fn added(
-        &mut self,
-        n: usize,
-        max_line: usize,
-        metrics: &TailMetrics,
-    ) -> Option<(usize, usize)> {
+    /// `n` bytes were read after `end`.
+    fn added(&mut self, n: usize, max_line: usize, metrics: &TailMetrics) {
         let new_from = self.end;
         self.end += n;
         if self.skipping {
-            match memchr::memchr(b'\n', &self.buf[new_from..self.end]) {
-                Some(i) => {
-                    self.start = new_from + i + 1;
-                    self.skipping = false;
-                }
-                None => {
-                    self.start = self.end;
-                    return None;
-                }
-            }
+            let Some(i) = memchr::memchr(b'\n', &self.buf[new_from..self.end]) else {
+                self.start = self.end;
+                self.lines_end = self.end;
+                return;
+            };
+            self.start = new_from + i + 1;
+            self.lines_end = self.start;
+            self.skipping = false;
         }
-        let search_from = new_from.max(self.start);
-        if let Some(i) = memchr::memrchr(b'\n', &self.buf[search_from..self.end]) {
-            let range = (self.start, search_from + i + 1);
-            self.start = range.1;
-            return Some(range);
-        }
-        if self.end - self.start > max_line {
+        let from = new_from.max(self.start);
+        if let Some(i) = memchr::memrchr(b'\n', &self.buf[from..self.end]) {
+            self.lines_end = from + i + 1;
+        } else if self.lines_end == self.start && self.end - self.start > max_line {
+            // Only a line held, and too long: dropped up to its newline.
             metrics.long_lines_skipped.inc();
             self.skipping = true;
             self.start = self.end;
+            self.lines_end = self.end;
         }
-        None
+    }
+
+    /// Complete lines held, at most `limit` bytes of them (or one line, if longer).
+    fn take_lines(&mut self, limit: usize) -> Option<(usize, usize)> {
+        if self.lines_end == self.start {
+            return None;
+        }
+        let window = (self.start + limit).min(self.lines_end);
+        let cut = match memchr::memrchr(b'\n', &self.buf[self.start..window]) {
+            Some(i) => self.start + i + 1,
+            // `lines_end` follows a newline.
+            None => window + memchr::memchr(b'\n', &self.buf[window..self.lines_end])? + 1,
+        };
+        let range = (self.start, cut);
+        self.start = cut;
+        Some(range)
     }
 
     /// Everything held, as one (unterminated) line.
     fn take_all(&mut self) -> (usize, usize) {
         let range = (self.start, self.end);
         self.start = self.end;
+        self.lines_end = self.end;
         range
     }
 
@@ -300,6 +352,7 @@ impl LineBuffer {
     /// has no continuation there.
     fn clear(&mut self) {
         self.start = 0;
+        self.lines_end = 0;
         self.end = 0;
         self.skipping = false;
     }

@@ -53,8 +53,9 @@ pub(super) enum Next {
 pub(super) enum Accepted {
     /// It belongs to the contents being read; the offset moved past it.
     Kept,
-    /// The file was replaced before the read: the chunk is someone else's; go on as said.
-    Dropped(Next),
+    /// The file was replaced before the read: the chunk is someone else's. Call
+    /// [`Tracker::replaced`] once what was read before is handed out.
+    Replaced,
 }
 
 pub(super) struct Tracker {
@@ -108,7 +109,7 @@ impl Tracker {
     /// still holds the contents we are reading.
     pub fn accept(&mut self, chunk: &[u8], full_read: bool) -> Result<Accepted, TailError> {
         let Some(cur) = &mut self.cur else {
-            return Ok(Accepted::Dropped(Next::Idle));
+            return Ok(Accepted::Replaced);
         };
         let mut probe = cur.fp;
         probe.extend_from(cur.offset, chunk);
@@ -119,7 +120,7 @@ impl Tracker {
             cur.advance(chunk, full_read);
             return Ok(Accepted::Kept);
         }
-        Ok(Accepted::Dropped(self.replaced()?))
+        Ok(Accepted::Replaced)
     }
 
     /// At the end of the current file: did it grow, was it replaced, did the path move on?
@@ -194,7 +195,7 @@ impl Tracker {
     /// The current file was truncated (copytruncate): go on in its copy at the same offset
     /// if the copy is visible, then in the file from its start; else in the file from its
     /// start at once.
-    fn replaced(&mut self) -> Result<Next, TailError> {
+    pub fn replaced(&mut self) -> Result<Next, TailError> {
         let Some(old) = self.cur.take() else {
             return Ok(Next::Idle);
         };
