@@ -7,7 +7,7 @@ use super::{
     FollowOptions, TailError, TailMetrics,
     batch::Batch,
     cursor::{CursorStore, FileId, Fingerprint, Position, SavedCursor},
-    resume::resume,
+    resume::{resume, saved_cursor},
     rotation::{Accepted, Next, Tracker},
     siblings,
     wake::Waker,
@@ -40,21 +40,7 @@ impl Follower {
             .cursor_file
             .clone()
             .map(|p| CursorStore::new(p, opts.sync_cursor));
-        let saved = match store.as_ref().map(CursorStore::load).transpose() {
-            Ok(saved) => saved.flatten(),
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring the saved cursor");
-                None
-            }
-        };
-        let saved = saved.filter(|s| {
-            let same = s.path == opts.path;
-            if !same {
-                tracing::warn!(saved = %s.path.display(), path = %opts.path.display(),
-                    "the saved cursor is for another path; ignoring it");
-            }
-            same
-        });
+        let saved = store.as_ref().and_then(|s| saved_cursor(s, &opts.path));
         let mut tracker = Tracker::new(opts.path.clone(), opts.rotate_grace, metrics.clone());
         let skipping = resume(
             &mut tracker,

@@ -25,8 +25,9 @@
 //!
 //! What it cannot: copytruncate copies, then truncates; lines written between the two are in
 //! neither file and are lost unless already read (the follower reads as soon as inotify
-//! reports a write, so only the last few can be; for a file still queued behind a renamed
-//! one in its grace period, all of them). Without a visible copy (compressed at once,
+//! reports a write, and [`Follower::read_ahead`] reads on into memory while the consumer is
+//! busy, so only the last few can be; for a file still queued behind a renamed one in its
+//! grace period, all of them). Without a visible copy (compressed at once,
 //! `olddir` elsewhere) what was not read yet is lost. A file copytruncated before any of its
 //! bytes were seen (queued empty, the follower behind) is noticed only by its copy showing
 //! up among the rotated files when the follower next moves on; the file being read, empty

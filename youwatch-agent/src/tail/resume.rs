@@ -2,15 +2,33 @@
 //! rotated away or truncated meanwhile (renamed: found by inode; copytruncated: its copy,
 //! found by the fingerprint of its first bytes) — else where `start_at` says.
 
-use std::os::unix::fs::FileExt;
+use std::{os::unix::fs::FileExt, path::Path};
 
 use super::{
     StartAt, TailError,
-    cursor::{FileId, Position},
+    cursor::{CursorStore, FileId, Position, SavedCursor},
     rotation::Tracker,
     siblings,
     source::{Role, Source},
 };
+
+/// The cursor saved for `path`, if any (one that cannot be read, or is for another path,
+/// is ignored with a warning: reading starts as on a first run).
+pub(super) fn saved_cursor(store: &CursorStore, path: &Path) -> Option<SavedCursor> {
+    let saved = match store.load() {
+        Ok(saved) => saved?,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the saved cursor");
+            return None;
+        }
+    };
+    if saved.path != path {
+        tracing::warn!(saved = %saved.path.display(), path = %path.display(),
+            "the saved cursor is for another path; ignoring it");
+        return None;
+    }
+    Some(saved)
+}
 
 /// Positions `tracker` at start-up. Returns whether the bytes up to the first newline must be
 /// skipped (the tail of a line written before a first start at the end).
