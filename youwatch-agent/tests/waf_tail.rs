@@ -419,6 +419,23 @@ fn cursor_resumes_in_the_copy_after_copytruncate_while_down() {
     assert_quiet(&mut f, Duration::from_millis(300));
 }
 
+#[test]
+fn a_first_run_stopped_before_its_first_commit_resumes_where_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let cursor = dir.path().join("audit.cursor");
+    append(&log, &lines(0..5));
+    let mut opts = options(&log, Some(cursor.clone()));
+    opts.start_at = StartAt::End;
+    drop(Follower::open(opts.clone(), TailMetrics::default()).unwrap());
+    // While it is down: more lines, a rename rotation, lines in the new file.
+    append(&log, &lines(5..8));
+    std::fs::rename(&log, dir.path().join("audit.log.1")).unwrap();
+    append(&log, &lines(8..10));
+    let mut f = Follower::open(opts, TailMetrics::default()).unwrap();
+    assert_eq!(collect(&mut f, 5), expected(5..10));
+}
+
 // ---- kill -9 ------------------------------------------------------------------------------
 
 const CHILD_ENV: &str = "YOUWATCH_TAIL_CHILD_DIR";

@@ -47,6 +47,21 @@ impl Follower {
             saved.as_ref().map(|s| s.position),
             opts.start_at,
         )?;
+        if saved.is_none()
+            && !skipping
+            && let (Some(store), Some(cur)) = (&store, tracker.current())
+        {
+            // A first run saves where it starts: a restart before its first commit resumes
+            // there, even if the file was rotated meanwhile.
+            let start = SavedCursor {
+                path: opts.path.clone(),
+                position: cur.position(),
+                consumer: 0,
+            };
+            if let Err(e) = store.save(&start) {
+                tracing::warn!(error = %e, "cannot save the tail cursor; a restart may read some lines again");
+            }
+        }
         let chunk = opts.read_chunk_bytes.max(4096);
         let mut follower = Follower {
             waker: Waker::new(opts.inotify, opts.poll_interval),

@@ -10,7 +10,7 @@ use std::{
 
 use super::{
     TailError,
-    cursor::{FileId, Fingerprint},
+    cursor::{FileId, Fingerprint, Position},
 };
 
 /// Why a file is read, which decides when it is finished.
@@ -20,6 +20,13 @@ pub(super) enum Role {
     Followed,
     /// The copy copytruncate made of a file we were reading: never written again.
     Copy,
+}
+
+/// `(device, inode)` and fingerprint: a file's identity across renames and inode reuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Identity {
+    pub id: FileId,
+    pub fp: Fingerprint,
 }
 
 pub(super) struct Source {
@@ -67,6 +74,22 @@ impl Source {
             role,
             name: path.to_owned(),
         }))
+    }
+
+    pub fn identity(&self) -> Identity {
+        Identity {
+            id: self.id,
+            fp: self.fp,
+        }
+    }
+
+    /// Where reading is in this file.
+    pub fn position(&self) -> Position {
+        Position {
+            file: self.id,
+            fingerprint: self.fp,
+            offset: self.offset,
+        }
     }
 
     pub fn error(&self, source: std::io::Error) -> TailError {
@@ -148,21 +171,5 @@ impl Source {
         self.fp = Fingerprint::read(&self.file).map_err(|e| self.error(e))?;
         self.size_seen = size;
         Ok(())
-    }
-}
-
-/// `(device, inode)` and fingerprint: a file's identity across renames and inode reuse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Identity {
-    pub id: FileId,
-    pub fp: Fingerprint,
-}
-
-impl Source {
-    pub fn identity(&self) -> Identity {
-        Identity {
-            id: self.id,
-            fp: self.fp,
-        }
     }
 }

@@ -96,6 +96,9 @@ impl AgentSetup {
     }
 }
 
+/// The agent's log line once its WAF input follows the audit log.
+const FOLLOWING: &str = "following a file";
+
 pub struct Agent {
     child: Child,
     metrics: SocketAddr,
@@ -122,6 +125,21 @@ impl Agent {
                 "the agent exited by itself ({status}); its log:\n{}",
                 tail_of(&setup.log)
             );
+        }
+    }
+
+    /// Waits until the agent follows the audit log (its first run: before, nothing says
+    /// where it starts, and a first run reads only the file the path names).
+    pub fn wait_following(&mut self, setup: &AgentSetup) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&setup.log).is_ok_and(|log| log.contains(FOLLOWING)) {
+            self.assert_running(setup);
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not start following the audit log within 60 s; its log:\n{}",
+                tail_of(&setup.log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -211,6 +211,7 @@ pub fn run(bin: &Path, dir: &Path, scenario: &Scenario) -> Figures {
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut agent = setup.start();
+    agent.wait_following(&setup);
     let mut starts = vec![0usize];
     let rotator = Rotator::start(
         files.clone(),
