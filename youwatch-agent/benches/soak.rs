@@ -70,12 +70,15 @@ fn main() {
     } else {
         vec![soak::scenarios::named("rename", 2_000, 2)]
     };
-    println!(
-        "exactly-once soak: {} entries/s, {} s per scenario, agent {}",
-        args.rate,
-        args.secs,
-        bin.display()
-    );
+    match args.benching {
+        true => println!(
+            "exactly-once soak: {} entries/s, {} s per scenario, agent {}",
+            args.rate,
+            args.secs,
+            bin.display()
+        ),
+        false => println!("exactly-once soak, smoke run (the bench: cargo xtask bench soak)"),
+    }
     println!("{}", soak::Figures::header());
     let mut failed = false;
     for scenario in &scenarios {
