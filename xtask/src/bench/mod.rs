@@ -7,6 +7,7 @@ mod memory;
 pub mod report;
 mod response;
 mod rules;
+mod soak;
 mod waf;
 
 use clap::Subcommand;
@@ -26,6 +27,9 @@ pub enum Which {
     Memory(memory::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
     Rules(rules::Args),
+    /// WAF exactly-once soak: a 20,000 entries/s writer, every kind of rotation, SIGTERM and
+    /// kill -9 restarts; lost and repeated entries per scenario.
+    Soak(soak::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -36,5 +40,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Rules(args) => rules::run(args),
         Which::Response(args) => response::run(args),
         Which::Memory(args) => memory::run(args),
+        Which::Soak(args) => soak::run(args),
     }
 }

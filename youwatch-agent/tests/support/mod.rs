@@ -11,4 +11,5 @@ pub mod manifests;
 pub mod nginx_waf;
 pub mod require;
 pub mod response;
+pub mod soak;
 pub mod waf_corpus;
