@@ -111,3 +111,8 @@ pub fn build_ebpf() -> anyhow::Result<()> {
     println!("built {}", object.display());
     Ok(())
 }
+
+/// Whether this runs under CI (`CI=true`, as `.ci/run` sets it).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
