@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{inputs, inventory, response, rules, sensor, telemetry, waf};
+use crate::{correlate, inputs, inventory, response, rules, sensor, telemetry, waf};
 
 /// The embedded default configuration (and reference), `youwatch-agent/config/default.yaml`.
 pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
@@ -23,6 +23,7 @@ pub struct Config {
     pub falco: inputs::falco::FalcoConfig,
     pub waf: waf::WafConfig,
     pub response: response::ResponseConfig,
+    pub correlation: correlate::CorrelationConfig,
     pub telemetry: telemetry::TelemetryConfig,
 }
 
