@@ -147,7 +147,11 @@ impl CorrelationConfig {
                 "max_open",
                 "must be between 1 and 1024".into(),
             ),
-            (self.ban.max_ips > 100, "ban.max_ips", "must be at most 100".into()),
+            (
+                self.ban.max_ips > 100,
+                "ban.max_ips",
+                "must be at most 100".into(),
+            ),
             (
                 self.suspicions.queue == 0,
                 "suspicions.queue",
@@ -206,8 +210,11 @@ mod tests {
 
     #[test]
     fn settings_parse_and_bad_ones_are_named() {
-        let yaml = "correlation:\n  window: 2m\n  ban:\n    max_ips: 1\n  cross_node:\n    read: false\n";
-        let cfg = Config::parse(yaml, Path::new("t.yaml")).unwrap().correlation;
+        let yaml =
+            "correlation:\n  window: 2m\n  ban:\n    max_ips: 1\n  cross_node:\n    read: false\n";
+        let cfg = Config::parse(yaml, Path::new("t.yaml"))
+            .unwrap()
+            .correlation;
         assert_eq!(cfg.window, Duration::from_secs(120));
         assert_eq!(cfg.ban.max_ips, 1);
         assert!(!cfg.cross_node.read && cfg.cross_node.publish);

@@ -186,7 +186,11 @@ mod tests {
             r#"{{"v":1,"node":"n","items":[{{"ip":"bad"}},{{"ip":"203.0.113.1","t":5,"u":"{long}","id":"{long}","c":["rce","nonsense"],"r":[1,2,3,4,5,6,7,8,9,10]}}]}}"#
         );
         let p = decode(&text).unwrap();
-        assert_eq!(p.items.len(), 1, "the item without a valid address is skipped");
+        assert_eq!(
+            p.items.len(),
+            1,
+            "the item without a valid address is skipped"
+        );
         let s = &p.items[0];
         assert!(s.uri.len() <= MAX_URI * 4 && s.unique_id.len() <= MAX_ID);
         assert_eq!(s.rule_ids.len(), MAX_RULES);

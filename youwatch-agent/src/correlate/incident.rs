@@ -206,7 +206,11 @@ impl Incident {
                 c.seen_by
                     .as_deref()
                     .map_or_else(|| "seen here".to_owned(), |n| format!("seen on {n}")),
-                if self.ban.contains(&i) { ", banned" } else { "" }
+                if self.ban.contains(&i) {
+                    ", banned"
+                } else {
+                    ""
+                }
             ));
         }
         note
@@ -354,12 +358,18 @@ mod tests {
         assert_eq!(c[1]["seconds_before"], 12);
         assert_eq!(c[1]["ban"], true);
         assert_eq!(alert.output_fields["incident.ban"], json!(["203.0.113.3"]));
-        assert!(alert.output.contains("12s after 203.0.113.1"), "{}", alert.output);
+        assert!(
+            alert.output.contains("12s after 203.0.113.1"),
+            "{}",
+            alert.output
+        );
         assert!(i.event_note().contains("2. 12s 203.0.113.3 GET /x?rce"));
         let ban = i.ban_detection(1, Duration::from_secs(2400));
         assert_eq!(ban.rule, "Shell spawned in Juice Shop pod");
         assert_eq!(ban.output_fields["waf.classes"], "rce");
-        assert!(matches!(ban.subject, Subject::Attacker { ban_for: Some(d), .. } if d.as_secs() == 2400));
+        assert!(
+            matches!(ban.subject, Subject::Attacker { ban_for: Some(d), .. } if d.as_secs() == 2400)
+        );
     }
 
     #[test]

@@ -206,7 +206,11 @@ pub(crate) mod tests {
         assert!(kept.iter().any(|s| s.classes.contains(Class::Rce)));
         // A flood of attacks pushes out the anomalies, then the oldest attacks.
         for i in 0..20u64 {
-            log.record(&shop, suspicion("198.51.100.7", 1010 + i, Class::Sqli), 1010);
+            log.record(
+                &shop,
+                suspicion("198.51.100.7", 1010 + i, Class::Sqli),
+                1010,
+            );
         }
         let kept = log.between(&shop, 0, u64::MAX);
         assert!(kept.iter().any(|s| s.classes.contains(Class::Rce)));

@@ -78,9 +78,9 @@ impl Default for CorrelationMetrics {
             writes: Family::default(),
             reads: Family::default(),
             // 1 ms .. ~65 s: at once when the evidence is there, up to `wait` when it is late.
-            seconds: Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17),
-            ),
+            seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 2.0, 17,
+            )),
         }
     }
 }
@@ -138,7 +138,9 @@ impl CorrelationMetrics {
     }
 
     pub fn incident(&self, result: IncidentResult, seconds: f64) {
-        self.incidents.get_or_create(&outcome(result.as_str())).inc();
+        self.incidents
+            .get_or_create(&outcome(result.as_str()))
+            .inc();
         self.seconds.observe(seconds);
     }
 

@@ -126,7 +126,10 @@ mod tests {
         assert!(in_window(1000, 1060, 60));
         assert!(in_window(998, 1060, 60), "two seconds of slack");
         assert!(!in_window(997, 1060, 60));
-        assert!(in_window(1062, 1060, 60), "logged in the same second, clocks apart");
+        assert!(
+            in_window(1062, 1060, 60),
+            "logged in the same second, clocks apart"
+        );
         assert!(!in_window(1063, 1060, 60), "made after the detection");
         assert!(in_window(0, 0, 0));
     }

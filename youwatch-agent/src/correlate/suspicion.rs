@@ -239,7 +239,10 @@ mod tests {
         );
         assert_eq!(Tier::of(set(&[Class::Injection])), Tier::CodeExecution);
         assert_eq!(Tier::of(set(&[Class::Sqli, Class::Xss])), Tier::Attack);
-        assert_eq!(Tier::of(set(&[Class::Protocol, Class::Generic])), Tier::Anomaly);
+        assert_eq!(
+            Tier::of(set(&[Class::Protocol, Class::Generic])),
+            Tier::Anomaly
+        );
         assert_eq!(Tier::of(ClassSet::EMPTY), Tier::Anomaly);
     }
 }

@@ -11,10 +11,16 @@
 //! the journal; what is unfinished at shutdown (after `shutdown_grace`) runs at the next
 //! start. At most `max_pending` actions are in flight: beyond, the intake waits and the
 //! back-pressure reaches the producers.
+//!
+//! With the correlation ([`correlation`]), a runtime detection in a pod also opens a
+//! look-back at the web requests that reached the pod's Services; its incident comes back to
+//! the intake, which reports it (alert, Event on the pod, a line in client dry-run) and
+//! takes the bans its playbooks call for like any other action.
 
 pub mod action;
 pub mod cli;
 pub mod config;
+mod correlation;
 mod dry_run;
 pub mod events;
 mod in_force;
@@ -29,7 +35,7 @@ use std::{
     collections::BTreeMap,
     path::Path,
     sync::{Arc, Mutex},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use prometheus_client::registry::Registry;
@@ -42,8 +48,9 @@ pub use config::ResponseConfig;
 pub use dry_run::{DryRun, PlannedRequest};
 
 use self::{
-    action::{Action, Decided, Evidence},
-    events::EventSink,
+    action::{Action, Decided, DenyIp, Evidence},
+    correlation::Finding,
+    events::{EventSink, Report},
     in_force::InForce,
     ingress::{IngressHandle, IngressResponder},
     journal::Journal,
@@ -54,12 +61,15 @@ use self::{
 use crate::{
     bus::{Bus, Listener},
     cluster::ClusterContext,
+    correlate::Correlation,
     detection::{Detection, Origin, Priority, Subject},
     stage::{StageHandle, StopSignal},
 };
 
 /// Actions remembered as in force (deduplication), at most.
 const IN_FORCE_CAPACITY: usize = 65_536;
+/// An incident's ban is recorded as a second offense (the request got through).
+const INCIDENT_OFFENSE: u32 = 2;
 
 /// How an action ended, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +111,8 @@ pub struct ResponseStage {
     metrics: ResponseMetrics,
     pods: PodDeleter,
     ingress: IngressResponder,
+    cluster: Option<Arc<ClusterContext>>,
+    correlation: Option<Correlation>,
 }
 
 impl ResponseStage {
@@ -154,7 +166,8 @@ impl ResponseStage {
             events.clone(),
             metrics.clone(),
         );
-        let ingress = IngressResponder::new(config, cluster, dry_run, events, metrics.clone())?;
+        let ingress =
+            IngressResponder::new(config, cluster.clone(), dry_run, events, metrics.clone())?;
         Ok(ResponseStage {
             config: config.clone(),
             dry_run,
@@ -164,7 +177,22 @@ impl ResponseStage {
             metrics,
             pods,
             ingress,
+            cluster,
+            correlation: None,
         })
+    }
+
+    /// Also correlates runtime detections with the web requests before them (needs a
+    /// cluster: without one the correlation is left off, and says so).
+    pub fn with_correlation(mut self, correlation: Correlation) -> ResponseStage {
+        if self.cluster.is_none() {
+            tracing::info!(
+                "no cluster: runtime detections are not correlated with web requests (the correlation needs the cluster's Ingresses and Services)"
+            );
+        } else {
+            self.correlation = Some(correlation);
+        }
+        self
     }
 
     pub fn register(&self, registry: &mut Registry) {
@@ -188,60 +216,208 @@ impl ResponseStage {
 
     async fn run(self, mut detections: Listener, reports: Bus) {
         let (ingress, ingress_stage) = self.ingress.spawn();
-        let exec = Arc::new(Executor {
-            pods: self.pods,
-            ingress,
-            journal: Mutex::new(self.journal),
-            in_force: Mutex::new(InForce::new(IN_FORCE_CAPACITY)),
-            metrics: self.metrics.clone(),
-            reports,
-            dry_run: self.dry_run,
-        });
-        let permits = Arc::new(Semaphore::new(self.config.max_pending));
-        let mut running = JoinSet::new();
-        for decided in self.recovered {
-            exec.in_force().covered_or_insert(
+        let correlation::Started {
+            correlator,
+            mut findings,
+            stage: correlation_stage,
+        } = correlation::start(
+            self.correlation,
+            self.cluster,
+            ingress.index(),
+            &self.config.retry,
+            self.dry_run,
+        );
+        let mut intake = Intake {
+            exec: Arc::new(Executor {
+                pods: self.pods,
+                ingress,
+                journal: Mutex::new(self.journal),
+                in_force: Mutex::new(InForce::new(IN_FORCE_CAPACITY)),
+                metrics: self.metrics.clone(),
+                reports,
+                dry_run: self.dry_run,
+            }),
+            permits: Arc::new(Semaphore::new(self.config.max_pending)),
+            running: JoinSet::new(),
+        };
+        intake.recover(self.recovered).await;
+        loop {
+            tokio::select! {
+                envelope = detections.recv() => {
+                    let Some(envelope) = envelope else { break };
+                    let taken = Instant::now();
+                    let now = SystemTime::now();
+                    let planned = self.playbooks.decide(&envelope.detection, now);
+                    let acted = !planned.is_empty();
+                    for planned in planned {
+                        if !intake.act(planned, &envelope.detection, Some(taken), now).await {
+                            break;
+                        }
+                    }
+                    // After the deletion is under way: the look-back never holds it up.
+                    if let Some(correlator) = &correlator {
+                        let bans = self.playbooks.incident_bans(&envelope.detection);
+                        correlator.consider(&envelope.detection, acted, bans, taken);
+                    }
+                    // Journaled: the producer may move on (save its cursor).
+                    envelope.done();
+                    intake.reap();
+                }
+                Some(finding) = findings.recv() => intake.incident(finding).await,
+            }
+        }
+        // The bus has closed: open look-backs decide with what they have.
+        let grace = self.config.shutdown_grace;
+        drop(correlator);
+        if let Some(stage) = correlation_stage {
+            stage.stop();
+            let _ = tokio::time::timeout(grace, async {
+                while let Some(finding) = findings.recv().await {
+                    intake.incident(finding).await;
+                }
+            })
+            .await;
+            if let Err(e) = stage.join().await {
+                tracing::error!(error = %e, "the correlation failed");
+            }
+        }
+        intake.drain(grace).await;
+        if let Err(e) = ingress_stage.shutdown().await {
+            tracing::error!(error = %e, "the Ingress responder failed");
+        }
+    }
+}
+
+/// Takes planned actions: dedup, room among the pending ones, journal, run.
+struct Intake {
+    exec: Arc<Executor>,
+    permits: Arc<Semaphore>,
+    running: JoinSet<()>,
+}
+
+impl Intake {
+    /// Runs again what a previous run decided but did not finish.
+    async fn recover(&mut self, recovered: Vec<Decided>) {
+        for decided in recovered {
+            self.exec.in_force().covered_or_insert(
                 decided.action.key(),
                 decided.give_up_at,
                 SystemTime::now(),
             );
-            let Ok(permit) = permits.clone().acquire_owned().await else {
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
                 break;
             };
-            running.spawn(exec.clone().run(decided, None, permit));
+            self.running
+                .spawn(self.exec.clone().run(decided, None, permit));
         }
-        while let Some(envelope) = detections.recv().await {
-            let taken = Instant::now();
-            let now = SystemTime::now();
-            for planned in self.playbooks.decide(&envelope.detection, now) {
-                let kind = planned.action.kind();
-                if exec
-                    .in_force()
-                    .covered_or_insert(planned.action.key(), planned.give_up_at, now)
-                {
-                    self.metrics.outcome(kind, Outcome::Deduplicated);
-                    tracing::debug!(
-                        playbook = planned.playbook,
-                        key = planned.action.key(),
-                        "already in force"
-                    );
-                    continue;
-                }
-                // Back-pressure: wait for room among the pending actions.
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
+    }
+
+    /// Journals and starts `planned` unless the same action is in force; false when the
+    /// stage is closing.
+    async fn act(
+        &mut self,
+        planned: Planned,
+        detection: &Detection,
+        taken: Option<Instant>,
+        now: SystemTime,
+    ) -> bool {
+        let exec = &self.exec;
+        let kind = planned.action.kind();
+        if exec
+            .in_force()
+            .covered_or_insert(planned.action.key(), planned.give_up_at, now)
+        {
+            exec.metrics.outcome(kind, Outcome::Deduplicated);
+            tracing::debug!(
+                playbook = planned.playbook,
+                key = planned.action.key(),
+                "already in force"
+            );
+            return true;
+        }
+        // Back-pressure: wait for room among the pending actions.
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return false;
+        };
+        let decided = exec.decide(planned, detection, now);
+        self.running.spawn(exec.clone().run(decided, taken, permit));
+        true
+    }
+
+    fn reap(&mut self) {
+        while let Some(result) = self.running.try_join_next() {
+            report_panic(result);
+        }
+    }
+
+    /// Reports an incident (alert, Event on the pod, a line in client dry-run) and takes
+    /// the bans of its detection's playbooks.
+    async fn incident(&mut self, finding: Finding) {
+        let Finding {
+            incident,
+            bans,
+            taken,
+        } = finding;
+        let exec = self.exec.clone();
+        tracing::info!(
+            pod = %incident.pod.name,
+            namespace = %incident.pod.namespace,
+            candidates = incident.candidates.len() + incident.more,
+            ban = incident.ban.len(),
+            "incident: {}",
+            incident.summary()
+        );
+        if exec.dry_run == DryRun::Client {
+            let line = serde_json::json!({"dry_run": "client", "incident": incident.alert()});
+            if let Err(e) = crate::run::print_json_line(&line) {
+                tracing::warn!(error = %e, "cannot print an incident");
+            }
+        } else {
+            exec.pods.events.emit(Report {
+                regarding: k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    namespace: Some(incident.pod.namespace.clone()),
+                    name: Some(incident.pod.name.clone()),
+                    uid: incident.pod.uid.clone(),
+                    ..Default::default()
+                },
+                reason: "Incident",
+                action: "Correlate",
+                note: incident.event_note(),
+                warning: true,
+            });
+        }
+        // A full alert queue drops the report (counted) rather than hold up the bans.
+        let _ = exec.reports.publish(incident.alert()).await;
+        let now = SystemTime::now();
+        for ban in &bans {
+            let ttl = ban.ttl.unwrap_or(Duration::ZERO);
+            for &i in &incident.ban {
+                let s = &incident.candidates[i].suspicion;
+                let until = now + ttl;
+                let planned = Planned {
+                    playbook: ban.playbook.clone(),
+                    action: Action::DenyIp(DenyIp {
+                        ip: s.ip,
+                        host: s.host.clone(),
+                        until,
+                        offense: INCIDENT_OFFENSE,
+                    }),
+                    give_up_at: until,
+                    dry_run: ban.dry_run,
                 };
-                let decided = exec.decide(planned, &envelope.detection, now);
-                running.spawn(exec.clone().run(decided, Some(taken), permit));
-            }
-            // Journaled: the producer may move on (save its cursor).
-            envelope.done();
-            while let Some(result) = running.try_join_next() {
-                report_panic(result);
+                let evidence = incident.ban_detection(i, ttl);
+                if !self.act(planned, &evidence, Some(taken), now).await {
+                    return;
+                }
             }
         }
-        // The bus has closed: let running actions finish within the grace period.
-        let grace = self.config.shutdown_grace;
+    }
+
+    /// Lets running actions finish within `grace`; what is left stays journaled.
+    async fn drain(mut self, grace: Duration) {
+        let running = &mut self.running;
         let drained = tokio::time::timeout(grace, async {
             while let Some(result) = running.join_next().await {
                 report_panic(result);
@@ -250,14 +426,11 @@ impl ResponseStage {
         .await;
         if drained.is_err() {
             tracing::warn!(
-                actions = running.len(),
+                actions = self.running.len(),
                 grace = %humantime::format_duration(grace),
                 "shutting down with actions unfinished; they stay journaled and run at the next start"
             );
-            running.abort_all();
-        }
-        if let Err(e) = ingress_stage.shutdown().await {
-            tracing::error!(error = %e, "the Ingress responder failed");
+            self.running.abort_all();
         }
     }
 }

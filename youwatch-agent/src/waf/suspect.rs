@@ -89,7 +89,10 @@ mod tests {
         assert_eq!(s.path, "/ping");
         assert_eq!(s.uri, "/ping?host=127.0.0.1%3Bcat%20%2Fetc%2Fpasswd");
         assert_eq!(s.rule_ids, [932160, 930120]);
-        assert_eq!(s.classes, [Class::Rce, Class::Lfi].into_iter().collect::<ClassSet>());
+        assert_eq!(
+            s.classes,
+            [Class::Rce, Class::Lfi].into_iter().collect::<ClassSet>()
+        );
         assert!(s.strong_attack());
         assert_eq!(s.unique_id, "u-1");
     }
@@ -107,7 +110,8 @@ mod tests {
         cfg.client_ip.allowlist = vec!["198.51.100.0/24".parse().unwrap()];
         assert!(suspect(line, &cfg).unwrap().protected);
         // No CRS hit at all: nothing.
-        let clean = br#"{"transaction":{"client_ip":"203.0.113.9","request":{"uri":"/"},"messages":[]}}"#;
+        let clean =
+            br#"{"transaction":{"client_ip":"203.0.113.9","request":{"uri":"/"},"messages":[]}}"#;
         assert_eq!(suspect(clean, &cfg), None);
     }
 }

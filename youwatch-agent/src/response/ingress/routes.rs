@@ -164,7 +164,8 @@ fn prefix_len(rule: &str, path: &str) -> Option<usize> {
     if path == rule {
         return Some(usize::MAX);
     }
-    (path.starts_with(rule) && path.as_bytes().get(rule.len()) == Some(&b'/')).then_some(rule.len() + 1)
+    (path.starts_with(rule) && path.as_bytes().get(rule.len()) == Some(&b'/'))
+        .then_some(rule.len() + 1)
 }
 
 /// The first regex location matching `path`, longest path first.
@@ -267,7 +268,10 @@ mod tests {
                 "{path}"
             );
         }
-        assert_eq!(service(&all, Some("other.example"), "/api").as_deref(), Some("other"));
+        assert_eq!(
+            service(&all, Some("other.example"), "/api").as_deref(),
+            Some("other")
+        );
         assert_eq!(service(&all, Some("elsewhere.example"), "/"), None);
         assert_eq!(service(&all, None, "/"), None);
     }
@@ -297,15 +301,27 @@ mod tests {
                 json!({"rules": [rule(Some("*.example"), &[("/", "Prefix", "wild")]), rule(None, &[("/", "Prefix", "catch-all")])]}),
             ),
         ];
-        assert_eq!(service(&all, Some("shop.example"), "/a/1").as_deref(), Some("a"));
-        assert_eq!(service(&all, Some("shop.example"), "/b").as_deref(), Some("b"));
+        assert_eq!(
+            service(&all, Some("shop.example"), "/a/1").as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            service(&all, Some("shop.example"), "/b").as_deref(),
+            Some("b")
+        );
         assert_eq!(
             service(&all, Some("shop.example"), "/c").as_deref(),
             Some("fallback"),
             "no path: the host's default backend, never the canary"
         );
-        assert_eq!(service(&all, Some("blog.example"), "/").as_deref(), Some("wild"));
-        assert_eq!(service(&all, Some("a.b.example"), "/").as_deref(), Some("catch-all"));
+        assert_eq!(
+            service(&all, Some("blog.example"), "/").as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            service(&all, Some("a.b.example"), "/").as_deref(),
+            Some("catch-all")
+        );
         assert_eq!(service(&all, None, "/x").as_deref(), Some("catch-all"));
     }
 
@@ -327,9 +343,21 @@ mod tests {
                 ])]}),
             ),
         ];
-        assert_eq!(service(&all, Some("shop.example"), "/API/V2/x").as_deref(), Some("api"));
-        assert_eq!(service(&all, Some("shop.example"), "/api/vx").as_deref(), Some("web"));
-        assert_eq!(service(&all, Some("shop.example"), "/exact").as_deref(), Some("exact"));
-        assert_eq!(service(&all, Some("shop.example"), "/bad(").as_deref(), Some("web"));
+        assert_eq!(
+            service(&all, Some("shop.example"), "/API/V2/x").as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            service(&all, Some("shop.example"), "/api/vx").as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            service(&all, Some("shop.example"), "/exact").as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            service(&all, Some("shop.example"), "/bad(").as_deref(),
+            Some("web")
+        );
     }
 }
