@@ -24,6 +24,7 @@ mod correlation;
 mod dry_run;
 pub mod events;
 mod in_force;
+mod intake;
 pub mod ingress;
 pub mod journal;
 pub mod metrics;
@@ -35,7 +36,7 @@ use std::{
     collections::BTreeMap,
     path::Path,
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime},
+    time::{Instant, SystemTime},
 };
 
 use prometheus_client::registry::Registry;
@@ -48,10 +49,10 @@ pub use config::ResponseConfig;
 pub use dry_run::{DryRun, PlannedRequest};
 
 use self::{
-    action::{Action, Decided, DenyIp, Evidence},
-    correlation::Finding,
-    events::{EventSink, Report},
+    action::{Action, Decided, Evidence},
+    events::EventSink,
     in_force::InForce,
+    intake::Intake,
     ingress::{IngressHandle, IngressResponder},
     journal::Journal,
     metrics::{Outcome, ResponseMetrics},
@@ -68,8 +69,6 @@ use crate::{
 
 /// Actions remembered as in force (deduplication), at most.
 const IN_FORCE_CAPACITY: usize = 65_536;
-/// An incident's ban is recorded as a second offense (the request got through).
-const INCIDENT_OFFENSE: u32 = 2;
 
 /// How an action ended, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,153 +283,6 @@ impl ResponseStage {
         intake.drain(grace).await;
         if let Err(e) = ingress_stage.shutdown().await {
             tracing::error!(error = %e, "the Ingress responder failed");
-        }
-    }
-}
-
-/// Takes planned actions: dedup, room among the pending ones, journal, run.
-struct Intake {
-    exec: Arc<Executor>,
-    permits: Arc<Semaphore>,
-    running: JoinSet<()>,
-}
-
-impl Intake {
-    /// Runs again what a previous run decided but did not finish.
-    async fn recover(&mut self, recovered: Vec<Decided>) {
-        for decided in recovered {
-            self.exec.in_force().covered_or_insert(
-                decided.action.key(),
-                decided.give_up_at,
-                SystemTime::now(),
-            );
-            let Ok(permit) = self.permits.clone().acquire_owned().await else {
-                break;
-            };
-            self.running
-                .spawn(self.exec.clone().run(decided, None, permit));
-        }
-    }
-
-    /// Journals and starts `planned` unless the same action is in force; false when the
-    /// stage is closing.
-    async fn act(
-        &mut self,
-        planned: Planned,
-        detection: &Detection,
-        taken: Option<Instant>,
-        now: SystemTime,
-    ) -> bool {
-        let exec = &self.exec;
-        let kind = planned.action.kind();
-        if exec
-            .in_force()
-            .covered_or_insert(planned.action.key(), planned.give_up_at, now)
-        {
-            exec.metrics.outcome(kind, Outcome::Deduplicated);
-            tracing::debug!(
-                playbook = planned.playbook,
-                key = planned.action.key(),
-                "already in force"
-            );
-            return true;
-        }
-        // Back-pressure: wait for room among the pending actions.
-        let Ok(permit) = self.permits.clone().acquire_owned().await else {
-            return false;
-        };
-        let decided = exec.decide(planned, detection, now);
-        self.running.spawn(exec.clone().run(decided, taken, permit));
-        true
-    }
-
-    fn reap(&mut self) {
-        while let Some(result) = self.running.try_join_next() {
-            report_panic(result);
-        }
-    }
-
-    /// Reports an incident (alert, Event on the pod, a line in client dry-run) and takes
-    /// the bans of its detection's playbooks.
-    async fn incident(&mut self, finding: Finding) {
-        let Finding {
-            incident,
-            bans,
-            taken,
-        } = finding;
-        let exec = self.exec.clone();
-        tracing::info!(
-            pod = %incident.pod.name,
-            namespace = %incident.pod.namespace,
-            candidates = incident.candidates.len() + incident.more,
-            ban = incident.ban.len(),
-            "incident: {}",
-            incident.summary()
-        );
-        if exec.dry_run == DryRun::Client {
-            let line = serde_json::json!({"dry_run": "client", "incident": incident.alert()});
-            if let Err(e) = crate::run::print_json_line(&line) {
-                tracing::warn!(error = %e, "cannot print an incident");
-            }
-        } else {
-            exec.pods.events.emit(Report {
-                regarding: k8s_openapi::api::core::v1::ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Pod".into()),
-                    namespace: Some(incident.pod.namespace.clone()),
-                    name: Some(incident.pod.name.clone()),
-                    uid: incident.pod.uid.clone(),
-                    ..Default::default()
-                },
-                reason: "Incident",
-                action: "Correlate",
-                note: incident.event_note(),
-                warning: true,
-            });
-        }
-        // A full alert queue drops the report (counted) rather than hold up the bans.
-        let _ = exec.reports.publish(incident.alert()).await;
-        let now = SystemTime::now();
-        for ban in &bans {
-            let ttl = ban.ttl.unwrap_or(Duration::ZERO);
-            for &i in &incident.ban {
-                let s = &incident.candidates[i].suspicion;
-                let until = now + ttl;
-                let planned = Planned {
-                    playbook: ban.playbook.clone(),
-                    action: Action::DenyIp(DenyIp {
-                        ip: s.ip,
-                        host: s.host.clone(),
-                        until,
-                        offense: INCIDENT_OFFENSE,
-                    }),
-                    give_up_at: until,
-                    dry_run: ban.dry_run,
-                };
-                let evidence = incident.ban_detection(i, ttl);
-                if !self.act(planned, &evidence, Some(taken), now).await {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Lets running actions finish within `grace`; what is left stays journaled.
-    async fn drain(mut self, grace: Duration) {
-        let running = &mut self.running;
-        let drained = tokio::time::timeout(grace, async {
-            while let Some(result) = running.join_next().await {
-                report_panic(result);
-            }
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                actions = self.running.len(),
-                grace = %humantime::format_duration(grace),
-                "shutting down with actions unfinished; they stay journaled and run at the next start"
-            );
-            self.running.abort_all();
         }
     }
 }
