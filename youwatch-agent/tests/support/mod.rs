@@ -5,6 +5,7 @@ pub mod agent;
 pub mod apiserver;
 pub mod bus;
 pub mod cgroup_tree;
+pub mod correlation;
 pub mod inventory_stage;
 pub mod nginx_waf;
 pub mod require;
