@@ -128,7 +128,11 @@ impl Scene {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        eprintln!("shell -> pod {} deleted in {:?}", pod.name, started.elapsed());
+        eprintln!(
+            "shell -> pod {} deleted in {:?}",
+            pod.name,
+            started.elapsed()
+        );
         let found = incident(&self.app_dir(), &pod.name, WAIT + Duration::from_secs(15)).await;
         (pod, found)
     }

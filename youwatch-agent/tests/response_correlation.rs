@@ -16,9 +16,8 @@ use kube::{Api, api::ListParams};
 use serde_json::{Value, json};
 use support::{
     apiserver::ApiServer,
-    response::{
-        Running, deployment_pod, eventually, ingress, serve_services, shell_in, start_correlating,
-    },
+    correlation::{self, APP_NODE, INGRESSES, NS, RS, WAF_NODE, denied},
+    response::{Running, deployment_pod, eventually, shell_in, start_correlating},
 };
 use youwatch_agent::{
     correlate::{CorrelationConfig, Suspicion, SuspicionSink, incident::RULE},
@@ -27,14 +26,7 @@ use youwatch_agent::{
     waf::classify::{Class, ClassSet},
 };
 
-const NS: &str = "shop";
-const RS: &str = "juice-shop-7d9f8b6c5";
-const INGRESSES: &str = "networking.k8s.io/ingresses";
-const EVENTS: &str = "events.k8s.io/events";
-const DENY: &str = "nginx.ingress.kubernetes.io/denylist-source-range";
 const LEDGER: &str = "youwatch.dev/denied-sources";
-const APP_NODE: &str = "node-app";
-const WAF_NODE: &str = "node-ingress";
 
 fn response_config() -> ResponseConfig {
     let mut c = ResponseConfig::default();
@@ -53,28 +45,29 @@ fn correlation_config(wait: Duration) -> CorrelationConfig {
     c
 }
 
-/// Two Services and their Ingresses (shop.example → juice-shop, other.example → other),
-/// and a juice-shop pod on the app node.
+/// The test API server with the correlation's cluster (two Services, their Ingresses).
 async fn cluster() -> ApiServer {
     let server = ApiServer::start().await;
-    serve_services(&server);
-    for (name, host) in [("juice-shop", "shop.example"), ("other", "other.example")] {
-        server.create(
-            "services",
-            NS,
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-                   "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}}),
-        );
-        server.create(INGRESSES, NS, ingress(name, &[host], name, &[]));
-    }
-    server.create(
-        "apps/replicasets",
-        NS,
-        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": RS},
-               "spec": {"replicas": 1, "selector": {}, "template": {}},
-               "status": {"replicas": 1, "availableReplicas": 1}}),
-    );
+    correlation::cluster(&server);
     server
+}
+
+/// A WAF node and an app node on one cluster.
+async fn two_nodes() -> (ApiServer, Node, Node) {
+    let server = cluster().await;
+    let waf = node(&server, WAF_NODE, Duration::from_secs(3));
+    let app = node(&server, APP_NODE, Duration::from_secs(3));
+    (server, waf, app)
+}
+
+/// The evidence Events in the namespace matching `labels`.
+async fn evidence(server: &ApiServer, labels: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(server.client(), NS);
+    events
+        .list(&ListParams::default().labels(labels))
+        .await
+        .unwrap()
+        .items
 }
 
 /// A juice-shop pod on the app node; the shell detection our rules would make in it.
@@ -162,6 +155,13 @@ impl Node {
             .sum()
     }
 
+    /// A shell in a new pod `name`: waits for the pod's deletion, then its incident alert.
+    async fn shell(&mut self, server: &ApiServer, name: &str) -> Detection {
+        self.running.publish(pod(server, name)).await;
+        pod_deleted(server, name).await;
+        self.incident().await
+    }
+
     /// The next incident alert.
     async fn incident(&mut self) -> Detection {
         loop {
@@ -178,13 +178,6 @@ fn candidates(incident: &Detection) -> Vec<Value> {
         .as_array()
         .unwrap()
         .clone()
-}
-
-fn denied(server: &ApiServer, ingress: &str) -> String {
-    server.get(INGRESSES, NS, ingress).unwrap()["metadata"]["annotations"][DENY]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn ingress_patches(server: &ApiServer) -> usize {
@@ -208,10 +201,7 @@ async fn same_node_a_detection_only_rce_then_a_shell_bans_its_client() {
     let mut app = node(&server, APP_NODE, Duration::from_secs(2));
     app.offer(request("203.0.113.9", "shop.example", 5, Class::Rce))
         .await;
-    let shell = pod(&server, "juice-shop-1");
-    app.running.publish(shell).await;
-    pod_deleted(&server, "juice-shop-1").await;
-    let incident = app.incident().await;
+    let incident = app.shell(&server, "juice-shop-1").await;
     let found = candidates(&incident);
     assert_eq!(found.len(), 1, "{incident:?}");
     assert_eq!(found[0]["ip"], "203.0.113.9");
@@ -274,9 +264,7 @@ async fn no_request_another_workload_or_outside_the_window_bans_nobody() {
     let server = cluster().await;
     let mut app = node(&server, APP_NODE, Duration::from_millis(500));
     // A shell with no request before it.
-    app.running.publish(pod(&server, "juice-shop-1")).await;
-    pod_deleted(&server, "juice-shop-1").await;
-    let incident = app.incident().await;
+    let incident = app.shell(&server, "juice-shop-1").await;
     assert!(candidates(&incident).is_empty(), "{incident:?}");
     assert!(
         incident
@@ -292,9 +280,7 @@ async fn no_request_another_workload_or_outside_the_window_bans_nobody() {
     // Nor a request no Ingress routes.
     app.offer(request("203.0.113.22", "nowhere.example", 1, Class::Rce))
         .await;
-    app.running.publish(pod(&server, "juice-shop-2")).await;
-    pod_deleted(&server, "juice-shop-2").await;
-    let incident = app.incident().await;
+    let incident = app.shell(&server, "juice-shop-2").await;
     assert!(candidates(&incident).is_empty(), "{incident:?}");
     assert_eq!(ingress_patches(&server), 0);
     assert_eq!(
@@ -305,8 +291,7 @@ async fn no_request_another_workload_or_outside_the_window_bans_nobody() {
     // Just inside the window: blamed.
     app.offer(request("203.0.113.23", "shop.example", 61, Class::Rce))
         .await;
-    app.running.publish(pod(&server, "juice-shop-3")).await;
-    let incident = app.incident().await;
+    let incident = app.shell(&server, "juice-shop-3").await;
     assert_eq!(candidates(&incident)[0]["ip"], "203.0.113.23");
     eventually("the client in the window is denied", || {
         denied(&server, "juice-shop") == "203.0.113.23/32"
@@ -324,8 +309,7 @@ async fn weak_or_anomalous_requests_are_named_but_not_banned() {
     app.offer(weak).await;
     app.offer(request("203.0.113.31", "shop.example", 2, Class::Protocol))
         .await;
-    app.running.publish(pod(&server, "juice-shop-1")).await;
-    let incident = app.incident().await;
+    let incident = app.shell(&server, "juice-shop-1").await;
     let found = candidates(&incident);
     let ips: Vec<&str> = found.iter().map(|c| c["ip"].as_str().unwrap()).collect();
     assert_eq!(
@@ -334,16 +318,13 @@ async fn weak_or_anomalous_requests_are_named_but_not_banned() {
         "code execution first"
     );
     assert!(found.iter().all(|c| c["ban"] == false));
-    pod_deleted(&server, "juice-shop-1").await;
     assert_eq!(ingress_patches(&server), 0);
     app.running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_the_waf_node_publishes_and_the_pod_node_bans() {
-    let server = cluster().await;
-    let waf = node(&server, WAF_NODE, Duration::from_secs(3));
-    let mut app = node(&server, APP_NODE, Duration::from_secs(3));
+    let (server, waf, mut app) = two_nodes().await;
     waf.offer(request("203.0.113.40", "shop.example", 2, Class::Rce))
         .await;
     eventually("the WAF node publishes its evidence", || {
@@ -353,10 +334,7 @@ async fn two_nodes_the_waf_node_publishes_and_the_pod_node_bans() {
             .any(|r| r.starts_with("POST /apis/events.k8s.io"))
     })
     .await;
-    let shell = pod(&server, "juice-shop-1");
-    app.running.publish(shell).await;
-    pod_deleted(&server, "juice-shop-1").await;
-    let incident = app.incident().await;
+    let incident = app.shell(&server, "juice-shop-1").await;
     let found = candidates(&incident);
     assert_eq!(found[0]["ip"], "203.0.113.40", "{incident:?}");
     assert_eq!(found[0]["seen_by"], WAF_NODE);
@@ -365,17 +343,13 @@ async fn two_nodes_the_waf_node_publishes_and_the_pod_node_bans() {
     })
     .await;
     // The WAF node's own evidence Event, for the Service, by label.
-    let events: Api<Event> = Api::namespaced(server.client(), NS);
-    let evidence = events
-        .list(
-            &ListParams::default()
-                .labels("youwatch.dev/evidence=waf,youwatch.dev/service=juice-shop"),
-        )
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(evidence.len(), 1, "one Event per Service and node");
-    let e = &evidence[0];
+    let found = evidence(
+        &server,
+        "youwatch.dev/evidence=waf,youwatch.dev/service=juice-shop",
+    )
+    .await;
+    assert_eq!(found.len(), 1, "one Event per Service and node");
+    let e = &found[0];
     assert_eq!(
         e.regarding.as_ref().unwrap().kind.as_deref(),
         Some("Service")
@@ -387,9 +361,7 @@ async fn two_nodes_the_waf_node_publishes_and_the_pod_node_bans() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_evidence_arriving_after_the_shell_still_counts() {
-    let server = cluster().await;
-    let waf = node(&server, WAF_NODE, Duration::from_secs(3));
-    let mut app = node(&server, APP_NODE, Duration::from_secs(3));
+    let (server, waf, mut app) = two_nodes().await;
     // A request is logged when it ends, which may be after the shell it caused.
     app.running.publish(pod(&server, "juice-shop-1")).await;
     pod_deleted(&server, "juice-shop-1").await;
@@ -409,15 +381,13 @@ async fn two_nodes_evidence_arriving_after_the_shell_still_counts() {
     // Another request: the Event is updated (its series counts the updates).
     waf.offer(request("203.0.113.42", "shop.example", 0, Class::Sqli))
         .await;
-    let events: Api<Event> = Api::namespaced(server.client(), NS);
-    let params = ListParams::default().labels("youwatch.dev/evidence=waf");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let evidence = events.list(&params).await.unwrap().items;
-        if evidence[0].series.as_ref().map(|s| s.count) == Some(2) {
+        let found = evidence(&server, "youwatch.dev/evidence=waf").await;
+        if found[0].series.as_ref().map(|s| s.count) == Some(2) {
             break;
         }
-        assert!(Instant::now() < deadline, "{evidence:?}");
+        assert!(Instant::now() < deadline, "{found:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     waf.running.stop().await;
@@ -458,13 +428,8 @@ async fn evidence_writes_are_coalesced() {
         writes >= 1 && writes <= bound,
         "{writes} writes in {elapsed:?} (bound {bound})"
     );
-    let events: Api<Event> = Api::namespaced(server.client(), NS);
-    let evidence = &events
-        .list(&ListParams::default().labels("youwatch.dev/evidence=waf"))
-        .await
-        .unwrap()
-        .items[0];
-    let text = &evidence.metadata.annotations.as_ref().unwrap()["youwatch.dev/suspicions"];
+    let found = evidence(&server, "youwatch.dev/evidence=waf").await;
+    let text = &found[0].metadata.annotations.as_ref().unwrap()["youwatch.dev/suspicions"];
     let published: Value = serde_json::from_str(text).unwrap();
     assert_eq!(
         published["items"].as_array().unwrap().len(),

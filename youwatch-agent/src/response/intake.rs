@@ -10,12 +10,13 @@ use std::{
 use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::{
-    DryRun, Executor, report_panic,
+    DryRun, Executor,
     action::{Action, Decided, DenyIp},
     correlation::Finding,
     events::Report,
     metrics::Outcome,
     playbook::Planned,
+    report_panic,
 };
 use crate::detection::Detection;
 
@@ -168,4 +169,3 @@ impl Intake {
         }
     }
 }
-

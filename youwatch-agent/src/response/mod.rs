@@ -24,8 +24,8 @@ mod correlation;
 mod dry_run;
 pub mod events;
 mod in_force;
-mod intake;
 pub mod ingress;
+mod intake;
 pub mod journal;
 pub mod metrics;
 pub mod playbook;
@@ -52,8 +52,8 @@ use self::{
     action::{Action, Decided, Evidence},
     events::EventSink,
     in_force::InForce,
-    intake::Intake,
     ingress::{IngressHandle, IngressResponder},
+    intake::Intake,
     journal::Journal,
     metrics::{Outcome, ResponseMetrics},
     playbook::{Planned, Playbooks},

@@ -62,7 +62,13 @@ pub struct Role<'a> {
 /// 127.0.0.0/8), a WAF threshold no single request reaches (so a ban is the incident's: the
 /// attacker's score alone stays below the threshold), no coalescing delay, `window` and
 /// `wait` as given, alerts in `dir`.
-pub fn config(dir: &Path, tree: &CgroupTree, role: &Role, window: Duration, wait: Duration) -> String {
+pub fn config(
+    dir: &Path,
+    tree: &CgroupTree,
+    role: &Role,
+    window: Duration,
+    wait: Duration,
+) -> String {
     let waf = role.audit_log.map_or_else(String::new, |log| {
         format!(
             "waf:\n  audit_log: {}\n  client_ip:\n    ban_loopback: true\n  scoring:\n    threshold: 1000\n",
@@ -151,9 +157,10 @@ pub fn alerts(dir: &Path) -> Vec<Value> {
 pub async fn incident(dir: &Path, pod: &str, timeout: Duration) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(a) = alerts(dir).into_iter().find(|a| {
-            a["rule"] == "YouWatch incident" && a["output_fields"]["k8s.pod.name"] == pod
-        }) {
+        if let Some(a) = alerts(dir)
+            .into_iter()
+            .find(|a| a["rule"] == "YouWatch incident" && a["output_fields"]["k8s.pod.name"] == pod)
+        {
             return a;
         }
         assert!(
