@@ -14,10 +14,8 @@
 mod support;
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    net::SocketAddr,
+    time::{Duration, UNIX_EPOCH},
 };
 
 use serde_json::{Value, json};
@@ -25,6 +23,7 @@ use support::{
     agent::{Agent, acting_command},
     apiserver::{self, ApiServer},
     cgroup_tree::CgroupTree,
+    wire::{alert_time, first_after, kubeconfig, percentile, tap},
 };
 
 const NODE: &str = "bench-node";
@@ -52,54 +51,6 @@ fn iterations_arg() -> (usize, bool) {
     (n, benching)
 }
 
-/// Request lines seen on the wire (method and path), with the wall-clock instant.
-type Seen = Arc<Mutex<Vec<(SystemTime, String)>>>;
-
-/// A TCP tap in front of the API server: forwards both ways and notes each request line
-/// the client sends.
-fn tap(upstream: SocketAddr) -> (SocketAddr, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen: Seen = Arc::default();
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().map_while(Result::ok) {
-            let server = TcpStream::connect(upstream).unwrap();
-            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            client.set_nodelay(true).unwrap();
-            server.set_nodelay(true).unwrap();
-            let log = log.clone();
-            std::thread::spawn(move || pump(client, server, Some(log)));
-            std::thread::spawn(move || pump(s2, c2, None));
-        }
-    });
-    (addr, seen)
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream, log: Option<Seen>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if let Some(log) = &log {
-            let now = SystemTime::now();
-            let text = String::from_utf8_lossy(&buf[..n]);
-            for method in ["DELETE ", "PATCH ", "POST ", "PUT "] {
-                for (i, _) in text.match_indices(method) {
-                    let line = text[i..].lines().next().unwrap_or("").to_owned();
-                    log.lock().unwrap().push((now, line));
-                }
-            }
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-}
-
 fn pod(name: &str, uid: &str, ctr_id: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -112,16 +63,6 @@ fn pod(name: &str, uid: &str, ctr_id: &str) -> Value {
             "image": "bkimminich/juice-shop:v17.1.1", "imageID": "x", "ready": true,
             "restartCount": 0, "containerID": format!("containerd://{ctr_id}")}]},
     })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// The alert's `time` (RFC 3339 with nanoseconds) as a `SystemTime`.
-fn alert_time(alert: &Value) -> SystemTime {
-    let ts: jiff::Timestamp = alert["time"].as_str().unwrap().parse().unwrap();
-    UNIX_EPOCH + Duration::from_nanos(ts.as_nanosecond() as u64)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -143,14 +84,7 @@ async fn main() {
     let tree = CgroupTree::new("bench-response");
     tree.mkdir("kubepods.slice/kubepods-besteffort.slice");
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"http://{tapped}\"}}}}]\nusers: [{{name: t, user: {{}}}}]\ncontexts: [{{name: t, context: {{cluster: t, user: t}}}}]\ncurrent-context: t\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig(dir.path(), tapped);
     let config = format!(
         "agent:\n  state_dir: {state}\ntelemetry:\n  listen: \"\"\n  alerts:\n    stdout: true\ninventory:\n  cgroup:\n    kubepods: {kubepods}\nresponse:\n  delete_pod:\n    max_per_workload: 1000000\n",
         state = dir.path().join("state").display(),
@@ -182,20 +116,8 @@ async fn main() {
         });
         let exec_at = alert_time(&alert);
         let path = format!("DELETE /api/v1/namespaces/{NS}/pods/{name}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let wire = loop {
-            let found = seen
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(_, line)| line.starts_with(&path))
-                .map(|(t, _)| *t);
-            if let Some(t) = found {
-                break t;
-            }
-            assert!(Instant::now() < deadline, "no {path} on the wire");
-            std::thread::sleep(Duration::from_millis(1));
-        };
+        // One DELETE per pod: whenever it was seen.
+        let wire = first_after(&seen, &path, UNIX_EPOCH, Duration::from_secs(10));
         latencies.push(wire.duration_since(exec_at).unwrap_or_default());
     }
     let status = agent.signal_and_wait(libc::SIGTERM);

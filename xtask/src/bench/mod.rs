@@ -1,6 +1,7 @@
 //! `cargo xtask bench <which>`: benchmarks that print figures and ratios measured side by side
 //! in one run (the machine is shared and noisy). Nothing here asserts a time.
 
+mod correlate;
 mod exec;
 mod inventory;
 mod response;
@@ -22,6 +23,9 @@ pub enum Which {
     Response(response::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
     Rules(rules::Args),
+    /// Shell after a web attack → pod DELETE and the incident's ban on the wire, same node
+    /// and cross node (agent binaries, test API server).
+    Correlate(correlate::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -31,5 +35,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Inventory(args) => inventory::run(args),
         Which::Rules(args) => rules::run(args),
         Which::Response(args) => response::run(args),
+        Which::Correlate(args) => correlate::run(args),
     }
 }

@@ -11,3 +11,4 @@ pub mod nginx_waf;
 pub mod require;
 pub mod response;
 pub mod waf_corpus;
+pub mod wire;
