@@ -30,12 +30,18 @@ use support::{
     agent::Agent,
     apiserver::ApiServer,
     cgroup_tree::CgroupTree,
-    correlation::{self, APP_NODE, NS, Role, SHOP, WAF_NODE},
+    correlation::{self, APP_NODE, NS, Role, SHOP, Settings, WAF_NODE},
     wire::{Seen, alert_time, first_after, kubeconfig, percentile, tap},
 };
 
-const WINDOW: Duration = Duration::from_secs(60);
-const WAIT: Duration = Duration::from_secs(5);
+/// The default window; every client in it banned (`max_ips`), so each iteration's new
+/// client is banned however many earlier ones fall in the same seconds (audit-log times are
+/// whole seconds: earlier clients can rank as near as the new one).
+const SETTINGS: Settings = Settings {
+    window: Duration::from_secs(60),
+    wait: Duration::from_secs(5),
+    max_ips: 100,
+};
 
 /// Iterations per topology: `cargo bench` passes --bench; `cargo test --all-targets` runs
 /// this binary without it, and then a short smoke run checks the bench works.
@@ -95,7 +101,7 @@ impl Topology {
         let start = |sub: &str, role: Role| {
             let d = dir.path().join(sub);
             std::fs::create_dir_all(&d).unwrap();
-            let config = correlation::config(&d, &tree, &role, WINDOW, WAIT);
+            let config = correlation::config(&d, &tree, &role, &SETTINGS);
             correlation::spawn(&d, &kubeconfig, role.node, &config)
         };
         let (app, waf) = if cross_node {
@@ -163,10 +169,15 @@ impl Topology {
                 since,
                 Duration::from_secs(10),
             );
-            f.delete.push(delete.duration_since(exec_at).unwrap_or_default());
+            f.delete
+                .push(delete.duration_since(exec_at).unwrap_or_default());
             f.ban.push(ban.duration_since(exec_at).unwrap_or_default());
-            correlation::incident(&self.dir.path().join("app"), &pod.name, Duration::from_secs(10))
-                .await;
+            correlation::incident(
+                &self.dir.path().join("app"),
+                &pod.name,
+                Duration::from_secs(10),
+            )
+            .await;
             f.reads.push(self.reads() - reads_before);
         }
         f
@@ -180,7 +191,9 @@ impl Topology {
             .iter()
             .filter(|(_, l)| {
                 l.starts_with(&format!("GET /api/v1/namespaces/{NS}/services"))
-                    || l.starts_with(&format!("GET /apis/events.k8s.io/v1/namespaces/{NS}/events"))
+                    || l.starts_with(&format!(
+                        "GET /apis/events.k8s.io/v1/namespaces/{NS}/events"
+                    ))
             })
             .count()
     }
@@ -212,7 +225,8 @@ async fn shell_alert(dir: &Path, pod: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(a) = correlation::alerts(dir).into_iter().find(|a| {
-            a["rule"] == "Shell spawned in Juice Shop pod" && a["output_fields"]["k8s.pod.name"] == pod
+            a["rule"] == "Shell spawned in Juice Shop pod"
+                && a["output_fields"]["k8s.pod.name"] == pod
         }) {
             return a;
         }
@@ -237,7 +251,11 @@ fn rce_entry(client: &str, n: usize) -> String {
     };
     format!(
         r#"{{"transaction":{{"client_ip":"{client}","time_stamp":"{stamp}","server_id":"bench","client_port":40000,"host_ip":"127.0.0.1","host_port":80,"unique_id":"bench-{n}","request":{{"method":"GET","http_version":1.1,"uri":"{uri}","headers":{{"Host":"{SHOP}","User-Agent":"Mozilla/5.0"}}}},"response":{{"http_code":200,"headers":{{}}}},"producer":{{"modsecurity":"ModSecurity v3.0.9","connector":"ModSecurity-nginx","secrules_engine":"DetectionOnly","components":["OWASP_CRS/3.3.4"]}},"messages":[{},{}]}}}}"#,
-        message(932160, "Remote Command Execution: Unix Shell Code Found", "rce"),
+        message(
+            932160,
+            "Remote Command Execution: Unix Shell Code Found",
+            "rce"
+        ),
         message(930120, "OS File Access Attempt", "lfi"),
         uri = correlation::RCE,
     )
@@ -278,7 +296,10 @@ async fn main() {
     let mut bans = Vec::new();
     for (label, f) in &mut results {
         row(&format!("{label}: exec -> pod DELETE"), &mut f.delete);
-        bans.push(row(&format!("{label}: exec -> ban PATCH (incident)"), &mut f.ban));
+        bans.push(row(
+            &format!("{label}: exec -> ban PATCH (incident)"),
+            &mut f.ban,
+        ));
         row(
             &format!("{label}: request logged -> evidence written"),
             &mut f.evidence,

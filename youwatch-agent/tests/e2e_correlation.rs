@@ -21,8 +21,8 @@ use support::{
     apiserver::ApiServer,
     cgroup_tree::CgroupTree,
     correlation::{
-        self, APP_NODE, NS, OTHER, Pod, RCE, Role, SHOP, WAF_NODE, denied, get, guarded_pod,
-        incident,
+        self, APP_NODE, NS, OTHER, Pod, RCE, Role, SHOP, Settings, WAF_NODE, denied, get,
+        guarded_pod, incident,
     },
     nginx_waf::{self, Options, RealWaf},
     require,
@@ -30,6 +30,11 @@ use support::{
 
 const WINDOW: Duration = Duration::from_secs(4);
 const WAIT: Duration = Duration::from_secs(2);
+const SETTINGS: Settings = Settings {
+    window: WINDOW,
+    wait: WAIT,
+    max_ips: 3,
+};
 
 /// The agents and where the incidents are reported.
 struct Scene {
@@ -61,7 +66,7 @@ impl Scene {
         let start = |sub: &str, role: Role| {
             let d = dir.path().join(sub);
             std::fs::create_dir_all(&d).unwrap();
-            let config = correlation::config(&d, &tree, &role, WINDOW, WAIT);
+            let config = correlation::config(&d, &tree, &role, &SETTINGS);
             correlation::spawn(&d, &kubeconfig, role.node, &config)
         };
         let (app, waf_agent) = if two_agents {

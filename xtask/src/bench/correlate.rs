@@ -16,7 +16,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     util::require_root("the correlate bench loads eBPF programs and creates cgroups")?;
     util::run_checked(
         util::cargo()
-            .args(["bench", "-p", "youwatch-agent", "--bench", "correlate", "--"])
+            .args([
+                "bench",
+                "-p",
+                "youwatch-agent",
+                "--bench",
+                "correlate",
+                "--",
+            ])
             .args(["--iterations".to_owned(), args.iterations.to_string()]),
     )
 }

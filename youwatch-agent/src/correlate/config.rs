@@ -83,7 +83,7 @@ impl Default for SuspicionsConfig {
         Self {
             queue: 4096,
             per_service: 256,
-            total: 20_000,
+            total: 10_000,
         }
     }
 }

@@ -103,7 +103,11 @@ impl Intake {
             incident.summary()
         );
         if exec.dry_run == DryRun::Client {
-            let line = serde_json::json!({"dry_run": "client", "incident": incident.alert()});
+            let line = serde_json::json!({
+                "dry_run": "client",
+                "incident": incident.summary(),
+                "fields": incident.fields(),
+            });
             if let Err(e) = crate::run::print_json_line(&line) {
                 tracing::warn!(error = %e, "cannot print an incident");
             }

@@ -268,6 +268,38 @@ mod tests {
     }
 
     #[test]
+    fn deny_ip_for_a_runtime_detection_bans_through_its_incident() {
+        let mut config = ResponseConfig::default();
+        config.playbooks[0].ttl = Duration::from_secs(90);
+        let p = Playbooks::new(&config).unwrap();
+        let shell = detection(Origin::Rules, Priority::Critical, pod());
+        assert_eq!(
+            p.incident_bans(&shell),
+            [IncidentBan {
+                playbook: "delete-compromised-pod".into(),
+                ttl: Some(Duration::from_secs(90)),
+                dry_run: false,
+            }]
+        );
+        // Not now: the pod's deletion is the only action decided at once.
+        assert_eq!(p.decide(&shell, UNIX_EPOCH).len(), 1);
+        // Nothing to correlate below the bar, nor for a WAF attacker.
+        assert!(
+            p.incident_bans(&detection(Origin::Rules, Priority::Notice, pod()))
+                .is_empty()
+        );
+        let attacker = Subject::Attacker {
+            ip: "203.0.113.7".parse().unwrap(),
+            host: None,
+            ban_for: None,
+        };
+        assert!(
+            p.incident_bans(&detection(Origin::Rules, Priority::Critical, attacker))
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn an_action_the_subject_cannot_carry_is_skipped() {
         let mut config = ResponseConfig::default();
         config.playbooks[0]

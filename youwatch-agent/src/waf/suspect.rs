@@ -49,16 +49,23 @@ pub fn suspicion(o: &Outcome<'_>, policy: &ClientIpPolicy, now: u64) -> Option<S
         protected,
         time: o.time.min(now),
         host: host_name(e.host()),
-        method: display(e.method(), MAX_METHOD),
-        uri: display(e.uri(), MAX_URI),
+        method: text(e.method(), MAX_METHOD),
+        uri: text(e.uri(), MAX_URI),
         path: request_path(&unescape(e.uri())),
         rule_ids,
         classes: v.classes,
         strong: v.evidence,
         blocked: v.blocked,
         score: v.score,
-        unique_id: display(e.unique_id(), MAX_ID),
+        unique_id: text(e.unique_id(), MAX_ID),
     })
+}
+
+/// [`display`], holding no more memory than its text (it is kept for minutes).
+fn text(raw: &[u8], max: usize) -> String {
+    let mut s = display(raw, max);
+    s.shrink_to_fit();
+    s
 }
 
 #[cfg(test)]
@@ -95,6 +102,30 @@ mod tests {
         );
         assert!(s.strong_attack());
         assert_eq!(s.unique_id, "u-1");
+    }
+
+    #[test]
+    fn a_suspicion_is_bounded_whatever_the_request() {
+        let wide = "\u{1F600}".repeat(5000);
+        let messages: Vec<String> = (0..40)
+            .map(|i| format!(r#"{{"details":{{"ruleId":"9321{i:02}","severity":"2","tags":["attack-rce"]}}}}"#))
+            .collect();
+        let line = format!(
+            r#"{{"transaction":{{"client_ip":"203.0.113.9","unique_id":"{wide}","request":{{"method":"{wide}","uri":"/{wide}?{wide}","headers":{{"Host":"{host}"}}}},"messages":[{}]}}}}"#,
+            messages.join(","),
+            host = "a".repeat(253),
+        );
+        let s = suspect(line.as_bytes(), &WafConfig::default()).unwrap();
+        let heap = s.method.capacity()
+            + s.uri.capacity()
+            + s.unique_id.capacity()
+            + s.host.as_ref().map_or(0, String::capacity)
+            + s.rule_ids.capacity() * 4;
+        // The routing path is dropped once routed: what the log keeps is at most 1.6 kB.
+        let kept = std::mem::size_of::<Suspicion>() + heap;
+        assert!(kept <= 1600, "{kept} bytes");
+        assert!(s.path.len() <= crate::correlate::suspicion::MAX_PATH);
+        assert_eq!(s.rule_ids.len(), MAX_RULES);
     }
 
     #[test]

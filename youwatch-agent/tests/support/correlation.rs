@@ -58,17 +58,19 @@ pub struct Role<'a> {
     pub audit_log: Option<&'a Path>,
 }
 
+/// The correlation settings a test or bench chooses.
+pub struct Settings {
+    pub window: Duration,
+    pub wait: Duration,
+    /// Clients an incident bans at most.
+    pub max_ips: usize,
+}
+
 /// The agent's configuration: loopback attackers bannable (the WAF and its clients are on
 /// 127.0.0.0/8), a WAF threshold no single request reaches (so a ban is the incident's: the
-/// attacker's score alone stays below the threshold), no coalescing delay, `window` and
-/// `wait` as given, alerts in `dir`.
-pub fn config(
-    dir: &Path,
-    tree: &CgroupTree,
-    role: &Role,
-    window: Duration,
-    wait: Duration,
-) -> String {
+/// attacker's score alone stays below the threshold), no coalescing delay, the correlation
+/// as `settings` say, alerts in `dir`.
+pub fn config(dir: &Path, tree: &CgroupTree, role: &Role, settings: &Settings) -> String {
     let waf = role.audit_log.map_or_else(String::new, |log| {
         format!(
             "waf:\n  audit_log: {}\n  client_ip:\n    ban_loopback: true\n  scoring:\n    threshold: 1000\n",
@@ -76,12 +78,13 @@ pub fn config(
         )
     });
     format!(
-        "agent:\n  state_dir: {state}\ntelemetry:\n  listen: \"\"\n  alerts:\n    stdout: false\n    file: {alerts}\ninventory:\n  cgroup:\n    kubepods: {kubepods}\n{waf}response:\n  deny_ip:\n    allow_loopback: true\n    coalesce: 0s\n  delete_pod:\n    max_per_workload: 1000000\ncorrelation:\n  window: {window}\n  wait: {wait}\n  cross_node:\n    publish_interval: 100ms\n",
+        "agent:\n  state_dir: {state}\ntelemetry:\n  listen: \"\"\n  alerts:\n    stdout: false\n    file: {alerts}\ninventory:\n  cgroup:\n    kubepods: {kubepods}\n{waf}response:\n  deny_ip:\n    allow_loopback: true\n    coalesce: 0s\n  delete_pod:\n    max_per_workload: 1000000\ncorrelation:\n  window: {window}\n  wait: {wait}\n  ban:\n    max_ips: {max_ips}\n  cross_node:\n    publish_interval: 100ms\n",
         state = dir.join("state").display(),
         alerts = alerts_file(dir).display(),
         kubepods = tree.root().join("kubepods.slice").display(),
-        window = humantime::format_duration(window),
-        wait = humantime::format_duration(wait),
+        window = humantime::format_duration(settings.window),
+        wait = humantime::format_duration(settings.wait),
+        max_ips = settings.max_ips,
     )
 }
 

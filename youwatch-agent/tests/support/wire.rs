@@ -22,7 +22,10 @@ pub fn tap(upstream: SocketAddr) -> (SocketAddr, Seen) {
     let log = seen.clone();
     std::thread::spawn(move || {
         for client in listener.incoming().map_while(Result::ok) {
-            let server = TcpStream::connect(upstream).unwrap();
+            // The API server is gone once the bench is done with it.
+            let Ok(server) = TcpStream::connect(upstream) else {
+                break;
+            };
             let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             client.set_nodelay(true).unwrap();
             server.set_nodelay(true).unwrap();
