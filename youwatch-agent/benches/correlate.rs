@@ -10,7 +10,8 @@
 //!
 //! Each iteration appends the entry ModSecurity writes for a detection-only RCE (932160 +
 //! 930120) from a new client (198.18.0.0/15, RFC 2544) to the audit log, waits for the
-//! evidence write on the wire (the request is recorded; its time is noted), guards a new pod
+//! evidence write on the wire (the request is recorded; its time is noted: tail, route,
+//! record, write, after a quiet spell longer than the publish interval), guards a new pod
 //! and execs a shell in it. Measured from the exec (the kernel's stamp, the shell alert's
 //! `time`) to the pod's DELETE and to the PATCH of the shop's Ingress denying the client, on
 //! the wire. Coalescing of denylist patches is off (`deny_ip.coalesce: 0s`; by default bans
@@ -37,6 +38,9 @@ use support::{
 /// The default window; every client in it banned (`max_ips`), so each iteration's new
 /// client is banned however many earlier ones fall in the same seconds (audit-log times are
 /// whole seconds: earlier clients can rank as near as the new one).
+/// `cross_node.publish_interval` in the agents' configuration.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+
 const SETTINGS: Settings = Settings {
     window: Duration::from_secs(60),
     wait: Duration::from_secs(5),
@@ -146,6 +150,9 @@ impl Topology {
         let evidence = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
         for i in 0..iterations {
             let client = format!("198.18.{}.{}", i / 250, i % 250 + 1);
+            // A quiet spell longer than the publish interval: the evidence of a first request
+            // is written at once (within a burst, writes come once per interval).
+            tokio::time::sleep(PUBLISH_INTERVAL + Duration::from_millis(50)).await;
             let appended = SystemTime::now();
             append(&self.audit_log, &rce_entry(&client, i));
             let write = first_evidence_write(&self.seen, &evidence, appended);
