@@ -38,9 +38,10 @@ fn response_config() -> ResponseConfig {
 }
 
 fn correlation_config(wait: Duration) -> CorrelationConfig {
-    let mut c = CorrelationConfig::default();
-    c.window = Duration::from_secs(60);
-    c.wait = wait;
+    let mut c = CorrelationConfig {
+        wait,
+        ..CorrelationConfig::default()
+    };
     c.cross_node.publish_interval = Duration::from_millis(200);
     c
 }

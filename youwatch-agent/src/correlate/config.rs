@@ -119,6 +119,8 @@ impl Default for CrossNodeConfig {
 /// Most requests published on one Event: they must fit its annotations comfortably.
 pub const MAX_PUBLISHED: usize = 64;
 
+const HOUR: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, thiserror::Error)]
 #[error("correlation.{key}: {message}")]
 pub struct ConfigError {
@@ -127,61 +129,60 @@ pub struct ConfigError {
 }
 
 impl CorrelationConfig {
-    /// Checks what serde cannot; the message names the setting.
+    /// Checks what serde cannot; the message names the setting and its value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let hour = Duration::from_secs(3600);
-        let checks: [(bool, &'static str, String); 10] = [
+        let durations = [
+            ("window", self.window, Duration::from_secs(1), HOUR),
+            ("wait", self.wait, Duration::ZERO, HOUR),
             (
-                self.window.is_zero() || self.window > hour,
-                "window",
-                "must be between 1s and 1h".into(),
-            ),
-            (self.wait > hour, "wait", "must be at most 1h".into()),
-            (
-                !(1..=100).contains(&self.max_candidates),
-                "max_candidates",
-                "must be between 1 and 100".into(),
-            ),
-            (
-                !(1..=1024).contains(&self.max_open),
-                "max_open",
-                "must be between 1 and 1024".into(),
-            ),
-            (
-                self.ban.max_ips > 100,
-                "ban.max_ips",
-                "must be at most 100".into(),
-            ),
-            (
-                self.suspicions.queue == 0,
-                "suspicions.queue",
-                "must be at least 1".into(),
-            ),
-            (
-                !(1..=100_000).contains(&self.suspicions.per_service),
-                "suspicions.per_service",
-                "must be between 1 and 100000".into(),
-            ),
-            (
-                !(1..=1_000_000).contains(&self.suspicions.total),
-                "suspicions.total",
-                "must be between 1 and 1000000".into(),
-            ),
-            (
-                self.cross_node.publish_interval < Duration::from_millis(100),
                 "cross_node.publish_interval",
-                "must be at least 100ms (every update is a write to the API server)".into(),
-            ),
-            (
-                !(1..=MAX_PUBLISHED).contains(&self.cross_node.max_published),
-                "cross_node.max_published",
-                format!("must be between 1 and {MAX_PUBLISHED}"),
+                self.cross_node.publish_interval,
+                // Every update is a write to the API server.
+                Duration::from_millis(100),
+                HOUR,
             ),
         ];
-        match checks.into_iter().find(|(bad, _, _)| *bad) {
-            Some((_, key, message)) => Err(ConfigError { key, message }),
-            None => Ok(()),
+        for (key, value, min, max) in durations {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError {
+                    key,
+                    message: format!(
+                        "{} is not between {} and {}",
+                        humantime::format_duration(value),
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                });
+            }
         }
+        let counts = [
+            ("max_candidates", self.max_candidates, 1, 100),
+            ("max_open", self.max_open, 1, 1024),
+            ("ban.max_ips", self.ban.max_ips, 0, 100),
+            ("suspicions.queue", self.suspicions.queue, 1, 1_000_000),
+            (
+                "suspicions.per_service",
+                self.suspicions.per_service,
+                1,
+                100_000,
+            ),
+            ("suspicions.total", self.suspicions.total, 1, 1_000_000),
+            (
+                "cross_node.max_published",
+                self.cross_node.max_published,
+                1,
+                MAX_PUBLISHED,
+            ),
+        ];
+        for (key, value, min, max) in counts {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError {
+                    key,
+                    message: format!("{value} is not between {min} and {max}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The log's bounds: requests are kept as long as a detection may still look at them.
@@ -225,14 +226,14 @@ mod tests {
         assert!(err.contains("windw"), "{err}");
         let mut cfg = CorrelationConfig::default();
         cfg.cross_node.publish_interval = Duration::from_millis(10);
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("correlation.cross_node.publish_interval:")
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "correlation.cross_node.publish_interval: 10ms is not between 100ms and 1h"
         );
-        let mut cfg = CorrelationConfig::default();
-        cfg.window = Duration::ZERO;
+        let cfg = CorrelationConfig {
+            window: Duration::ZERO,
+            ..CorrelationConfig::default()
+        };
         assert!(cfg.validate().unwrap_err().to_string().contains("window"));
     }
 }
