@@ -22,6 +22,8 @@ pub struct Limits {
 /// What [`SuspicionLog::record`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recorded {
+    /// Kept; not when older than the retention already (a backlog read after a restart).
+    pub kept: bool,
     /// Requests forgotten to make room (0 or 1).
     pub evicted: usize,
 }
@@ -59,7 +61,10 @@ impl SuspicionLog {
     pub fn record(&mut self, workload: &Workload, s: Suspicion, now: u64) -> Recorded {
         let cutoff = now.saturating_sub(self.limits.retention_secs);
         if s.time < cutoff {
-            return Recorded { evicted: 0 };
+            return Recorded {
+                kept: false,
+                evicted: 0,
+            };
         }
         let mut evicted = 0;
         let per_workload = self.limits.per_workload;
@@ -88,7 +93,10 @@ impl SuspicionLog {
         }
         queue.push_back(s);
         self.len += 1;
-        Recorded { evicted }
+        Recorded {
+            kept: true,
+            evicted,
+        }
     }
 
     /// Forgets the request of `workload` that says least (worst tier, then oldest).
@@ -184,7 +192,8 @@ pub(crate) mod tests {
         assert_eq!(log.between(&shop, 1001, 1020).len(), 0);
         assert_eq!(log.between(&workload("nope"), 0, u64::MAX).len(), 0);
         // Too old to keep at all.
-        log.record(&shop, suspicion("203.0.113.3", 900, Class::Rce), 1010);
+        let old = log.record(&shop, suspicion("203.0.113.3", 900, Class::Rce), 1010);
+        assert!(!old.kept);
         assert_eq!(log.len(), 2);
         log.prune(1065);
         assert_eq!(log.len(), 1, "the request at 1000 is past the retention");

@@ -23,6 +23,8 @@ pub enum Fate {
     Unrouted,
     /// Forgotten to make room for another.
     Evicted,
+    /// Older than any look-back could reach when it arrived (a backlog after a restart).
+    Stale,
 }
 
 impl Fate {
@@ -32,6 +34,7 @@ impl Fate {
             Fate::Dropped => "dropped",
             Fate::Unrouted => "unrouted",
             Fate::Evicted => "evicted",
+            Fate::Stale => "stale",
         }
     }
 }
@@ -93,7 +96,7 @@ impl CorrelationMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "youwatch_correlation_suspicions",
-            "Suspicious requests from the WAF stage: recorded for their Service, dropped (queue full), unrouted (no managed Ingress routes them), evicted (room made for another)",
+            "Suspicious requests from the WAF stage: recorded for their Service, dropped (queue full), unrouted (no managed Ingress routes them), evicted (room made for another), stale (older than any look-back reaches)",
             self.suspicions.clone(),
         );
         registry.register(

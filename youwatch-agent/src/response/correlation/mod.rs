@@ -178,6 +178,11 @@ impl Correlator {
             Some(uid) => uid.clone(),
             None => format!("{}/{}", pod.namespace, pod.name),
         };
+        let Ok(permit) = self.open.clone().try_acquire_owned() else {
+            self.shared.metrics.skipped("busy");
+            tracing::warn!(pod = %pod.name, namespace = %pod.namespace, max_open = config.max_open, "runtime detection not correlated: correlation.max_open look-backs are open");
+            return;
+        };
         let now = SystemTime::now();
         let hold = now + config.window + config.wait;
         let duplicate = self
@@ -189,11 +194,6 @@ impl Correlator {
             self.shared.metrics.skipped("duplicate");
             return;
         }
-        let Ok(permit) = self.open.clone().try_acquire_owned() else {
-            self.shared.metrics.skipped("busy");
-            tracing::warn!(pod = %pod.name, namespace = %pod.namespace, max_open = config.max_open, "runtime detection not correlated: correlation.max_open look-backs are open");
-            return;
-        };
         let bans = bans
             .into_iter()
             .map(|b| IncidentBan {
@@ -243,6 +243,10 @@ async fn intake(
                 };
                 for _ in 0..recorded.evicted {
                     shared.metrics.suspicion(Fate::Evicted);
+                }
+                if !recorded.kept {
+                    shared.metrics.suspicion(Fate::Stale);
+                    continue;
                 }
                 shared.metrics.suspicion(Fate::Recorded);
                 shared.recorded.send_modify(|n| *n = n.wrapping_add(1));
