@@ -3,13 +3,15 @@
 //! One stage per module, talking through typed messages (see `ARCHITECTURE.md`):
 //! `sensor` (kernel exec events, Falco alerts) → `inventory` (who did it) → `rules`
 //! (Falco-format rules) → `Detection`; `waf` (ModSecurity audit log) → `Detection`;
-//! `response` turns detections into Kubernetes actions; `telemetry` reports.
+//! `response` turns detections into Kubernetes actions, and with `correlate` ties a web
+//! attack to the runtime detection that follows it; `telemetry` reports.
 
 pub mod bus;
 pub mod cgroupfs;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod correlate;
 pub mod detection;
 pub mod event;
 pub mod inputs;

@@ -15,6 +15,7 @@ use crate::{
     cli::RunArgs,
     cluster,
     config::Config,
+    correlate::Correlation,
     inputs::falco::FalcoMetrics,
     inventory,
     response::{DryRun, ResponseStage},
@@ -70,6 +71,14 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         &config.agent.state_dir,
     )?;
     response.register(&mut registry);
+    // Web requests before a runtime detection: the WAF offers, the response correlates.
+    let (response, suspicions) = match Correlation::new(&config.correlation, &config.waf.scoring)? {
+        Some((correlation, sink)) => {
+            correlation.register(&mut registry);
+            (response.with_correlation(correlation), Some(sink))
+        }
+        None => (response, None),
+    };
 
     // The bus: the response stage never loses a decision; the alert writer may (counted).
     let bus_metrics = BusMetrics::default();
@@ -96,7 +105,12 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(input) = &falco_file {
         input.register(&mut registry);
     }
-    let waf = crate::waf::WafStage::new(&config.waf, &config.agent.state_dir)?;
+    let waf = crate::waf::WafStage::new(&config.waf, &config.agent.state_dir)?.map(|waf| {
+        match (&suspicions, &cluster) {
+            (Some(sink), Some(_)) => waf.with_suspicions(sink.clone()),
+            _ => waf,
+        }
+    });
     if let Some(waf) = &waf {
         waf.register(&mut registry);
     }

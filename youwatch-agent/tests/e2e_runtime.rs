@@ -120,8 +120,8 @@ impl Scene {
             .collect()
     }
 
-    /// Checks what a deletion leaves behind: one DELETE, one Warning Event on the pod, the
-    /// shell alert and the response's alert.
+    /// Checks what a deletion leaves behind: one DELETE, two Warning Events on the pod (the
+    /// deletion, the incident), the shell alert and the response's alert.
     async fn assert_deleted_and_reported(self) {
         self.assert_deleted_after("Shell spawned in Juice Shop pod")
             .await
@@ -138,19 +138,31 @@ impl Scene {
             .collect();
         assert_eq!(deletes.len(), 1, "{deletes:?}");
         assert!(deletes[0].contains(&format!("/namespaces/{NS}/pods/{POD}")));
-        let events: Api<Event> = Api::namespaced(self.server.client(), NS);
-        let events = events
-            .list(&ListParams::default().fields(&format!("regarding.name={POD}")))
-            .await
-            .unwrap()
-            .items;
-        assert_eq!(events.len(), 1, "{events:?}");
-        assert_eq!(events[0].type_.as_deref(), Some("Warning"));
-        assert_eq!(events[0].reason.as_deref(), Some("PodDeleted"));
-        assert_eq!(
-            events[0].regarding.as_ref().unwrap().uid.as_deref(),
-            Some(self.uid.as_str())
+        // The deletion, and the incident (no web request before the shell here), each
+        // written in the background.
+        let api: Api<Event> = Api::namespaced(self.server.client(), NS);
+        let params = ListParams::default().fields(&format!("regarding.name={POD}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let events = loop {
+            let events = api.list(&params).await.unwrap().items;
+            if events.len() >= 2 || Instant::now() > deadline {
+                break events;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let reasons: Vec<&str> = events.iter().filter_map(|e| e.reason.as_deref()).collect();
+        assert_eq!(reasons.len(), 2, "{events:?}");
+        assert!(
+            reasons.contains(&"PodDeleted") && reasons.contains(&"Incident"),
+            "{reasons:?}"
         );
+        for e in &events {
+            assert_eq!(e.type_.as_deref(), Some("Warning"));
+            assert_eq!(
+                e.regarding.as_ref().unwrap().uid.as_deref(),
+                Some(self.uid.as_str())
+            );
+        }
         // The alert writer is asynchronous: wait for both lines.
         let deadline = Instant::now() + Duration::from_secs(10);
         let alerts = loop {

@@ -1,6 +1,7 @@
 //! `cargo xtask bench <which>`: benchmarks that print figures and ratios measured side by side
 //! in one run (the machine is shared and noisy). Nothing here asserts a time.
 
+mod correlate;
 mod exec;
 mod inventory;
 mod memory;
@@ -30,6 +31,9 @@ pub enum Which {
     /// WAF exactly-once soak: a 20,000 entries/s writer, every kind of rotation, SIGTERM and
     /// kill -9 restarts; lost and repeated entries per scenario.
     Soak(soak::Args),
+    /// Shell after a web attack → pod DELETE and the incident's ban on the wire, same node
+    /// and cross node (agent binaries, test API server).
+    Correlate(correlate::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -41,5 +45,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Response(args) => response::run(args),
         Which::Memory(args) => memory::run(args),
         Which::Soak(args) => soak::run(args),
+        Which::Correlate(args) => correlate::run(args),
     }
 }

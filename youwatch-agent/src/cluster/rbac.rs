@@ -63,6 +63,8 @@ api_calls! {
     STATEFULSET_GET: "apps" "statefulsets" ["get"] Namespaced "response delete_pod: desired and available replicas (min_available)";
     DAEMONSET_GET: "apps" "daemonsets" ["get"] Namespaced "response delete_pod: desired and available replicas (min_available)";
     EVENT_CREATE: "events.k8s.io" "events" ["create"] Namespaced "response: one Event per action, on the object acted on";
+    EVIDENCE_WRITE: "events.k8s.io" "events" ["create", "patch"] Namespaced "correlation: this node's evidence Event per Service its WAF saw suspicious requests to";
+    EVIDENCE_LIST: "events.k8s.io" "events" ["list"] Namespaced "correlation: the evidence Events other nodes published for a Service (label youwatch.dev/evidence=waf)";
     INGRESS_WATCH: "networking.k8s.io" "ingresses" ["list", "watch"] Cluster "response deny_ip/quarantine: the Ingresses serving each host and their ledgers (expiry); bans lists them";
     INGRESS_PATCH: "networking.k8s.io" "ingresses" ["get", "patch"] Namespaced "response deny_ip/quarantine/expiry, unban, release: re-read and patch the annotations (resourceVersion precondition)";
     SERVICE_LIST: "" "services" ["list"] Namespaced "response quarantine by pod: the Services selecting the pod, to find its Ingresses";

@@ -148,6 +148,8 @@ const EVIDENCE_FIELDS: &[&str] = &[
     "waf.uri",
     "waf.unique_id",
     "waf.offense",
+    "incident.pod",
+    "incident.rank",
 ];
 
 /// Longest output text kept (an Event's note holds 1 kB).

@@ -50,7 +50,8 @@ impl Default for ResponseConfig {
                         min_priority: Priority::Error,
                         ..MatchConfig::default()
                     },
-                    actions: vec![ActionKind::DeletePod],
+                    // deny_ip for a runtime detection: the clients its incident blames.
+                    actions: vec![ActionKind::DeletePod, ActionKind::DenyIp],
                     ..PlaybookConfig::default()
                 },
                 PlaybookConfig {

@@ -5,7 +5,8 @@
 //! whether the WAF blocked; [`client_ip`] decides who the client is and whether it may ever be
 //! banned; [`score`] keeps a leaky bucket per IP (bounded by [`clock`]) and grows bans for repeat
 //! offenders; [`pipeline`] chains those for one line; [`detect`] turns a decision into a
-//! `Detection`; [`stage`] runs it all live; [`replay`] runs it over a file for tuning, with
+//! `Detection` and [`suspect`] a flagged request into a `Suspicion` for the correlation;
+//! [`stage`] runs it all live; [`replay`] runs it over a file for tuning, with
 //! [`explain`] saying per client why it would or would not be banned.
 
 pub mod classify;
@@ -21,6 +22,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod score;
 pub mod stage;
+pub mod suspect;
 
 pub use config::WafConfig;
 pub use stage::WafStage;

@@ -27,8 +27,13 @@ use kube::{
 };
 use tokio::sync::watch;
 
-use super::{hosts, metrics::IngressMetrics, patch::IngressKey};
-use crate::{response::retry::Backoff, stage::StopSignal};
+use super::{
+    hosts,
+    metrics::IngressMetrics,
+    patch::IngressKey,
+    routes::{self, RegexCache},
+};
+use crate::{correlate::suspicion::Workload, response::retry::Backoff, stage::StopSignal};
 
 /// The managed Ingresses, as last seen; cheap to clone.
 #[derive(Clone)]
@@ -149,6 +154,17 @@ impl IngressIndex {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// The Service a request for `host` and `path` reaches, as ingress-nginx routes it.
+    pub fn route(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        regexes: &mut RegexCache,
+    ) -> Option<Workload> {
+        let all = self.store.state();
+        routes::route(all.iter().map(|i| i.as_ref()), host, path, regexes)
     }
 
     /// Bumped after every change (once a re-list is complete).

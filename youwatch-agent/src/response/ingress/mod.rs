@@ -2,7 +2,7 @@
 //!
 //! - [`index`]: the managed Ingresses (a watch honouring `deny_ip.ingress_selector`) and
 //!   which of them serve a host ([`hosts`], as ingress-nginx routes) or a pod's Services
-//!   ([`backends`]).
+//!   ([`backends`]); which Service a request reaches ([`routes`], for the correlation).
 //! - [`address`]: which addresses may be denied at all (allowlist, reserved ranges).
 //! - [`edit`]: the annotation change for a batch of operations, over [`source_list`] (the
 //!   denylist as nginx parses it) and [`ledger`] (the agent's own records, so that expiry,
@@ -30,6 +30,7 @@ mod outcome;
 pub mod patch;
 mod plan;
 mod report;
+mod routes;
 mod source_list;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -42,12 +43,12 @@ use self::{
     coalesce::{Coalescer, Done},
     edit::{Names, Op, Verdict},
     expiry::Expiry,
-    index::IngressIndex,
     ledger::{Denied, Quarantined, format_time, short_reason, whole_seconds},
     outcome::{Tally, failed},
     patch::{IngressKey, Patcher},
 };
 pub use self::{address::parse_single, report::Reporter};
+pub(crate) use self::{backends::services_of_pod, index::IngressIndex, routes::RegexCache};
 use super::{
     Finished,
     action::{Action, Decided, DenyIp, Quarantine, QuarantineTarget},
@@ -194,6 +195,11 @@ enum Targets {
 }
 
 impl IngressHandle {
+    /// The managed Ingresses, when there is a cluster.
+    pub(crate) fn index(&self) -> Option<IngressIndex> {
+        self.inner.index.clone()
+    }
+
     /// Carries out a DenyIp or Quarantine; resolves once applied (or refused, or given up).
     pub async fn run(&self, decided: &Decided) -> Finished {
         let dry = if decided.dry_run {
