@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod detection;
+pub mod enforce;
 pub mod event;
 pub mod inputs;
 pub mod inventory;
