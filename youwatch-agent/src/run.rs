@@ -53,10 +53,10 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // Build: every configuration error surfaces here, before the kernel is touched.
     config.enforce.validate().map_err(anyhow::Error::msg)?;
-    let enforce_mode = config
-        .enforce
-        .mode
-        .effective(args.enforce, dry_run != DryRun::Off);
+    let enforce_mode = config.enforce.mode.effective(
+        args.enforce,
+        dry_run != DryRun::Off || config.response.dry_run,
+    );
     let hostname = config.node_name();
     let mut registry = Registry::default();
     let rules_metrics = rules::RulesMetrics::default();

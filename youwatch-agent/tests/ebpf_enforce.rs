@@ -158,7 +158,7 @@ async fn a_shell_in_an_enforced_cgroup_is_stopped_before_it_creates_anything() {
     }
     let tree = CgroupTree::new("shell");
     tree.mkdir("pod/ctr");
-    let (_sensor, enforcement, mut rx) = armed(&tree, "pod", KernelMode::Enforce, |_| None);
+    let (sensor, enforcement, mut rx) = armed(&tree, "pod", KernelMode::Enforce, |_| None);
     let dir = scratch();
     let created = dir.path().join("created-by-the-shell");
     let touch = format!("touch {}", created.display());
@@ -180,6 +180,16 @@ async fn a_shell_in_an_enforced_cgroup_is_stopped_before_it_creates_anything() {
     assert_eq!(ev.watched_cgroup_id, tree.id("pod"));
     let counters = enforcement.counters().unwrap();
     assert_eq!(counters.killed + counters.denied, 1, "{counters:?}");
+
+    // Unwatching a cgroup stops enforcing there.
+    let watch = sensor.watch_set();
+    assert_eq!(watch.enforced_ids(), [tree.id("pod")]);
+    watch.unwatch(tree.id("pod")).unwrap();
+    assert!(watch.enforced_ids().is_empty());
+    assert_eq!(
+        run_in(&tree, "pod/ctr", "/bin/sh", &["-c", "echo yw-free"]),
+        Ran::Exited(0, "yw-free\n".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

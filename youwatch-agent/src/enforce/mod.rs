@@ -191,7 +191,8 @@ impl EnforceMode {
     }
 
     /// The mode from the config and the command line: `--enforce` asks for enforce mode,
-    /// `--dry-run` turns enforce into monitor (it reports, changes nothing).
+    /// a dry run (`--dry-run`, `response.dry_run`) turns enforce into monitor (it reports,
+    /// changes nothing).
     pub fn effective(self, cli_enforce: bool, dry_run: bool) -> EnforceMode {
         let mode = if cli_enforce {
             EnforceMode::Enforce
@@ -271,6 +272,38 @@ mod tests {
         assert_eq!(Enforce.effective(false, true), Monitor);
         assert_eq!(Monitor.effective(false, false), Monitor);
         assert_eq!(Off.effective(false, true), Off);
+    }
+
+    #[test]
+    fn modes_read_from_yaml_with_off_unquoted() {
+        let parse = |text: &str| {
+            crate::config::Config::parse(text, std::path::Path::new("c.yaml"))
+                .map(|c| c.enforce.mode)
+        };
+        assert_eq!(parse("enforce:\n  mode: off\n").unwrap(), EnforceMode::Off);
+        assert_eq!(
+            parse("enforce:\n  mode: \"off\"\n").unwrap(),
+            EnforceMode::Off
+        );
+        assert_eq!(
+            parse("enforce:\n  mode: enforce\n").unwrap(),
+            EnforceMode::Enforce
+        );
+        assert_eq!(
+            parse("enforce:\n  mode: monitor\n").unwrap(),
+            EnforceMode::Monitor
+        );
+        let err = parse("enforce:\n  mode: enforcing\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.yaml") && err.contains("\"enforcing\""),
+            "{err}"
+        );
+        let err = parse("enforce:\n  forbidden: [/bin/sh]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a path"), "{err}");
     }
 
     #[test]
