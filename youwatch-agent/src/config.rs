@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{correlate, inputs, inventory, response, rules, sensor, telemetry, waf};
+use crate::{correlate, enforce, inputs, inventory, response, rules, sensor, telemetry, waf};
 
 pub mod check;
 pub mod reference;
@@ -21,6 +21,7 @@ pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
 pub struct Config {
     pub agent: AgentConfig,
     pub sensor: sensor::SensorConfig,
+    pub enforce: enforce::EnforceConfig,
     pub inventory: inventory::InventoryConfig,
     pub rules: rules::RulesConfig,
     pub falco: inputs::falco::FalcoConfig,

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod correlate;
 pub mod detection;
+pub mod enforce;
 pub mod event;
 pub mod inputs;
 pub mod inventory;

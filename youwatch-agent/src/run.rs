@@ -16,6 +16,7 @@ use crate::{
     cluster,
     config::Config,
     correlate::Correlation,
+    enforce,
     inputs::falco::FalcoMetrics,
     inventory,
     response::{DryRun, ResponseStage},
@@ -52,6 +53,11 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         .collect::<Result<_, _>>()?;
 
     // Build: every configuration error surfaces here, before the kernel is touched.
+    config.enforce.validate().map_err(anyhow::Error::msg)?;
+    let enforce_mode = config.enforce.mode.effective(
+        args.enforce,
+        dry_run != DryRun::Off || config.response.dry_run,
+    );
     let hostname = config.node_name();
     let mut registry = Registry::default();
     let rules_metrics = rules::RulesMetrics::default();
@@ -116,6 +122,19 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut sensor = ExecSensor::load(&config.sensor).context("starting the eBPF exec sensor")?;
     sensor.metrics().register(&mut registry);
+    let mut enforcement =
+        enforce::arm(&config.enforce, enforce_mode, &mut sensor, hostname.clone())
+            .context("arming in-kernel enforcement")?;
+    enforcement.metrics.register(&mut registry);
+    let enforced = (enforce_mode != enforce::EnforceMode::Off)
+        .then(|| {
+            let own_pod = cluster
+                .as_deref()
+                .and_then(|c| Some((c.own_namespace.clone()?, c.own_pod.clone()?)));
+            inventory::EnforceSelection::new(&config.enforce, args.enforce, own_pod)
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("enforce.pod_selector: {e}"))?;
     let inventory_metrics = inventory::InventoryMetrics::default();
     inventory_metrics.register(&mut registry);
 
@@ -128,6 +147,8 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         _ => Ok(()),
     });
     readiness.probe("bus", bus.flowing_probe());
+    let status = enforcement.status.clone();
+    readiness.detail("enforce", move || status.describe());
 
     // Spawn: listeners first, so producers never publish into nothing.
     let listeners = [
@@ -163,7 +184,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         inputs.push(input.spawn(bus.clone())?);
     }
     let watch = sensor.watch_set();
-    let events = sensor.events(config.sensor.channel_capacity)?;
+    let events = sensor.events_with_tap(config.sensor.channel_capacity, enforcement.tap.take())?;
     sensor_ready.ready();
     let mut sensor = Some(sensor);
     // The inventory sits between the sensor and the rules: it keeps the watched cgroups in
@@ -173,6 +194,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         cluster.as_deref(),
         watch,
         explicit,
+        enforced,
         events,
         inventory_metrics,
     )?;
@@ -186,6 +208,9 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
                 let Some(exec) = exec else { break };
                 if dry_run != DryRun::Off {
                     print_json_line(&exec)?;
+                }
+                for detection in enforcement.detections(&exec) {
+                    bus.publish(detection).await?;
                 }
                 for detection in engine.evaluate(&exec) {
                     bus.publish(detection).await?;

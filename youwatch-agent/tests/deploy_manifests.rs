@@ -21,7 +21,7 @@ use support::{
     manifests::{agent_container, daemonset, deploy_dir, documents, typed},
     require,
 };
-use youwatch_agent::config::Config;
+use youwatch_agent::{config::Config, enforce::EnforceMode};
 
 fn config(path: &str) -> Config {
     Config::load(Some(&deploy_dir().join(path))).unwrap_or_else(|e| panic!("{e}"))
@@ -67,10 +67,12 @@ fn shipped_configs_are_valid_and_overlays_change_only_their_part() {
     let base = config("base/config.yaml");
     let mut detect = base.clone();
     detect.response.dry_run = true;
+    detect.enforce.mode = EnforceMode::Monitor;
     assert_eq!(config("overlays/detect-only/config.yaml"), detect);
     let mut enforce = base.clone();
     enforce.response.dry_run = false;
     enforce.response.journal_sync = true;
+    enforce.enforce.mode = EnforceMode::Enforce;
     assert_eq!(config("overlays/enforce/config.yaml"), enforce);
     let mut falco = base.clone();
     falco.falco.webhook.enabled = true;
@@ -330,6 +332,19 @@ fn the_examples_name_what_the_agent_guards_and_serves() {
         config.inventory.pod_name_pattern
     );
     assert!(docs.iter().any(|d| d["kind"] == "Ingress"));
+    // Its pods opt in to in-kernel enforcement.
+    let labels = deployment
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    assert_eq!(
+        labels.get(&config.enforce.opt_in_label).map(String::as_str),
+        Some(youwatch_agent::inventory::enforce::OPT_IN_VALUE)
+    );
 
     // Falco sends to the agent's Service, on its port, with the token of the Secret the
     // falco-webhook overlay mounts.

@@ -9,6 +9,7 @@ pub mod exec_events;
 pub mod correlation;
 pub mod inventory_stage;
 pub mod manifests;
+pub mod marker_elf;
 pub mod nginx_waf;
 pub mod require;
 pub mod response;

@@ -55,6 +55,13 @@ impl WakeFlag {
     }
 }
 
+/// Sees each event on the reader thread, before it is queued for the next stage: what must
+/// react within the reader's latency, whatever the stages behind it hold (enforcement's
+/// disarmer). It must not block.
+pub trait ExecTap: Send + 'static {
+    fn on_exec(&mut self, event: &ExecEvent);
+}
+
 /// Starts the reader thread. `nice` is applied to it (lower is more urgent); without the
 /// privilege to raise priority it runs at the default and says so once.
 pub fn spawn_reader(
@@ -63,6 +70,7 @@ pub fn spawn_reader(
     capacity: usize,
     nice: i32,
     latency: Histogram,
+    mut tap: Option<Box<dyn ExecTap>>,
 ) -> std::io::Result<(mpsc::Receiver<ExecEvent>, StopReader)> {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     // SAFETY: plain syscall; the fd is owned right away.
@@ -77,7 +85,13 @@ pub fn spawn_reader(
         .name("yw-exec-reader".into())
         .spawn(move || {
             set_nice(nice);
-            read_loop(ring, wake_flag, &wake_fd, &tx, &latency);
+            let mut deliver = |event: ExecEvent| {
+                if let Some(tap) = tap.as_mut() {
+                    tap.on_exec(&event);
+                }
+                tx.blocking_send(event).is_ok()
+            };
+            read_loop(ring, wake_flag, &wake_fd, &mut deliver, &latency);
         })?;
     Ok((
         rx,
@@ -99,7 +113,7 @@ fn read_loop(
     mut ring: RingBuf<MapData>,
     mut wake_flag: WakeFlag,
     wake: &OwnedFd,
-    tx: &mpsc::Sender<ExecEvent>,
+    deliver: &mut impl FnMut(ExecEvent) -> bool,
     latency: &Histogram,
 ) {
     let mut idle_rounds = BUSY_ROUNDS;
@@ -130,7 +144,7 @@ fn read_loop(
             std::thread::sleep(BUSY_INTERVAL);
             readable(wake, 0)
         };
-        match drain(&mut ring, tx, latency) {
+        match drain(&mut ring, deliver, latency) {
             None => return,
             Some(0) => idle_rounds = idle_rounds.saturating_add(1),
             Some(_) => idle_rounds = 0,
@@ -179,10 +193,11 @@ fn readable(fd: &OwnedFd, timeout_ms: i32) -> bool {
     unsafe { libc::poll(&mut pfd, 1, timeout_ms) > 0 }
 }
 
-/// Hands every record in the ring to the channel: how many, or `None` when the receiver is gone.
+/// Hands every record in the ring to `deliver`: how many, or `None` when it says the
+/// receiver is gone.
 fn drain(
     ring: &mut RingBuf<MapData>,
-    tx: &mpsc::Sender<ExecEvent>,
+    deliver: &mut impl FnMut(ExecEvent) -> bool,
     latency: &Histogram,
 ) -> Option<usize> {
     let clock = BootClock::now();
@@ -195,7 +210,7 @@ fn drain(
         match event {
             Ok(event) => {
                 latency.observe(boottime_ns().saturating_sub(event.ktime_ns) as f64 / 1e9);
-                if tx.blocking_send(event).is_err() {
+                if !deliver(event) {
                     return None;
                 }
             }
