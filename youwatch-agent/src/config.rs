@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{inputs, inventory, response, rules, sensor, telemetry, waf};
+use crate::{inputs, inventory, netban, response, rules, sensor, telemetry, waf};
 
 pub mod check;
 pub mod reference;
@@ -26,6 +26,7 @@ pub struct Config {
     pub falco: inputs::falco::FalcoConfig,
     pub waf: waf::WafConfig,
     pub response: response::ResponseConfig,
+    pub node_ban: netban::NodeBanConfig,
     pub telemetry: telemetry::TelemetryConfig,
 }
 

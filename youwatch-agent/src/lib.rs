@@ -3,7 +3,8 @@
 //! One stage per module, talking through typed messages (see `ARCHITECTURE.md`):
 //! `sensor` (kernel exec events, Falco alerts) → `inventory` (who did it) → `rules`
 //! (Falco-format rules) → `Detection`; `waf` (ModSecurity audit log) → `Detection`;
-//! `response` turns detections into Kubernetes actions; `telemetry` reports.
+//! `response` turns detections into Kubernetes actions; `netban` enforces the cluster's IP bans
+//! in this node's kernel; `telemetry` reports.
 
 pub mod bus;
 pub mod cgroupfs;
@@ -15,6 +16,7 @@ pub mod event;
 pub mod inputs;
 pub mod inventory;
 pub mod logging;
+pub mod netban;
 pub mod response;
 pub mod rules;
 pub mod run;

@@ -4,6 +4,8 @@
 //! ring buffer and user space reads them back with the same layout.
 #![no_std]
 
+pub mod netban;
+
 /// Names of the maps and globals in the eBPF object. User space looks them up by name.
 pub mod names {
     /// `HashMap<u64, u8>` of watched cgroup ids (pod-level cgroups, normally).

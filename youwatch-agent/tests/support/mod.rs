@@ -8,6 +8,7 @@ pub mod cgroup_tree;
 pub mod exec_events;
 pub mod inventory_stage;
 pub mod manifests;
+pub mod netlab;
 pub mod nginx_waf;
 pub mod require;
 pub mod response;
