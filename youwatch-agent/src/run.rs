@@ -17,6 +17,7 @@ use crate::{
     config::Config,
     inputs::falco::FalcoMetrics,
     inventory,
+    netban::NodeBanStage,
     response::{DryRun, ResponseStage},
     rules,
     sensor::ebpf::ExecSensor,
@@ -70,6 +71,18 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         &config.agent.state_dir,
     )?;
     response.register(&mut registry);
+    // The node ban attaches now: a wrong interface or a missing bpffs fails the start, by name.
+    let node_ban = NodeBanStage::new(
+        &config.node_ban,
+        &config.response.allowlist,
+        &config.response.retry,
+        cluster.clone(),
+        dry_run,
+    )
+    .context("starting the node ban")?;
+    if let Some(node_ban) = &node_ban {
+        node_ban.register(&mut registry);
+    }
 
     // The bus: the response stage never loses a decision; the alert writer may (counted).
     let bus_metrics = BusMetrics::default();
@@ -141,6 +154,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     if dry_run != DryRun::Off {
         tracing::info!(%dry_run, "dry-run: reporting only, nothing is changed in the cluster");
     }
+    let node_ban = node_ban.map(NodeBanStage::spawn);
     let mut inputs: Vec<StageHandle> = Vec::new();
     if let Some(waf) = waf {
         inputs.push(waf.spawn(bus.clone())?);
@@ -203,6 +217,11 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     drop(bus);
     for listener in listeners {
         listener.join().await?;
+    }
+    // Last: bans stay in force until the agent has finished everything else.
+    if let Some(node_ban) = node_ban {
+        node_ban.stop();
+        node_ban.join().await?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,13 +7,12 @@
 //!   is renewed as a fresh ban.
 //! - **Delete when expired** (every agent, [`super::gc`]): with `uid` and `resourceVersion`
 //!   preconditions, so a ban extended meanwhile is never deleted.
-//! - **Remove** (`unban`): delete, whoever wrote it.
+//! - **Delete** (`unban`): whoever wrote it (`uid` precondition only).
 //!
 //! Transient errors (5xx, 429, timeouts, connection loss) are retried until the deadline.
 
 use std::time::SystemTime;
 
-use ipnet::IpNet;
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions},
@@ -157,23 +156,21 @@ impl Ledger {
         }
     }
 
-    /// Deletes the agents' ban of `net` (`unban`); the object if there was one.
-    pub async fn remove(&self, net: &IpNet, deadline: SystemTime) -> Result<Option<IpBan>, Failure> {
-        let name = name_for(&super::kernel::table::normalize(*net));
+    /// Deletes `ban` (`unban`), whatever its version; false if it was gone already.
+    pub async fn delete(&self, ban: &IpBan, deadline: SystemTime) -> Result<bool, Failure> {
         let api: Api<IpBan> = rbac::IPBAN_DELETE.all(self.client.clone());
-        let reader = self.writer();
-        let existing = match with_retry(&self.retry, deadline, |_| {}, || reader.get(&name)).await {
-            Ok(existing) => existing,
-            Err(f) if f.class == ErrorClass::NotFound => return Ok(None),
-            Err(f) => return Err(f),
-        };
         let params = DeleteParams {
             dry_run: self.server_dry_run,
+            preconditions: Some(Preconditions {
+                uid: ban.metadata.uid.clone(),
+                resource_version: None,
+            }),
             ..DeleteParams::default()
         };
+        let name = ban.name().to_owned();
         match with_retry(&self.retry, deadline, |_| {}, || api.delete(&name, &params)).await {
-            Ok(_) => Ok(Some(existing)),
-            Err(f) if f.class == ErrorClass::NotFound => Ok(None),
+            Ok(_) => Ok(true),
+            Err(f) if matches!(f.class, ErrorClass::Conflict | ErrorClass::NotFound) => Ok(false),
             Err(f) => Err(f),
         }
     }

@@ -38,16 +38,19 @@ use futures::future::join_all;
 use kube::core::Selector;
 
 use self::{
-    address::AddressGuard,
     coalesce::{Coalescer, Done},
     edit::{Names, Op, Verdict},
     expiry::Expiry,
     index::IngressIndex,
     ledger::{Denied, Quarantined, format_time, short_reason, whole_seconds},
-    outcome::{Tally, failed},
+    outcome::Tally,
     patch::{IngressKey, Patcher},
 };
-pub use self::{address::parse_single, report::Reporter};
+pub use self::{
+    address::{AddressGuard, parse_single},
+    outcome::failed,
+    report::Reporter,
+};
 use super::{
     Finished,
     action::{Action, Decided, DenyIp, Quarantine, QuarantineTarget},
@@ -455,7 +458,7 @@ impl Inner {
 }
 
 /// The reason kept in a record: the rule, and the WAF classes when known.
-fn reason(decided: &Decided) -> String {
+pub(crate) fn reason(decided: &Decided) -> String {
     match decided.evidence.fields.get("waf.classes") {
         Some(serde_json::Value::String(c)) => format!("{} ({c})", decided.evidence.rule),
         _ => decided.evidence.rule.clone(),
