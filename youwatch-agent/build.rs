@@ -50,18 +50,20 @@ fn main() {
             );
             (stub("youwatch-ebpf.stub"), stub("youwatch-netban.stub"))
         }
-        (exec, netban) => match ebpf_build::check_toolchain().and_then(|()| ebpf_build::build(root)) {
-            Ok(built) => (
-                exec.unwrap_or(built.exec),
-                netban.unwrap_or(built.netban),
-            ),
-            Err(message) => {
-                // cargo shows a failed build script's stderr.
-                eprintln!("\nerror: {message}\n");
-                std::process::exit(1);
+        (exec, netban) => {
+            match ebpf_build::check_toolchain().and_then(|()| ebpf_build::build(root)) {
+                Ok(built) => (exec.unwrap_or(built.exec), netban.unwrap_or(built.netban)),
+                Err(message) => {
+                    // cargo shows a failed build script's stderr.
+                    eprintln!("\nerror: {message}\n");
+                    std::process::exit(1);
+                }
             }
-        },
+        }
     };
     println!("cargo:rustc-env=YOUWATCH_EBPF_OBJECT={}", exec.display());
-    println!("cargo:rustc-env=YOUWATCH_NETBAN_OBJECT={}", netban.display());
+    println!(
+        "cargo:rustc-env=YOUWATCH_NETBAN_OBJECT={}",
+        netban.display()
+    );
 }

@@ -94,13 +94,25 @@ fn banned_sources_are_dropped_others_pass_v4_v6_and_ranges() {
         return;
     }
     let lab = lab("drop");
-    assert_eq!(reachable(&lab), [true; 4], "everyone is served before any ban");
+    assert_eq!(
+        reachable(&lab),
+        [true; 4],
+        "everyone is served before any ban"
+    );
     let mut node = attach(&lab, AttachMode::Auto, None);
     assert_eq!(node.how, Attached::Tcx, "this kernel has TCX");
-    assert_eq!(reachable(&lab), [true; 4], "attached with an empty list: everyone is served");
+    assert_eq!(
+        reachable(&lab),
+        [true; 4],
+        "attached with an empty list: everyone is served"
+    );
 
     node.ban(single(lab.client_a), HOUR);
-    assert_eq!(reachable(&lab), [false, true, true, true], "only a is refused");
+    assert_eq!(
+        reachable(&lab),
+        [false, true, true, true],
+        "only a is refused"
+    );
     let dropped = node.table.drops(&single(lab.client_a));
     assert!(dropped >= 1, "a's counter counts its SYNs: {dropped}");
 
@@ -109,14 +121,26 @@ fn banned_sources_are_dropped_others_pass_v4_v6_and_ranges() {
 
     let slash24 = IpNet::new(lab.client_a, 24).unwrap().trunc();
     node.ban(slash24, HOUR);
-    assert_eq!(reachable(&lab), [false, false, true, false], "the /24 holds a and b, not c");
+    assert_eq!(
+        reachable(&lab),
+        [false, false, true, false],
+        "the /24 holds a and b, not c"
+    );
     assert!(node.table.drops(&slash24) >= 1, "b's SYNs count on the /24");
 
     node.table.remove(&single(lab.client_a)).unwrap();
-    assert_eq!(reachable(&lab), [false, false, true, false], "a is still in the /24");
+    assert_eq!(
+        reachable(&lab),
+        [false, false, true, false],
+        "a is still in the /24"
+    );
     node.table.remove(&slash24).unwrap();
     node.table.remove(&single(lab.client_v6)).unwrap();
-    assert_eq!(reachable(&lab), [true; 4], "lifted: everyone is served again");
+    assert_eq!(
+        reachable(&lab),
+        [true; 4],
+        "lifted: everyone is served again"
+    );
     assert!(node.table.entries().is_empty());
 }
 
@@ -157,19 +181,35 @@ fn tcx_clsact_and_xdp_drop_and_detach_cleanly() {
             [false, true, true, true],
             "{mode:?}: only a is refused"
         );
-        assert!(node.table.drops(&single(lab.client_a)) >= 1, "{mode:?}: counted");
+        assert!(
+            node.table.drops(&single(lab.client_a)) >= 1,
+            "{mode:?}: counted"
+        );
         match how {
             Attached::Tcx => assert_eq!(tcx_programs(&lab), 1),
-            Attached::Clsact => assert!(lab.tc(&["filter", "show", "dev", SERVER_IF, "ingress"]).contains("netban_tc")),
+            Attached::Clsact => assert!(
+                lab.tc(&["filter", "show", "dev", SERVER_IF, "ingress"])
+                    .contains("netban_tc")
+            ),
             Attached::Xdp => assert!(lab.show(&["link", "show", SERVER_IF]).contains("xdp")),
         }
         node.worker.run(|p| p.detach(SERVER_IF)).unwrap().unwrap();
-        assert_eq!(reachable(&lab), [true; 4], "{mode:?}: detached, a is served");
+        assert_eq!(
+            reachable(&lab),
+            [true; 4],
+            "{mode:?}: detached, a is served"
+        );
         assert_eq!(tcx_programs(&lab), 0, "{mode:?}: no TCX program left");
         let filters = lab.tc(&["filter", "show", "dev", SERVER_IF, "ingress"]);
-        assert!(!filters.contains("netban"), "{mode:?}: no clsact filter left: {filters}");
+        assert!(
+            !filters.contains("netban"),
+            "{mode:?}: no clsact filter left: {filters}"
+        );
         let link = lab.show(&["link", "show", SERVER_IF]);
-        assert!(!link.contains("xdp"), "{mode:?}: no XDP program left: {link}");
+        assert!(
+            !link.contains("xdp"),
+            "{mode:?}: no XDP program left: {link}"
+        );
     }
 }
 
@@ -222,9 +262,18 @@ fn a_restart_keeps_the_bans_through_the_pinned_lists() {
     assert_eq!(entries.len(), 2, "{entries:?}");
     let kept = entries[&single(lab.client_a)];
     let off = kept.duration_since(until).unwrap_or_else(|e| e.duration());
-    assert!(off <= Duration::from_secs(1), "expiry kept: {kept:?} vs {until:?}");
-    assert!(!lab.connects(lab.client_a, lab.server_v4, PORT, WAIT), "banned again at once");
-    assert!(node.table.drops(&single(lab.client_a)) > dropped, "the counter carried on");
+    assert!(
+        off <= Duration::from_secs(1),
+        "expiry kept: {kept:?} vs {until:?}"
+    );
+    assert!(
+        !lab.connects(lab.client_a, lab.server_v4, PORT, WAIT),
+        "banned again at once"
+    );
+    assert!(
+        node.table.drops(&single(lab.client_a)) > dropped,
+        "the counter carried on"
+    );
     drop(node);
 
     // Another capacity: the pinned lists are replaced, empty (the ledger refills them).

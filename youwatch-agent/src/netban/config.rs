@@ -99,10 +99,7 @@ impl NodeBanConfig {
         if self.max_entries == 0 || self.max_entries > MAX_ENTRIES {
             return bad(
                 "max_entries",
-                format!(
-                    "{} is not between 1 and {MAX_ENTRIES}",
-                    self.max_entries
-                ),
+                format!("{} is not between 1 and {MAX_ENTRIES}", self.max_entries),
             );
         }
         if let Some(name) = self.interfaces.iter().find(|n| !valid_ifname(n)) {
@@ -134,7 +131,9 @@ fn valid_ifname(name: &str) -> bool {
         && name.len() < 16
         && name != "."
         && name != ".."
-        && !name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace())
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace())
 }
 
 #[cfg(test)]
@@ -151,7 +150,10 @@ mod tests {
         };
         check(|c| c.max_entries = 0, "max_entries");
         check(|c| c.interfaces = vec!["eth0:1".into()], "interfaces");
-        check(|c| c.interfaces = vec!["a-very-long-ifname".into()], "interfaces");
+        check(
+            |c| c.interfaces = vec!["a-very-long-ifname".into()],
+            "interfaces",
+        );
         check(
             |c| c.visibility.min_client_share = 1.5,
             "visibility.min_client_share",

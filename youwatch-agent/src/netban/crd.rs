@@ -7,10 +7,7 @@
 //! object (the second finds it, 409 AlreadyExists, and extends it if its ban lasts longer).
 //! Users may create IPBans by hand with any name, for ranges too.
 
-use std::{
-    net::IpAddr,
-    time::SystemTime,
-};
+use std::{net::IpAddr, time::SystemTime};
 
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -119,7 +116,9 @@ pub fn parse_address(text: &str) -> Result<IpNet, String> {
         return Ok(IpNet::from(ip.to_canonical()));
     }
     text.parse::<IpNet>().map_err(|_| {
-        format!("spec.address {text:?} is not an address or CIDR (e.g. 203.0.113.9 or 198.51.100.0/24)")
+        format!(
+            "spec.address {text:?} is not an address or CIDR (e.g. 203.0.113.9 or 198.51.100.0/24)"
+        )
     })
 }
 

@@ -83,8 +83,17 @@ mod tests {
     use crate::netban::crd::{IpBanSpec, spec};
 
     fn ban(name: &str, address: &str, expires: u64) -> Arc<IpBan> {
-        let net = crate::netban::crd::parse_address(address).unwrap_or_else(|_| "0.0.0.0/0".parse().unwrap());
-        let mut s: IpBanSpec = spec(&net, UNIX_EPOCH + Duration::from_secs(expires), "r", "", "n", 1, None);
+        let net = crate::netban::crd::parse_address(address)
+            .unwrap_or_else(|_| "0.0.0.0/0".parse().unwrap());
+        let mut s: IpBanSpec = spec(
+            &net,
+            UNIX_EPOCH + Duration::from_secs(expires),
+            "r",
+            "",
+            "n",
+            1,
+            None,
+        );
         s.address = address.into();
         Arc::new(IpBan::new(name.into(), s))
     }
@@ -123,8 +132,15 @@ mod tests {
                 ("203.0.113.9/32".to_owned(), 3000, "a-longer"),
             ]
         );
-        let skipped: Vec<(&str, &str)> = d.skipped.iter().map(|s| (s.name.as_str(), s.reason)).collect();
+        let skipped: Vec<(&str, &str)> = d
+            .skipped
+            .iter()
+            .map(|s| (s.name.as_str(), s.reason))
+            .collect();
         assert_eq!(skipped, [("inside", "allowlist"), ("bad", "invalid")]);
-        assert_eq!(d.next_expiry(), Some(UNIX_EPOCH + Duration::from_secs(1500)));
+        assert_eq!(
+            d.next_expiry(),
+            Some(UNIX_EPOCH + Duration::from_secs(1500))
+        );
     }
 }

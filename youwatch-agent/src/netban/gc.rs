@@ -61,10 +61,16 @@ impl Collector {
                 match self.ledger.delete_expired(&ban, deadline).await {
                     Ok(true) => {
                         self.metrics.deleted.inc();
-                        tracing::info!(ipban = ban.name(), address = ban.spec.address, "expired IPBan deleted");
+                        tracing::info!(
+                            ipban = ban.name(),
+                            address = ban.spec.address,
+                            "expired IPBan deleted"
+                        );
                     }
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(ipban = ban.name(), error = %e, "cannot delete an expired IPBan yet"),
+                    Err(e) => {
+                        tracing::warn!(ipban = ban.name(), error = %e, "cannot delete an expired IPBan yet")
+                    }
                 }
             }
             let wait = next
@@ -112,9 +118,17 @@ mod tests {
         );
         let grace = Duration::from_secs(300);
         assert_eq!(delay("node-a", &ban, grace), Duration::ZERO);
-        let others: Vec<Duration> = (0..20).map(|i| delay(&format!("node-{i}x"), &ban, grace)).collect();
-        assert!(others.iter().all(|d| *d >= grace && *d < grace * 2), "{others:?}");
-        assert!(others.windows(2).any(|w| w[0] != w[1]), "spread: {others:?}");
+        let others: Vec<Duration> = (0..20)
+            .map(|i| delay(&format!("node-{i}x"), &ban, grace))
+            .collect();
+        assert!(
+            others.iter().all(|d| *d >= grace && *d < grace * 2),
+            "{others:?}"
+        );
+        assert!(
+            others.windows(2).any(|w| w[0] != w[1]),
+            "spread: {others:?}"
+        );
         assert_eq!(delay("node-b", &ban, grace), delay("node-b", &ban, grace));
     }
 }

@@ -17,7 +17,9 @@ pub enum Refusal {
     Own { net: IpNet, address: IpAddr },
     #[error("{net} overlaps response.allowlist entry {entry}")]
     Allowlisted { net: IpNet, entry: IpNet },
-    #[error("{net} overlaps node_ban.proxies entry {entry}: a load balancer or proxy in front of the nodes")]
+    #[error(
+        "{net} overlaps node_ban.proxies entry {entry}: a load balancer or proxy in front of the nodes"
+    )]
     Proxy { net: IpNet, entry: IpNet },
     #[error("{net} overlaps {what} ({range}); such addresses are never banned")]
     Reserved {
@@ -128,7 +130,12 @@ mod tests {
             let err = g.check(&net.parse().unwrap()).unwrap_err();
             assert_eq!(err.reason(), reason, "{net}: {err}");
         }
-        for ok in ["198.51.100.0/24", "198.51.100.7/32", "2001:db8::/64", "203.0.113.16/28"] {
+        for ok in [
+            "198.51.100.0/24",
+            "198.51.100.7/32",
+            "2001:db8::/64",
+            "203.0.113.16/28",
+        ] {
             g.check(&ok.parse().unwrap()).unwrap();
         }
     }

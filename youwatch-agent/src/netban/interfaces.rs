@@ -25,8 +25,7 @@ fn default_v4(text: &str) -> Vec<String> {
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             let up = f.get(3).and_then(|x| u32::from_str_radix(x, 16).ok())? & 1 != 0;
-            (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" && up)
-                .then(|| f[0].to_owned())
+            (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" && up).then(|| f[0].to_owned())
         })
         .collect()
 }
@@ -37,10 +36,8 @@ fn default_v6(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let default = f.len() == 10
-                && f[0].bytes().all(|b| b == b'0')
-                && f[1] == "00"
-                && f[9] != "lo";
+            let default =
+                f.len() == 10 && f[0].bytes().all(|b| b == b'0') && f[1] == "00" && f[9] != "lo";
             default.then(|| f[9].to_owned())
         })
         .collect()

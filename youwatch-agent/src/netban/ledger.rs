@@ -77,9 +77,12 @@ impl Ledger {
         };
         for _ in 0..MAX_CONFLICTS {
             let object = IpBan::new(name.clone(), spec.clone());
-            let created = with_retry(&self.retry, deadline, |_| on_retry(), || {
-                api.create(&post, &object)
-            })
+            let created = with_retry(
+                &self.retry,
+                deadline,
+                |_| on_retry(),
+                || api.create(&post, &object),
+            )
             .await;
             match created {
                 Ok(_) => return Ok(Recorded::Created),
@@ -87,12 +90,13 @@ impl Ledger {
                 Err(f) => return Err(f),
             }
             // It exists: extend it if ours lasts longer.
-            let existing = match with_retry(&self.retry, deadline, |_| on_retry(), || api.get(&name)).await {
-                Ok(existing) => existing,
-                // Deleted in between (expired and collected): create it again.
-                Err(f) if f.class == ErrorClass::NotFound => continue,
-                Err(f) => return Err(f),
-            };
+            let existing =
+                match with_retry(&self.retry, deadline, |_| on_retry(), || api.get(&name)).await {
+                    Ok(existing) => existing,
+                    // Deleted in between (expired and collected): create it again.
+                    Err(f) if f.class == ErrorClass::NotFound => continue,
+                    Err(f) => return Err(f),
+                };
             let previous = parse_time(&existing.spec.expires).ok();
             let now = SystemTime::now();
             let in_force = previous.filter(|p| *p > now);
@@ -115,9 +119,12 @@ impl Ledger {
                 ..PatchParams::default()
             };
             let patch = Patch::Merge(&body);
-            let patched = with_retry(&self.retry, deadline, |_| on_retry(), || {
-                api.patch(&name, &params, &patch)
-            })
+            let patched = with_retry(
+                &self.retry,
+                deadline,
+                |_| on_retry(),
+                || api.patch(&name, &params, &patch),
+            )
             .await;
             match patched {
                 Ok(_) => {

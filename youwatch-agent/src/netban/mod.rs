@@ -115,13 +115,18 @@ impl NodeBanStage {
         let (table, kernel): (Box<dyn DenyTable>, Option<Kernel>) = if dry_run == DryRun::Off {
             let (table, kernel, own) = attach(config)?;
             guard.own = own;
-            metrics.interfaces.set(kernel.interfaces.lock().map_or(0, |i| i.len()) as i64);
+            metrics
+                .interfaces
+                .set(kernel.interfaces.lock().map_or(0, |i| i.len()) as i64);
             (Box::new(table), Some(kernel))
         } else {
             tracing::info!(
                 "dry-run: the node ban attaches nothing; it follows the IPBans and logs what it would enforce"
             );
-            (Box::new(MemoryTable::new(config.max_entries as usize)), None)
+            (
+                Box::new(MemoryTable::new(config.max_entries as usize)),
+                None,
+            )
         };
         let ledger = Ledger {
             client: cluster.client.clone(),
@@ -151,7 +156,10 @@ impl NodeBanStage {
     /// The interfaces attached to (none under dry-run).
     pub fn interfaces(&self) -> Vec<Interface> {
         self.kernel.as_ref().map_or_else(Vec::new, |k| {
-            k.interfaces.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            k.interfaces
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
         })
     }
 
@@ -224,7 +232,9 @@ impl NodeBanStage {
 
 /// Loads the program, attaches it to the configured interfaces (or the default routes'),
 /// and reads the node's own addresses, all in the configured network namespace.
-fn attach(config: &NodeBanConfig) -> Result<(KernelTable, Kernel, Vec<std::net::IpAddr>), NodeBanError> {
+fn attach(
+    config: &NodeBanConfig,
+) -> Result<(KernelTable, Kernel, Vec<std::net::IpAddr>), NodeBanError> {
     let options = LoadOptions {
         max_entries: config.max_entries,
         pin_dir: (!config.pin_dir.as_os_str().is_empty()).then(|| config.pin_dir.clone()),
@@ -250,7 +260,12 @@ fn attach(config: &NodeBanConfig) -> Result<(KernelTable, Kernel, Vec<std::net::
         for name in names {
             let how = programs.attach(&name, mode)?;
             let ifindex = ifindex(&name);
-            tracing::info!(interface = name, ifindex, how = how.as_str(), "node ban attached");
+            tracing::info!(
+                interface = name,
+                ifindex,
+                how = how.as_str(),
+                "node ban attached"
+            );
             attached.push(Interface { name, ifindex, how });
         }
         let own = interfaces::own_addresses().unwrap_or_default();

@@ -21,7 +21,9 @@ use super::{
     kernel::DenyTable,
     metrics::NetbanMetrics,
 };
-use crate::{cluster::reflect::Reflected, response::ingress::ledger::format_time, stage::StopSignal};
+use crate::{
+    cluster::reflect::Reflected, response::ingress::ledger::format_time, stage::StopSignal,
+};
 
 /// Longest time between two passes (counters, clock steps, a missed notification).
 pub const RESYNC: Duration = Duration::from_secs(10);
@@ -92,7 +94,12 @@ impl Passes {
         for s in &wanted.skipped {
             if self.warned.get(&s.name) != Some(&s.why) {
                 metrics.refused(s.reason);
-                tracing::warn!(ipban = s.name, reason = s.reason, "IPBan not enforced on this node: {}", s.why);
+                tracing::warn!(
+                    ipban = s.name,
+                    reason = s.reason,
+                    "IPBan not enforced on this node: {}",
+                    s.why
+                );
             }
             warned.insert(s.name.clone(), s.why.clone());
         }
@@ -130,7 +137,11 @@ impl Passes {
                     let why = e.to_string();
                     if self.failed.get(&w.name) != Some(&why) {
                         metrics.refused("full");
-                        tracing::error!(ipban = w.name, error = why, "IPBan not enforced on this node");
+                        tracing::error!(
+                            ipban = w.name,
+                            error = why,
+                            "IPBan not enforced on this node"
+                        );
                     }
                     failed.insert(w.name.clone(), why);
                 }

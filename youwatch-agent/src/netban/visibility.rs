@@ -58,8 +58,12 @@ pub fn kind(source: IpAddr, guard: &KernelGuard) -> Kind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
     /// Fewer connections than `min_connections`: no opinion yet.
-    TooFew { connections: u64 },
-    Clients { share: f64 },
+    TooFew {
+        connections: u64,
+    },
+    Clients {
+        share: f64,
+    },
     /// Not the clients' addresses: the sources that carried most connections, with who
     /// they are.
     Proxied {
@@ -128,25 +132,39 @@ impl Checker {
     async fn check(&self) {
         // The node's addresses may have changed (a new address, a failover IP).
         let worker = self.worker.clone();
-        if let Ok(Ok(Ok(own))) = tokio::task::spawn_blocking(move || {
-            worker.run(|_| interfaces::own_addresses())
-        })
-        .await
+        if let Ok(Ok(Ok(own))) =
+            tokio::task::spawn_blocking(move || worker.run(|_| interfaces::own_addresses())).await
         {
             self.guard.write().unwrap_or_else(|e| e.into_inner()).own = own;
         }
-        let sample = self.sampler.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let sample = self
+            .sampler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let guard = self.guard.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let attached = self.interfaces.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let attached = self
+            .interfaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let empty = BTreeMap::new();
         for interface in attached {
             let sources = sample.get(&interface.ifindex).unwrap_or(&empty);
             match judge(sources, &guard, &self.config) {
                 Verdict::TooFew { connections } => {
-                    tracing::debug!(interface = interface.name, connections, "too few connections to judge the sources yet");
+                    tracing::debug!(
+                        interface = interface.name,
+                        connections,
+                        "too few connections to judge the sources yet"
+                    );
                 }
                 Verdict::Clients { share } => {
-                    tracing::debug!(interface = interface.name, share, "connections come from clients");
+                    tracing::debug!(
+                        interface = interface.name,
+                        share,
+                        "connections come from clients"
+                    );
                 }
                 Verdict::Proxied { share, top } => self.refuse(&interface, share, &top).await,
             }
@@ -154,7 +172,10 @@ impl Checker {
     }
 
     async fn refuse(&self, interface: &Interface, share: f64, top: &[(IpAddr, Kind, u64)]) {
-        let sources: Vec<String> = top.iter().map(|(s, k, n)| format!("{s} ({k:?}, {n})")).collect();
+        let sources: Vec<String> = top
+            .iter()
+            .map(|(s, k, n)| format!("{s} ({k:?}, {n})"))
+            .collect();
         tracing::error!(
             interface = interface.name,
             client_share = share,
@@ -168,9 +189,13 @@ impl Checker {
         );
         let name = interface.name.clone();
         let worker = self.worker.clone();
-        let detached = tokio::task::spawn_blocking(move || worker.run(move |p| p.detach(&name))).await;
+        let detached =
+            tokio::task::spawn_blocking(move || worker.run(move |p| p.detach(&name))).await;
         if !matches!(detached, Ok(Ok(Ok(())))) {
-            tracing::error!(interface = interface.name, "cannot detach the node ban from the refused interface");
+            tracing::error!(
+                interface = interface.name,
+                "cannot detach the node ban from the refused interface"
+            );
         }
         let mut attached = self.interfaces.lock().unwrap_or_else(|e| e.into_inner());
         attached.retain(|i| i.name != interface.name);
@@ -192,7 +217,10 @@ mod tests {
     }
 
     fn sample(pairs: &[(&str, u64)]) -> Sources {
-        pairs.iter().map(|(a, n)| (a.parse().unwrap(), *n)).collect()
+        pairs
+            .iter()
+            .map(|(a, n)| (a.parse().unwrap(), *n))
+            .collect()
     }
 
     #[test]
@@ -203,10 +231,18 @@ mod tests {
             judge(&sample(&[("198.51.100.1", 5)]), &g, &config),
             Verdict::TooFew { connections: 5 }
         );
-        let clients = sample(&[("198.51.100.1", 10), ("198.51.100.2", 10), ("203.0.113.1", 5)]);
+        let clients = sample(&[
+            ("198.51.100.1", 10),
+            ("198.51.100.2", 10),
+            ("203.0.113.1", 5),
+        ]);
         assert!(matches!(judge(&clients, &g, &config), Verdict::Clients { share } if share == 0.8));
         // An HTTP load balancer (two proxy nodes) and a few direct clients.
-        let proxied = sample(&[("203.0.113.1", 40), ("203.0.113.2", 30), ("198.51.100.1", 2)]);
+        let proxied = sample(&[
+            ("203.0.113.1", 40),
+            ("203.0.113.2", 30),
+            ("198.51.100.1", 2),
+        ]);
         let Verdict::Proxied { share, top } = judge(&proxied, &g, &config) else {
             panic!()
         };

@@ -422,12 +422,17 @@ fn print_table(rows: &[Row], first: &'static str, none: &str) {
         println!("{none}");
         return;
     }
-    let header = [first, "DENIED", "UNTIL", "LEFT", "OFFENSE", "NODE", "REASON"];
+    let header = [
+        first, "DENIED", "UNTIL", "LEFT", "OFFENSE", "NODE", "REASON",
+    ];
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
-                r.ingress.clone().or_else(|| r.ipban.clone()).unwrap_or_default(),
+                r.ingress
+                    .clone()
+                    .or_else(|| r.ipban.clone())
+                    .unwrap_or_default(),
                 r.what.clone(),
                 r.until.clone(),
                 r.left.clone(),

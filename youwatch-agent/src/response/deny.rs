@@ -48,7 +48,10 @@ pub async fn deny(
     match (on_ingress, on_node) {
         (true, true) => {
             let (a, b) = futures::join!(ingress.run(decided), node_tc.run(decided, d));
-            combine(&[(DenyBackend::IngressAnnotation, a), (DenyBackend::NodeTc, b)])
+            combine(&[
+                (DenyBackend::IngressAnnotation, a),
+                (DenyBackend::NodeTc, b),
+            ])
         }
         (false, true) => node_tc.run(decided, d).await,
         _ => ingress.run(decided).await,
@@ -94,9 +97,18 @@ mod tests {
                 (DenyBackend::NodeTc, f(b)),
             ])
         };
-        assert_eq!(both(Outcome::Refused, Outcome::Applied).outcome, Outcome::Applied);
-        assert_eq!(both(Outcome::Applied, Outcome::GaveUp).outcome, Outcome::GaveUp);
-        assert_eq!(both(Outcome::AlreadyDone, Outcome::Refused).outcome, Outcome::Refused);
+        assert_eq!(
+            both(Outcome::Refused, Outcome::Applied).outcome,
+            Outcome::Applied
+        );
+        assert_eq!(
+            both(Outcome::Applied, Outcome::GaveUp).outcome,
+            Outcome::GaveUp
+        );
+        assert_eq!(
+            both(Outcome::AlreadyDone, Outcome::Refused).outcome,
+            Outcome::Refused
+        );
         assert_eq!(
             both(Outcome::Applied, Outcome::AlreadyDone).detail,
             "ingress-annotation: d (applied); node-tc: d (already_done)"
@@ -113,7 +125,10 @@ mod tests {
         });
         let b = Backends::new(&config);
         assert_eq!(b.of("kernel").0, [DenyBackend::NodeTc]);
-        assert_eq!(b.of("deny-waf-attacker").0, [DenyBackend::IngressAnnotation]);
+        assert_eq!(
+            b.of("deny-waf-attacker").0,
+            [DenyBackend::IngressAnnotation]
+        );
         assert_eq!(b.of("gone").0, [DenyBackend::IngressAnnotation]);
     }
 }

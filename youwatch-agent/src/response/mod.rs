@@ -46,13 +46,13 @@ pub use dry_run::{DryRun, PlannedRequest};
 
 use self::{
     action::{Action, Decided, Evidence},
-    events::EventSink,
     deny::Backends,
+    events::EventSink,
     in_force::InForce,
     ingress::{IngressHandle, IngressResponder},
-    node_tc::NodeTcBans,
     journal::Journal,
     metrics::{Outcome, ResponseMetrics},
+    node_tc::NodeTcBans,
     playbook::{Planned, Playbooks},
     pods::PodDeleter,
 };

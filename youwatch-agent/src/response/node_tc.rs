@@ -85,7 +85,10 @@ impl NodeTcBans {
             d.host.as_deref(),
         );
         let name = crd::name_for(&net);
-        let what = format!("{net} banned on every node until {} (IPBan {name})", format_time(until));
+        let what = format!(
+            "{net} banned on every node until {} (IPBan {name})",
+            format_time(until)
+        );
         let dry = if decided.dry_run {
             DryRun::Client
         } else {
@@ -103,7 +106,9 @@ impl NodeTcBans {
                 print_planned(
                     decided,
                     &request,
-                    Some("on 409 AlreadyExists the IPBan is read and extended if this ban lasts longer"),
+                    Some(
+                        "on 409 AlreadyExists the IPBan is read and extended if this ban lasts longer",
+                    ),
                 );
                 return Finished::new(Outcome::DryRun, format!("would be {what}"));
             }
@@ -123,7 +128,10 @@ impl NodeTcBans {
             ),
             Ok(Recorded::Covered { expires }) => Finished::new(
                 Outcome::AlreadyDone,
-                format!("{net} is already banned until {} (IPBan {name})", format_time(expires)),
+                format!(
+                    "{net} is already banned until {} (IPBan {name})",
+                    format_time(expires)
+                ),
             ),
             Err(f) => failed(&format!("writing IPBan {name}"), &f),
         }

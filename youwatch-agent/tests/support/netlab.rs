@@ -39,7 +39,10 @@ pub struct Lab {
 
 /// `ip ARGS`, which must succeed.
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip (iproute2)");
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("running ip (iproute2)");
     assert!(
         out.status.success(),
         "ip {}: {}",
@@ -77,15 +80,25 @@ impl Lab {
             stop_servers: Arc::default(),
         };
         let addrs = [
-            (&lab.server_ns, SERVER_IF, vec![
-                format!("{}/24", lab.server_v4),
-                format!("{}/24", lab.server_v4_other),
-            ], format!("{}/64", lab.server_v6)),
-            (&lab.client_ns, CLIENT_IF, vec![
-                format!("{}/24", lab.client_a),
-                format!("{}/24", lab.client_b),
-                format!("{}/24", lab.client_c),
-            ], format!("{}/64", lab.client_v6)),
+            (
+                &lab.server_ns,
+                SERVER_IF,
+                vec![
+                    format!("{}/24", lab.server_v4),
+                    format!("{}/24", lab.server_v4_other),
+                ],
+                format!("{}/64", lab.server_v6),
+            ),
+            (
+                &lab.client_ns,
+                CLIENT_IF,
+                vec![
+                    format!("{}/24", lab.client_a),
+                    format!("{}/24", lab.client_b),
+                    format!("{}/24", lab.client_c),
+                ],
+                format!("{}/64", lab.client_v6),
+            ),
         ];
         for (ns, dev, v4, v6) in addrs {
             for a in v4 {
@@ -107,7 +120,10 @@ impl Lab {
         std::thread::spawn(move || {
             let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             // SAFETY: setns with a namespace descriptor, for this thread only.
-            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            assert_eq!(
+                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
             f()
         })
         .join()
@@ -124,11 +140,17 @@ impl Lab {
             let path = PathBuf::from("/run/netns").join(&ns);
             let file = File::open(&path).unwrap();
             // SAFETY: as in `within`.
-            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+            assert_eq!(
+                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
             socket.set_only_v6(false).unwrap();
             socket.set_reuse_address(true).unwrap();
-            socket.bind(&SocketAddr::from(([0u16; 8], port)).into()).unwrap();
+            socket
+                .bind(&SocketAddr::from(([0u16; 8], port)).into())
+                .unwrap();
             socket.listen(1024).unwrap();
             let listener: TcpListener = socket.into();
             listener.set_nonblocking(true).unwrap();
@@ -210,7 +232,11 @@ impl Bpffs {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "mount -t bpf: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mount -t bpf: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Bpffs { dir }
     }
 
@@ -236,7 +262,17 @@ pub fn runnable(test: &str) -> bool {
     ) {
         return false;
     }
-    let iproute = Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success())
-        && Command::new("tc").arg("-V").output().is_ok_and(|o| o.status.success());
-    super::require::runnable(test, iproute, "needs iproute2 (ip, tc): apt-get install iproute2")
+    let iproute = Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && Command::new("tc")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    super::require::runnable(
+        test,
+        iproute,
+        "needs iproute2 (ip, tc): apt-get install iproute2",
+    )
 }

@@ -135,7 +135,11 @@ impl Programs {
             AttachMode::Auto => match self.attach_tcx(interface) {
                 Ok(link) => link,
                 Err(tcx) => {
-                    tracing::info!(interface, error = tcx, "TCX unavailable; attaching as a clsact filter");
+                    tracing::info!(
+                        interface,
+                        error = tcx,
+                        "TCX unavailable; attaching as a clsact filter"
+                    );
                     self.attach_clsact(interface).map_err(bad)?
                 }
             },
@@ -149,7 +153,8 @@ impl Programs {
     }
 
     fn attach_tcx(&mut self, interface: &str) -> Result<Link, String> {
-        let program: &mut SchedClassifier = self.program(names::TC_PROGRAM).map_err(|e| e.to_string())?;
+        let program: &mut SchedClassifier =
+            self.program(names::TC_PROGRAM).map_err(|e| e.to_string())?;
         let id = program
             .attach_with_options(
                 interface,
@@ -166,7 +171,8 @@ impl Programs {
             Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(format!("adding the clsact qdisc: {}", chain(e))),
         }
-        let program: &mut SchedClassifier = self.program(names::TC_PROGRAM).map_err(|e| e.to_string())?;
+        let program: &mut SchedClassifier =
+            self.program(names::TC_PROGRAM).map_err(|e| e.to_string())?;
         let id = program
             .attach_with_options(
                 interface,
@@ -268,7 +274,8 @@ fn program<'a>(
 
 /// The interface's ARP hardware type (`ARPHRD_*`), in the calling thread's namespace.
 pub fn link_type(interface: &str) -> io::Result<u16> {
-    let name = CString::new(interface).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let name =
+        CString::new(interface).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     if name.as_bytes().len() >= libc::IFNAMSIZ {
         return Err(io::Error::from_raw_os_error(libc::ENODEV));
     }

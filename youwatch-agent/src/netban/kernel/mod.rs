@@ -109,10 +109,7 @@ pub fn load(options: &LoadOptions) -> Result<(Programs, Maps), KernelError> {
 }
 
 /// The pinned maps and their paths, after removing pins of another shape.
-fn prepare_pins(
-    dir: &Path,
-    max_entries: u32,
-) -> Result<Vec<(&'static str, PathBuf)>, KernelError> {
+fn prepare_pins(dir: &Path, max_entries: u32) -> Result<Vec<(&'static str, PathBuf)>, KernelError> {
     let pin_dir = |why: String| KernelError::PinDir {
         dir: dir.to_owned(),
         why,

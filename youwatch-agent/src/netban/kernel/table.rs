@@ -123,12 +123,16 @@ impl KernelTable {
     }
 
     fn keys_in_kernel(&self) -> Vec<IpNet> {
-        let v4 = self.v4.keys().filter_map(Result::ok).map(|k| {
-            IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)
-        });
-        let v6 = self.v6.keys().filter_map(Result::ok).map(|k| {
-            IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)
-        });
+        let v4 = self
+            .v4
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8));
+        let v6 = self
+            .v6
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8));
         v4.chain(v6).filter_map(Result::ok).collect()
     }
 
@@ -267,7 +271,10 @@ impl DenyTable for MemoryTable {
         if !self.entries.contains_key(&net) && self.entries.len() >= self.capacity {
             return Err(KernelError::Map {
                 name: list_name(&net),
-                message: format!("adding {net}: the deny list is full ({} entries)", self.capacity),
+                message: format!(
+                    "adding {net}: the deny list is full ({} entries)",
+                    self.capacity
+                ),
             });
         }
         self.entries.insert(net, until);
@@ -295,7 +302,9 @@ impl DenyTable for MemoryTable {
 /// `CLOCK_BOOTTIME` at wall-clock `until` (0 if it has passed: not in force).
 fn boot_ns_at(until: SystemTime) -> u64 {
     match until.duration_since(SystemTime::now()) {
-        Ok(left) => boottime_ns().saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX)),
+        Ok(left) => {
+            boottime_ns().saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX))
+        }
         Err(_) => 0,
     }
 }

@@ -37,6 +37,11 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use futures::future::join_all;
 use kube::core::Selector;
 
+pub use self::{
+    address::{AddressGuard, parse_single},
+    outcome::failed,
+    report::Reporter,
+};
 use self::{
     coalesce::{Coalescer, Done},
     edit::{Names, Op, Verdict},
@@ -45,11 +50,6 @@ use self::{
     ledger::{Denied, Quarantined, format_time, short_reason, whole_seconds},
     outcome::Tally,
     patch::{IngressKey, Patcher},
-};
-pub use self::{
-    address::{AddressGuard, parse_single},
-    outcome::failed,
-    report::Reporter,
 };
 use super::{
     Finished,
