@@ -88,6 +88,8 @@ pub struct NodeBanStage {
     table: SharedTable,
     guard: SharedGuard,
     kernel: Option<Kernel>,
+    /// Deletes expired IPBans (not under dry-run).
+    collect: bool,
     metrics: NetbanMetrics,
 }
 
@@ -106,42 +108,53 @@ impl NodeBanStage {
         }
         config.validate()?;
         let cluster = cluster.ok_or(NodeBanError::NoCluster)?;
-        let mut guard = KernelGuard {
+        if dry_run != DryRun::Off {
+            tracing::info!(
+                "dry-run: the node ban attaches nothing; it follows the IPBans and logs what it would enforce"
+            );
+            let table = Box::new(MemoryTable::new(config.max_entries as usize));
+            let mut stage = NodeBanStage::without_kernel(config, allowlist, retry, cluster, table);
+            stage.collect = false;
+            return Ok(Some(stage));
+        }
+        let (table, kernel, own) = attach(config)?;
+        let mut stage =
+            NodeBanStage::without_kernel(config, allowlist, retry, cluster, Box::new(table));
+        stage.guard.write().unwrap_or_else(|e| e.into_inner()).own = own;
+        let attached = kernel.interfaces.lock().map_or(0, |i| i.len());
+        stage.metrics.interfaces.set(attached as i64);
+        stage.kernel = Some(kernel);
+        Ok(Some(stage))
+    }
+
+    /// The node ban following the ledger into `table` with no program attached (a node
+    /// that only keeps the ledger tidy, dry-run, tests): it enforces nothing itself.
+    pub fn without_kernel(
+        config: &NodeBanConfig,
+        allowlist: &[IpNet],
+        retry: &RetryConfig,
+        cluster: Arc<ClusterContext>,
+        table: Box<dyn DenyTable>,
+    ) -> NodeBanStage {
+        let guard = KernelGuard {
             own: Vec::new(),
             allowlist: allowlist.to_vec(),
             proxies: config.proxies.clone(),
         };
-        let metrics = NetbanMetrics::default();
-        let (table, kernel): (Box<dyn DenyTable>, Option<Kernel>) = if dry_run == DryRun::Off {
-            let (table, kernel, own) = attach(config)?;
-            guard.own = own;
-            metrics
-                .interfaces
-                .set(kernel.interfaces.lock().map_or(0, |i| i.len()) as i64);
-            (Box::new(table), Some(kernel))
-        } else {
-            tracing::info!(
-                "dry-run: the node ban attaches nothing; it follows the IPBans and logs what it would enforce"
-            );
-            (
-                Box::new(MemoryTable::new(config.max_entries as usize)),
-                None,
-            )
-        };
-        let ledger = Ledger {
-            client: cluster.client.clone(),
-            retry: retry.clone(),
-            server_dry_run: dry_run == DryRun::Server,
-        };
-        Ok(Some(NodeBanStage {
+        NodeBanStage {
             config: config.clone(),
+            ledger: Ledger {
+                client: cluster.client.clone(),
+                retry: retry.clone(),
+                server_dry_run: false,
+            },
             cluster,
-            ledger,
             table: Arc::new(Mutex::new(table)),
             guard: Arc::new(RwLock::new(guard)),
-            kernel,
-            metrics,
-        }))
+            kernel: None,
+            collect: true,
+            metrics: NetbanMetrics::default(),
+        }
     }
 
     pub fn register(&self, registry: &mut Registry) {
@@ -151,6 +164,11 @@ impl NodeBanStage {
     /// The deny table (what the kernel holds), for tests and benchmarks.
     pub fn table(&self) -> SharedTable {
         self.table.clone()
+    }
+
+    /// Its metrics (tests read them).
+    pub fn metrics(&self) -> NetbanMetrics {
+        self.metrics.clone()
     }
 
     /// The interfaces attached to (none under dry-run).
@@ -185,7 +203,7 @@ impl NodeBanStage {
             }
             .spawn(stop.clone()),
         );
-        if let Some(kernel) = &self.kernel {
+        if self.collect {
             tasks.push(
                 Collector {
                     index,
@@ -196,6 +214,8 @@ impl NodeBanStage {
                 }
                 .spawn(stop.clone()),
             );
+        }
+        if let Some(kernel) = &self.kernel {
             tasks.push(
                 Checker {
                     worker: kernel.worker.clone(),

@@ -10,6 +10,7 @@ pub mod inventory_stage;
 pub mod manifests;
 pub mod netlab;
 pub mod nginx_waf;
+pub mod node_ban;
 pub mod require;
 pub mod response;
 pub mod waf_corpus;
