@@ -55,8 +55,15 @@ impl Lab {
     /// Creates the namespaces and the veth pair; `index` (0..=250) keeps labs of one test
     /// run apart (addresses and names).
     pub fn new(tag: &str, index: u8) -> Lab {
+        Lab::with_subnet(tag, index, index)
+    }
+
+    /// [`Lab::new`] with the addresses of `subnet`: labs in their own namespaces may share
+    /// them (two nodes seeing the same client).
+    pub fn with_subnet(tag: &str, index: u8, subnet: u8) -> Lab {
         let server_ns = format!("yw-{tag}-n{index}");
         let client_ns = format!("yw-{tag}-c{index}");
+        let index = subnet;
         for ns in [&server_ns, &client_ns] {
             // Left over by a killed run.
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
