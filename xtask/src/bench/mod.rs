@@ -4,6 +4,7 @@
 mod exec;
 mod inventory;
 mod memory;
+mod netban;
 mod response;
 mod rules;
 mod waf;
@@ -25,6 +26,9 @@ pub enum Which {
     Memory(memory::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
     Rules(rules::Args),
+    /// Node ban: program cost per packet (10/10k/100k entries, TC and XDP), the receive path
+    /// with and without it, ban decided on one node → first packet dropped on another.
+    Netban(netban::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -35,5 +39,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Rules(args) => rules::run(args),
         Which::Response(args) => response::run(args),
         Which::Memory(args) => memory::run(args),
+        Which::Netban(args) => netban::run(args),
     }
 }
