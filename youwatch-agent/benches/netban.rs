@@ -3,8 +3,8 @@
 //! 1. **The program's cost per packet**, by `BPF_PROG_TEST_RUN` (the kernel runs the loaded
 //!    program `repeat` times on one CPU and reports the mean): the TC classifier and the XDP
 //!    program, an IPv4 and an IPv6 TCP packet whose source is banned (dropped) or not
-//!    (passed), with 10, 10,000 and 100,000 entries in the deny lists (half IPv4, half IPv6; one in ten a range).
-//!    Packets per second per core are 1/mean.
+//!    (passed), with 10, 10,000 and 100,000 entries in the deny lists (half IPv4, half IPv6;
+//!    one in ten a range). Packets per second per core are 1/mean.
 //! 2. **The whole receive path with and without the program**: a client namespace sends UDP
 //!    datagrams over a veth pair to a server namespace; a veth delivers on the sender's CPU,
 //!    so the sender's time per datagram is the path through the server's stack (to a UDP

@@ -70,12 +70,12 @@ fn sample(source: &Source, ifindex: u32) {
             key.addr = *a;
         }
     }
-    match NETBAN_SOURCES.get_ptr_mut(&key) {
+    match NETBAN_SOURCES.get_ptr_mut(key) {
         // SAFETY: this CPU's value of the entry (a per-CPU map).
         Some(count) => unsafe { *count += 1 },
         // A full LRU map evicts its oldest source; a race with another CPU loses one SYN.
         None => {
-            let _ = NETBAN_SOURCES.insert(&key, &1, 0);
+            let _ = NETBAN_SOURCES.insert(key, 1, 0);
         }
     }
 }
