@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{correlate, enforce, inputs, inventory, response, rules, sensor, telemetry, waf};
+use crate::{
+    correlate, enforce, inputs, inventory, netban, response, rules, sensor, telemetry, waf,
+};
 
 pub mod check;
 pub mod reference;
@@ -28,6 +30,7 @@ pub struct Config {
     pub waf: waf::WafConfig,
     pub response: response::ResponseConfig,
     pub correlation: correlate::CorrelationConfig,
+    pub node_ban: netban::NodeBanConfig,
     pub telemetry: telemetry::TelemetryConfig,
 }
 

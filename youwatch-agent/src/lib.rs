@@ -4,7 +4,8 @@
 //! `sensor` (kernel exec events, Falco alerts) → `inventory` (who did it) → `rules`
 //! (Falco-format rules) → `Detection`; `waf` (ModSecurity audit log) → `Detection`;
 //! `response` turns detections into Kubernetes actions, and with `correlate` ties a web
-//! attack to the runtime detection that follows it; `telemetry` reports.
+//! attack to the runtime detection that follows it; `netban` enforces the cluster's IP bans
+//! in this node's kernel; `telemetry` reports.
 
 pub mod bus;
 pub mod cgroupfs;
@@ -18,6 +19,7 @@ pub mod event;
 pub mod inputs;
 pub mod inventory;
 pub mod logging;
+pub mod netban;
 pub mod response;
 pub mod rules;
 pub mod run;

@@ -19,6 +19,7 @@ use crate::{
     enforce,
     inputs::falco::FalcoMetrics,
     inventory,
+    netban::NodeBanStage,
     response::{DryRun, ResponseStage},
     rules,
     sensor::ebpf::ExecSensor,
@@ -85,6 +86,18 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => (response, None),
     };
+    // The node ban attaches now: a wrong interface or a missing bpffs fails the start, by name.
+    let node_ban = NodeBanStage::new(
+        &config.node_ban,
+        &config.response.allowlist,
+        &config.response.retry,
+        cluster.clone(),
+        dry_run,
+    )
+    .context("starting the node ban")?;
+    if let Some(node_ban) = &node_ban {
+        node_ban.register(&mut registry);
+    }
 
     // The bus: the response stage never loses a decision; the alert writer may (counted).
     let bus_metrics = BusMetrics::default();
@@ -176,6 +189,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     if dry_run != DryRun::Off {
         tracing::info!(%dry_run, "dry-run: reporting only, nothing is changed in the cluster");
     }
+    let node_ban = node_ban.map(NodeBanStage::spawn);
     let mut inputs: Vec<StageHandle> = Vec::new();
     if let Some(waf) = waf {
         inputs.push(waf.spawn(bus.clone())?);
@@ -242,6 +256,11 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     drop(bus);
     for listener in listeners {
         listener.join().await?;
+    }
+    // Last: bans stay in force until the agent has finished everything else.
+    if let Some(node_ban) = node_ban {
+        node_ban.stop();
+        node_ban.join().await?;
     }
     Ok(ExitCode::SUCCESS)
 }

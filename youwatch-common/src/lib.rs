@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod enforce;
+pub mod netban;
 
 /// Names of the maps and globals in the eBPF object. User space looks them up by name.
 pub mod names {

@@ -6,6 +6,7 @@ mod exec;
 mod inventory;
 mod memory;
 pub mod report;
+mod netban;
 mod response;
 mod rules;
 mod soak;
@@ -34,6 +35,9 @@ pub enum Which {
     /// Shell after a web attack → pod DELETE and the incident's ban on the wire, same node
     /// and cross node (agent binaries, test API server).
     Correlate(correlate::Args),
+    /// Node ban: program cost per packet (10/10k/100k entries, TC and XDP), the receive path
+    /// with and without it, ban decided on one node → first packet dropped on another.
+    Netban(netban::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -46,5 +50,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Memory(args) => memory::run(args),
         Which::Soak(args) => soak::run(args),
         Which::Correlate(args) => correlate::run(args),
+        Which::Netban(args) => netban::run(args),
     }
 }

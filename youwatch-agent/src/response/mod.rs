@@ -7,7 +7,8 @@
 //! decides the actions; each new one (not already [`in_force`]) is written to the
 //! [`journal`] *before* the bus is told the detection was taken, so a tailed input's cursor
 //! never moves past a decision that a `kill -9` could lose; then it runs in its own task:
-//! [`pods`] deletes pods, [`ingress`] patches Ingresses. A finished action is marked done in
+//! [`pods`] deletes pods, [`ingress`] patches Ingresses, [`node_tc`] writes IPBans (each
+//! playbook's `deny_ip_backends`, [`deny`]). A finished action is marked done in
 //! the journal; what is unfinished at shutdown (after `shutdown_grace`) runs at the next
 //! start. At most `max_pending` actions are in flight: beyond, the intake waits and the
 //! back-pressure reaches the producers.
@@ -21,6 +22,7 @@ pub mod action;
 pub mod cli;
 pub mod config;
 mod correlation;
+pub mod deny;
 mod dry_run;
 pub mod events;
 mod in_force;
@@ -28,6 +30,7 @@ pub mod ingress;
 mod intake;
 pub mod journal;
 pub mod metrics;
+pub mod node_tc;
 pub mod playbook;
 pub mod pods;
 pub mod retry;
@@ -50,12 +53,14 @@ pub use dry_run::{DryRun, PlannedRequest};
 
 use self::{
     action::{Action, Decided, Evidence},
+    deny::Backends,
     events::EventSink,
     in_force::InForce,
     ingress::{IngressHandle, IngressResponder},
     intake::Intake,
     journal::Journal,
     metrics::{Outcome, ResponseMetrics},
+    node_tc::NodeTcBans,
     playbook::{Planned, Playbooks},
     pods::PodDeleter,
 };
@@ -110,6 +115,7 @@ pub struct ResponseStage {
     metrics: ResponseMetrics,
     pods: PodDeleter,
     ingress: IngressResponder,
+    node_tc: NodeTcBans,
     cluster: Option<Arc<ClusterContext>>,
     correlation: Option<Correlation>,
 }
@@ -165,6 +171,7 @@ impl ResponseStage {
             events.clone(),
             metrics.clone(),
         );
+        let node_tc = NodeTcBans::new(config, cluster.clone(), dry_run, metrics.clone());
         let ingress =
             IngressResponder::new(config, cluster.clone(), dry_run, events, metrics.clone())?;
         Ok(ResponseStage {
@@ -176,6 +183,7 @@ impl ResponseStage {
             metrics,
             pods,
             ingress,
+            node_tc,
             cluster,
             correlation: None,
         })
@@ -230,6 +238,8 @@ impl ResponseStage {
             exec: Arc::new(Executor {
                 pods: self.pods,
                 ingress,
+                node_tc: self.node_tc,
+                backends: Backends::new(&self.config),
                 journal: Mutex::new(self.journal),
                 in_force: Mutex::new(InForce::new(IN_FORCE_CAPACITY)),
                 metrics: self.metrics.clone(),
@@ -299,6 +309,9 @@ fn report_panic(result: Result<(), tokio::task::JoinError>) {
 struct Executor {
     pods: PodDeleter,
     ingress: IngressHandle,
+    node_tc: NodeTcBans,
+    /// Each playbook's deny_ip backends.
+    backends: Backends,
     journal: Mutex<Option<Journal>>,
     in_force: Mutex<InForce>,
     metrics: ResponseMetrics,
@@ -347,7 +360,11 @@ impl Executor {
         let kind = decided.action.kind();
         let finished = match &decided.action {
             Action::DeletePod(pod) => self.pods.run(&decided, pod).await,
-            Action::DenyIp(_) | Action::Quarantine(_) => self.ingress.run(&decided).await,
+            Action::DenyIp(d) => {
+                let backends = self.backends.of(&decided.playbook);
+                deny::deny(&backends, &self.ingress, &self.node_tc, &decided, d).await
+            }
+            Action::Quarantine(_) => self.ingress.run(&decided).await,
         };
         self.metrics.outcome(kind, finished.outcome);
         if finished.outcome == Outcome::Applied

@@ -38,16 +38,19 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use futures::future::join_all;
 use kube::core::Selector;
 
+pub use self::{
+    address::{AddressGuard, parse_single},
+    outcome::failed,
+    report::Reporter,
+};
 use self::{
-    address::AddressGuard,
     coalesce::{Coalescer, Done},
     edit::{Names, Op, Verdict},
     expiry::Expiry,
     ledger::{Denied, Quarantined, format_time, short_reason, whole_seconds},
-    outcome::{Tally, failed},
+    outcome::Tally,
     patch::{IngressKey, Patcher},
 };
-pub use self::{address::parse_single, report::Reporter};
 pub(crate) use self::{backends::services_of_pod, index::IngressIndex, routes::RegexCache};
 use super::{
     Finished,
@@ -461,7 +464,7 @@ impl Inner {
 }
 
 /// The reason kept in a record: the rule, and the WAF classes when known.
-fn reason(decided: &Decided) -> String {
+pub(crate) fn reason(decided: &Decided) -> String {
     match decided.evidence.fields.get("waf.classes") {
         Some(serde_json::Value::String(c)) => format!("{} ({c})", decided.evidence.rule),
         _ => decided.evidence.rule.clone(),
