@@ -27,6 +27,7 @@
 mod support;
 
 use std::{
+    io::{Read, Write},
     net::SocketAddr,
     os::unix::process::CommandExt,
     time::{Duration, SystemTime},

@@ -104,7 +104,14 @@ pub fn on_the_wire_after(
 ) -> SystemTime {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(w) = seen.lock().unwrap().get(from..).unwrap_or_default().iter().find(|w| wanted(w)) {
+        if let Some(w) = seen
+            .lock()
+            .unwrap()
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .find(|w| wanted(w))
+        {
             return w.at;
         }
         assert!(
@@ -118,7 +125,9 @@ pub fn on_the_wire_after(
 /// The first request whose line starts with `prefix` seen at or after `since`, waiting up to
 /// `timeout`.
 pub fn first_after(seen: &Seen, prefix: &str, since: SystemTime, timeout: Duration) -> SystemTime {
-    on_the_wire_after(seen, 0, timeout, |w| w.at >= since && w.line.starts_with(prefix))
+    on_the_wire_after(seen, 0, timeout, |w| {
+        w.at >= since && w.line.starts_with(prefix)
+    })
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -51,7 +51,8 @@ pub async fn evidence(shared: &Shared, services: &[Workload]) -> Result<Vec<Cand
 }
 
 async fn list(shared: &Shared, w: &Workload) -> Result<Vec<Event>, String> {
-    let api: Api<Event> = rbac::EVIDENCE_LIST.namespaced(shared.cluster.client.clone(), &w.namespace);
+    let api: Api<Event> =
+        rbac::EVIDENCE_LIST.namespaced(shared.cluster.client.clone(), &w.namespace);
     let params = ListParams::default()
         .labels(&format!(
             "{LABEL}={LABEL_VALUE},{SERVICE_LABEL}={}",

@@ -43,6 +43,7 @@ pub use self::{
     outcome::failed,
     report::Reporter,
 };
+pub(crate) use self::{backends::services_of_pod, index::IngressIndex, routes::RegexCache};
 use self::{
     coalesce::{Coalescer, Done},
     edit::{Names, Op, Verdict},
@@ -51,7 +52,6 @@ use self::{
     outcome::Tally,
     patch::{IngressKey, Patcher},
 };
-pub(crate) use self::{backends::services_of_pod, index::IngressIndex, routes::RegexCache};
 use super::{
     Finished,
     action::{Action, Decided, DenyIp, Quarantine, QuarantineTarget},
