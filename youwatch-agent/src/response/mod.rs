@@ -32,6 +32,7 @@ pub mod journal;
 pub mod metrics;
 pub mod node_tc;
 pub mod playbook;
+mod pod_reads;
 pub mod pods;
 pub mod retry;
 
@@ -231,6 +232,7 @@ impl ResponseStage {
             self.correlation,
             self.cluster,
             ingress.index(),
+            self.pods.reads.clone(),
             &self.config.retry,
             self.dry_run,
         );
