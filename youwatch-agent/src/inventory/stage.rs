@@ -2,9 +2,10 @@
 //! (`ExecEvent`) and the rules (`EnrichedExec`).
 //!
 //! It reacts to four inputs: pod updates (cluster mode), new cgroup directories (inotify), a
-//! periodic tick (pending pods, vanished cgroups, node-local rescans) and exec events. Pod
-//! updates keep the kernel's watched set in step with the guarded pods; exec events are
-//! enriched from that state.
+//! periodic tick (pending pods, vanished cgroups, node-local rescans) and exec events. The
+//! mode (cluster or node-local) turns the first three into what to watch, which the
+//! watch-set keeper writes to the kernel; the enricher names who did each exec from what the
+//! keeper and the mode know.
 
 use std::{
     path::{Path, PathBuf},
