@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use super::{appear::CgroupAppear, keeper::WatchKeeper, pod::PodRecord, source::PodUpdate};
-use crate::inventory::stage::CgroupWatch;
+use super::{
+    appear::CgroupAppear, keeper::WatchKeeper, pod::PodRecord, source::PodUpdate,
+    stage::CgroupWatch,
+};
 
 mod cluster;
 mod node_local;
