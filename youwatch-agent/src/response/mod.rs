@@ -19,7 +19,6 @@
 //! takes the bans its playbooks call for like any other action.
 
 pub mod action;
-pub mod cli;
 pub mod config;
 mod correlation;
 pub mod deny;
