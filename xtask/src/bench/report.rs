@@ -60,6 +60,16 @@ fn sections() -> Vec<Section> {
             which: || Which::Inventory(defaults()),
         },
         Section {
+            title: "Correlation: a shell after a web attack → pod DELETE and the attacker's ban, same node and cross node",
+            command: "cargo xtask bench correlate",
+            which: || Which::Correlate(defaults()),
+        },
+        Section {
+            title: "Node ban: program cost per packet, receive path, decision → first drop on another node",
+            command: "cargo xtask bench netban",
+            which: || Which::Netban(defaults()),
+        },
+        Section {
             title: "Memory: the agent's RSS",
             command: "cargo xtask bench memory",
             which: || Which::Memory(defaults()),
