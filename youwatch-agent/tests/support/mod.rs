@@ -6,6 +6,7 @@ pub mod apiserver;
 pub mod bus;
 pub mod cgroup_tree;
 pub mod exec_events;
+pub mod exec_load;
 pub mod inventory_stage;
 pub mod manifests;
 pub mod nginx_waf;

@@ -5,7 +5,14 @@
 //! cgroup. Prints medians and two attached/detached ratios: of the medians, and the median of
 //! per-round ratios (each attached run against the detached run next to it in time, which
 //! cancels slow drifts in machine load). Then the kernel-timestamp → user-space-receipt
-//! latency of every event seen during the "inside" runs.
+//! latency of every event seen during the "inside" runs. Then steady rates (`steady.rs`): the
+//! agent's CPU per watched exec, delivery latency and losses at 100, 1,000 and 10,000 execs/s.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod steady;
+mod threads;
 
 use std::{
     path::{Path, PathBuf},
@@ -24,6 +31,9 @@ use youwatch_agent::{
 struct Opts {
     execs: u32,
     rounds: u32,
+    steady: steady::Opts,
+    /// Only the steady rates (no attached/detached overhead rounds).
+    steady_only: bool,
 }
 
 fn opts() -> Opts {
@@ -34,29 +44,50 @@ fn opts() -> Opts {
         Opts {
             execs: 5000,
             rounds: 11,
+            steady: steady::Opts {
+                rates: vec![100, 1000, 10_000],
+                seconds: 5.0,
+                servers: 4,
+            },
+            steady_only: false,
         }
     } else {
         Opts {
             execs: 50,
             rounds: 1,
+            steady: steady::Opts {
+                rates: vec![200],
+                seconds: 0.5,
+                servers: 2,
+            },
+            steady_only: false,
         }
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .expect("a number after the flag")
-        };
+        let mut value = || args.next().expect("a value after the flag");
         match arg.as_str() {
-            "--execs" => opts.execs = value(),
-            "--rounds" => opts.rounds = value(),
+            "--execs" => opts.execs = number(&value()),
+            "--rounds" => opts.rounds = number(&value()),
+            "--rates" => opts.steady.rates = value().split(',').map(number).collect(),
+            "--seconds" => opts.steady.seconds = number(&value()),
+            "--servers" => opts.steady.servers = number(&value()),
+            "--steady-only" => opts.steady_only = true,
             "--bench" => {}
-            other if benching => panic!("unknown argument {other}; use --execs N --rounds N"),
+            other if benching => panic!(
+                "unknown argument {other}; use --execs N --rounds N --rates N,N,.. --seconds S \
+                 --servers N --steady-only"
+            ),
             _ => {}
         }
     }
     opts
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> T {
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not a number"))
 }
 
 /// A cgroup created for the bench and removed at the end.
@@ -138,37 +169,6 @@ struct AttachedRun {
     consumer_cpu: Duration,
 }
 
-/// On-CPU time of a thread of this process, from the scheduler (ns precision, unlike rusage).
-fn thread_cpu(tid: &str) -> Duration {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map_or(Duration::ZERO, Duration::from_nanos)
-}
-
-/// The reader thread's id, found by its name. The thread names itself once it runs, a moment
-/// after `events()` returns: wait for the name rather than race it.
-fn reader_tid() -> Option<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(tid) = find_thread("yw-exec-reader") {
-            return Some(tid);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn find_thread(name: &str) -> Option<String> {
-    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
-        let task = task.ok()?;
-        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-        (comm.trim() == name).then(|| task.file_name().to_string_lossy().into_owned())
-    })
-}
-
 /// Loads the sensor, watches `watched_id`, runs the exec loop in `cgroup`, detaches.
 fn attached_run(cgroup: &Path, watched_id: u64, execs: u32) -> AttachedRun {
     let config = SensorConfig::default();
@@ -185,14 +185,12 @@ fn attached_run(cgroup: &Path, watched_id: u64, execs: u32) -> AttachedRun {
         while let Some(ev) = rx.blocking_recv() {
             lat.push(boottime_ns().saturating_sub(ev.ktime_ns));
         }
-        // SAFETY: gettid cannot fail.
-        let tid = unsafe { libc::gettid() };
-        (lat, thread_cpu(&tid.to_string()))
+        (lat, threads::cpu(&[threads::current()]).cpu)
     });
-    let reader = reader_tid().expect("the reader thread names itself within 10 s");
-    let reader_before = thread_cpu(&reader);
+    let reader = threads::reader();
+    let reader_before = threads::cpu(&reader).cpu;
     let sample = exec_loop(cgroup, execs);
-    let reader_cpu = thread_cpu(&reader).saturating_sub(reader_before);
+    let reader_cpu = threads::cpu(&reader).cpu.saturating_sub(reader_before);
     let lost = sensor.counters().unwrap().ringbuf_full;
     let program = sensor.program_stats().unwrap_or_default();
     sensor.detach(); // the reader drains the ring, then closes the channel
@@ -230,6 +228,14 @@ fn main() {
         unsafe { libc::geteuid() } == 0,
         "the exec bench loads eBPF programs: run it as root"
     );
+    if !opts.steady_only {
+        overhead(&opts);
+    }
+    steady::run(&opts.steady);
+}
+
+/// Attached vs detached, inside vs outside the watched cgroup; the program's own cost.
+fn overhead(opts: &Opts) {
     let mount = cgroupfs::unified_mount().expect("cgroup v2 mounted");
     let top = Cgroup::new(&mount, &format!("youwatch-bench-{}", std::process::id()));
     let watched = Cgroup::new(&top.0, "watched");
