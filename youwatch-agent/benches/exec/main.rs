@@ -11,6 +11,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod attached;
 mod steady;
 mod threads;
 
@@ -20,13 +21,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use youwatch_agent::{
-    cgroupfs,
-    sensor::{
-        SensorConfig,
-        ebpf::{ExecSensor, ProgramStats, boottime_ns},
-    },
-};
+use attached::{AgentCpu, Attached};
+use youwatch_agent::{cgroupfs, sensor::ebpf::ProgramStats};
 
 struct Opts {
     execs: u32,
@@ -164,44 +160,25 @@ struct AttachedRun {
     latencies_ns: Vec<u64>,
     lost: u64,
     program: ProgramStats,
-    /// CPU time of the reader thread, and of the consumer behind it, during the run.
-    reader_cpu: Duration,
-    consumer_cpu: Duration,
+    /// CPU time of the reader and the consumer behind it during the run.
+    cpu: AgentCpu,
 }
 
 /// Loads the sensor, watches `watched_id`, runs the exec loop in `cgroup`, detaches.
 fn attached_run(cgroup: &Path, watched_id: u64, execs: u32) -> AttachedRun {
-    let config = SensorConfig::default();
-    let mut sensor = ExecSensor::load(&config).expect("loading the sensor");
-    sensor.watch_set().watch(watched_id).unwrap();
-    let mut rx = sensor.events(4096).unwrap();
-    // The first stage after the reader, at the reader's priority: it stamps receipt, so the
-    // figure includes the hand-off through the channel.
-    let nice = config.reader_nice;
-    let consumer = std::thread::spawn(move || {
-        // SAFETY: plain syscall on this thread.
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-        let mut lat = Vec::new();
-        while let Some(ev) = rx.blocking_recv() {
-            lat.push(boottime_ns().saturating_sub(ev.ktime_ns));
-        }
-        (lat, threads::cpu(&[threads::current()]).cpu)
-    });
-    let reader = threads::reader();
-    let reader_before = threads::cpu(&reader).cpu;
+    let attached = Attached::start(watched_id, execs as usize);
+    let before = attached.cpu();
     let sample = exec_loop(cgroup, execs);
-    let reader_cpu = threads::cpu(&reader).cpu.saturating_sub(reader_before);
-    let lost = sensor.counters().unwrap().ringbuf_full;
-    let program = sensor.program_stats().unwrap_or_default();
-    sensor.detach(); // the reader drains the ring, then closes the channel
-    let (latencies_ns, consumer_cpu) = consumer.join().expect("consumer thread");
+    let cpu = attached.cpu().since(before);
+    let lost = attached.lost();
+    let program = attached.program_stats();
+    let received = attached.finish();
     AttachedRun {
         sample,
-        latencies_ns,
+        latencies_ns: received.iter().map(|r| r.latency_ns).collect(),
         lost,
         program,
-        reader_cpu,
-        consumer_cpu,
+        cpu,
     }
 }
 
@@ -357,11 +334,11 @@ fn program_cost(
         let per_exec = |d: Duration| d.as_nanos() as f64 / f64::from(execs);
         println!(
             "cost per exec {label:<27} program {per_run_ns:>6.0} ns ({:.3}% of a detached exec, {} runs); \
-             user space: reader {:>6.0} ns + consumer {:>6.0} ns",
+             user space: reader thread {:>6.0} ns + runtime {:>6.0} ns",
             100.0 * per_run_ns / exec_ns,
             run.program.runs,
-            per_exec(run.reader_cpu),
-            per_exec(run.consumer_cpu),
+            per_exec(run.cpu.reader.cpu),
+            per_exec(run.cpu.runtime.cpu),
         );
     }
 }

@@ -2,34 +2,24 @@
 //! to reach the first stage behind the sensor, and what the kernel could not store.
 //!
 //! Exec servers in a watched cgroup exec at a fixed rate (paced from a thread against absolute
-//! deadlines). The sensor's events go, as in the agent, from the reader thread through the
-//! bounded channel to a task on a two-worker tokio runtime, which stamps receipt.
+//! deadlines), with the sensor attached as the agent runs it (`attached.rs`).
 //!
-//! Counted as the agent's CPU: the reader thread and the runtime's worker threads (scheduler
-//! accounting, `/proc/self/task/<tid>/schedstat`: user and kernel time, wake-ups included),
-//! divided by the execs delivered. Not counted: the pacer and this bench's main thread. The
-//! exec'ing side is reported apart: the servers' own CPU per exec (every exec's kernel work,
-//! the exec program and any ring-buffer wake-up it pays for), with the sensor detached and
-//! attached.
+//! Counted as the agent's CPU: the reader (its own thread, in sensors that have one) and the
+//! runtime's worker threads (scheduler accounting, `/proc/self/task/<tid>/schedstat`: user
+//! and kernel time, wake-ups included), divided by the execs delivered. Not counted: the
+//! pacer and this bench's main thread. The exec'ing side is reported apart: the servers' own
+//! CPU per exec (every exec's kernel work, the exec program and any ring-buffer wake-up it
+//! pays for), with the sensor detached and attached.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use crate::{
+    attached::Attached,
     support::{
         cgroup_tree::CgroupTree,
         exec_load::{self, ExecServers, Paced},
     },
-    threads::{self, ThreadsCpu, wait_for},
-};
-use youwatch_agent::sensor::{
-    SensorConfig,
-    ebpf::{ExecSensor, boottime_ns},
+    threads::wait_for,
 };
 
 pub struct Opts {
@@ -39,7 +29,7 @@ pub struct Opts {
 }
 
 /// Nice value of the exec servers and the pacer: high enough that the asked rate is reached
-/// on a shared machine; the reader keeps its configured priority.
+/// on a shared machine.
 const LOAD_NICE: i32 = -5;
 /// The pacer wakes at most this often (and then asks for every exec due).
 const PACER_TICK: Duration = Duration::from_micros(250);
@@ -54,8 +44,9 @@ pub fn run(opts: &Opts) {
         opts.seconds
     );
     println!(
-        "agent CPU = reader thread + runtime workers (the channel's consumer), per delivered exec; \
-         latency = kernel stamp → received by the consumer task"
+        "agent CPU = reader thread (if any) + runtime workers (the reader task, if it is one, and \
+         the channel's consumer), per delivered exec; runs = times scheduled in; latency = kernel \
+         stamp → received by the consumer task"
     );
     println!(
         "{:>7} {:>9} {:>8} {:>5} | {:>14} {:>8} {:>8} | {:>13} {:>13} | {:>9} {:>9} {:>9} | exec'ing CPU/exec detached → attached",
@@ -88,11 +79,11 @@ pub fn run(opts: &Opts) {
             run.achieved,
             run.latencies_ns.len(),
             run.lost,
-            per_exec(run.reader.cpu + run.runtime.cpu),
-            per_exec(run.reader.cpu),
-            per_exec(run.runtime.cpu),
-            run.reader.runs as f64 / n,
-            run.runtime.runs as f64 / n,
+            per_exec(run.cpu.total()),
+            per_exec(run.cpu.reader.cpu),
+            per_exec(run.cpu.runtime.cpu),
+            run.cpu.reader.runs as f64 / n,
+            run.cpu.runtime.runs as f64 / n,
             pct(0.50),
             pct(0.99),
             lat.last().map_or(f64::NAN, |&ns| ns as f64 / 1e3),
@@ -126,87 +117,47 @@ struct AttachedRun {
     achieved: f64,
     latencies_ns: Vec<u64>,
     lost: u64,
-    reader: ThreadsCpu,
-    runtime: ThreadsCpu,
+    cpu: crate::attached::AgentCpu,
     execing_per_exec: Duration,
 }
 
-/// What the consumer task saw.
-#[derive(Default)]
-struct Received {
-    /// (kernel stamp, latency) of every event, in arrival order.
-    events: Vec<(u64, u64)>,
-}
-
 fn attached_run(tree: &CgroupTree, rate: u32, opts: &Opts) -> AttachedRun {
-    const RUNTIME_THREAD: &str = "yw-bench-rt";
-    let config = SensorConfig::default();
-    let mut sensor = ExecSensor::load(&config).expect("loading the sensor");
-    sensor.watch_set().watch(tree.id("pod")).unwrap();
-    let mut rx = sensor.events(config.channel_capacity).unwrap();
-    // As the agent's: two workers; the consumer is a task, as the inventory stage is.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(RUNTIME_THREAD)
-        .enable_all()
-        .build()
-        .unwrap();
-    let count = Arc::new(AtomicU64::new(0));
-    let seen = count.clone();
     let expected = (f64::from(rate) * opts.seconds).round() as usize + opts.servers;
-    let consumer = runtime.spawn(async move {
-        let mut received = Received {
-            events: Vec::with_capacity(expected + 1024),
-        };
-        while let Some(ev) = rx.recv().await {
-            let latency = boottime_ns().saturating_sub(ev.ktime_ns);
-            received.events.push((ev.ktime_ns, latency));
-            seen.fetch_add(1, Ordering::Relaxed);
-        }
-        received
-    });
-    let reader = threads::reader();
-    let workers = threads::named(RUNTIME_THREAD);
-
+    let attached = Attached::start(tree.id("pod"), expected);
     let servers = ExecServers::start(tree, "pod", opts.servers, LOAD_NICE);
-    wait_for(|| (count.load(Ordering::Relaxed) >= opts.servers as u64).then_some(()))
+    wait_for(|| (attached.received() >= opts.servers as u64).then_some(()))
         .expect("the exec servers' own execs arrive");
-    let warm = count.load(Ordering::Relaxed) as usize;
-    let lost_before = sensor.counters().unwrap().ringbuf_full;
-    let (reader_before, runtime_before) = (threads::cpu(&reader), threads::cpu(&workers));
+    let warm = attached.received() as usize;
+    let lost_before = attached.lost();
+    let before = attached.cpu();
 
     let (servers, paced) = paced(servers, rate, opts);
     // Every paced exec is either received or counted lost.
     let settled = wait_for(|| {
-        let lost = sensor.counters().ok()?.ringbuf_full - lost_before;
-        (count.load(Ordering::Relaxed) + lost >= (warm as u64) + paced.execs).then_some(())
+        let lost = attached.lost() - lost_before;
+        (attached.received() + lost >= warm as u64 + paced.execs).then_some(())
     });
-    let (reader_cpu, runtime_cpu) = (
-        threads::cpu(&reader) - reader_before,
-        threads::cpu(&workers) - runtime_before,
-    );
-    let lost = sensor.counters().unwrap().ringbuf_full - lost_before;
+    let cpu = attached.cpu().since(before);
+    let lost = attached.lost() - lost_before;
     if settled.is_none() {
         eprintln!(
             "rate {rate}: only {} of {} execs arrived within 10 s of the end",
-            count.load(Ordering::Relaxed) as usize - warm,
+            attached.received() as usize - warm,
             paced.execs
         );
     }
     let execing = servers.finish() / (paced.execs as u32 + opts.servers as u32);
-    sensor.detach();
-    let received = runtime.block_on(consumer).expect("consumer task");
-    let paced_events = &received.events[warm.min(received.events.len())..];
+    let received = attached.finish();
+    let paced_events = &received[warm.min(received.len())..];
     let span_ns = match (paced_events.first(), paced_events.last()) {
-        (Some(first), Some(last)) => last.0.saturating_sub(first.0),
+        (Some(first), Some(last)) => last.ktime_ns.saturating_sub(first.ktime_ns),
         _ => 0,
     };
     AttachedRun {
         achieved: (paced_events.len().saturating_sub(1)) as f64 / (span_ns.max(1) as f64 / 1e9),
-        latencies_ns: paced_events.iter().map(|&(_, lat)| lat).collect(),
+        latencies_ns: paced_events.iter().map(|r| r.latency_ns).collect(),
         lost,
-        reader: reader_cpu,
-        runtime: runtime_cpu,
+        cpu,
         execing_per_exec: execing,
     }
 }

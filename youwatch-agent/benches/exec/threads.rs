@@ -51,19 +51,6 @@ pub fn named(name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The sensor's reader thread. It names itself once it runs, a moment after `events()`
-/// returns: wait for the name rather than race it.
-pub fn reader() -> Vec<String> {
-    wait_for(|| Some(named("yw-exec-reader")).filter(|t| !t.is_empty()))
-        .expect("the reader thread names itself within 10 s")
-}
-
-/// The calling thread's id, as `/proc/self/task` names it.
-pub fn current() -> String {
-    // SAFETY: gettid cannot fail.
-    unsafe { libc::gettid() }.to_string()
-}
-
 /// Polls `ready` every 5 ms for up to 10 s.
 pub fn wait_for<T>(mut ready: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(10);

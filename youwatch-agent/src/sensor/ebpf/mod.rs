@@ -4,7 +4,9 @@
 
 mod counters;
 mod decode;
+mod drain_timer;
 mod offsets;
+mod pacing;
 mod reader;
 mod watch;
 
@@ -22,7 +24,8 @@ use youwatch_common::{KernelOffsets, names};
 pub use counters::{SensorCounters, SensorMetrics};
 pub use decode::{BootClock, boottime_ns, decode};
 pub use offsets::{OffsetsError, VMLINUX_BTF, from_btf_file as offsets_from_btf};
-pub use reader::{StopReader, WakeFlag, spawn_reader};
+pub use pacing::Pacing;
+pub use reader::{StopReader, WakeFlag, set_thread_nice, spawn_reader};
 pub use watch::WatchSet;
 
 use super::SensorConfig;
@@ -88,7 +91,7 @@ pub struct ExecSensor {
     /// The ring and its wake-up flag, until the reader takes them.
     ring: Option<(RingBuf<MapData>, WakeFlag)>,
     reader: Option<StopReader>,
-    reader_nice: i32,
+    pacing: Pacing,
     latency: Histogram,
 }
 
@@ -156,7 +159,7 @@ impl ExecSensor {
             counters,
             ring: Some((ring, WakeFlag::new(wake_flag))),
             reader: None,
-            reader_nice: config.reader_nice,
+            pacing: config.pacing(),
             latency: counters::latency_histogram(),
         })
     }
@@ -166,15 +169,15 @@ impl ExecSensor {
         self.watched.clone()
     }
 
-    /// Starts the ring-buffer reader thread; events arrive on the returned bounded channel.
-    /// Only once per sensor.
+    /// Starts the ring-buffer reader, a task on the current tokio runtime (call it from within
+    /// one); events arrive on the returned bounded channel. Only once per sensor.
     pub fn events(
         &mut self,
         capacity: usize,
     ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
         let (ring, wake_flag) = self.ring.take().ok_or(SensorError::ReaderTaken)?;
         let latency = self.latency.clone();
-        let (rx, reader) = spawn_reader(ring, wake_flag, capacity, self.reader_nice, latency)
+        let (rx, reader) = spawn_reader(ring, wake_flag, capacity, self.pacing, latency)
             .map_err(|e| SensorError::Map {
                 name: names::EVENTS_MAP,
                 message: e.to_string(),
