@@ -40,10 +40,18 @@ pub fn check_toolchain() -> Result<(), String> {
     Ok(())
 }
 
+/// The objects `youwatch-ebpf` builds.
+pub struct Objects {
+    /// The exec sensor (`youwatch-ebpf`).
+    pub exec: PathBuf,
+    /// The node ban's TC/XDP programs (`youwatch-netban`).
+    pub netban: PathBuf,
+}
+
 /// `cargo build --release` in youwatch-ebpf (its own toolchain file and target config), in
 /// `<root>/target/ebpf`: an outer cargo holds the lock on the workspace target dir. Returns the
-/// object's path.
-pub fn build(root: &Path) -> Result<PathBuf, String> {
+/// objects' paths.
+pub fn build(root: &Path) -> Result<Objects, String> {
     let target_dir = root.join("target").join("ebpf");
     let mut cmd = Command::new("rustup");
     cmd.args([
@@ -85,7 +93,11 @@ pub fn build(root: &Path) -> Result<PathBuf, String> {
                 LLVM 22 and bpf-linker, then builds the kernel programs";
     match cmd.status() {
         Ok(status) if status.success() => {
-            Ok(target_dir.join("bpfel-unknown-none/release/youwatch-ebpf"))
+            let dir = target_dir.join("bpfel-unknown-none/release");
+            Ok(Objects {
+                exec: dir.join("youwatch-ebpf"),
+                netban: dir.join("youwatch-netban"),
+            })
         }
         Ok(status) => Err(format!(
             "building youwatch-ebpf failed ({status}); if a toolchain piece is missing, {hint}"

@@ -84,6 +84,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     prereq::test_packages()?;
     util::require_root("the test suite loads eBPF programs and creates cgroups")?;
     let mut cmd = util::cargo();
+    if util::in_ci() {
+        // A clean clone builds once: incremental state would only cost disk (GBs).
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(args);
     util::run_checked(&mut cmd)?;

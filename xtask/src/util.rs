@@ -105,9 +105,15 @@ unsafe extern "C" {
 
 /// Builds youwatch-ebpf exactly as youwatch-agent's build.rs does (same code).
 pub fn build_ebpf() -> anyhow::Result<()> {
-    let object = ebpf_build::check_toolchain()
+    let objects = ebpf_build::check_toolchain()
         .and_then(|()| ebpf_build::build(&workspace_root()))
         .map_err(anyhow::Error::msg)?;
-    println!("built {}", object.display());
+    println!("built {}", objects.exec.display());
+    println!("built {}", objects.netban.display());
     Ok(())
+}
+
+/// Whether this runs under CI (`CI=true`, as `.ci/run` sets it).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }

@@ -28,10 +28,9 @@ mod support;
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::SocketAddr,
     os::unix::process::CommandExt,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use serde_json::{Value, json};
@@ -39,6 +38,7 @@ use support::{
     agent::{Agent, acting_command},
     apiserver::{self, ApiServer},
     cgroup_tree::CgroupTree,
+    wire::{Seen, Wire, alert_time, kubeconfig, on_the_wire_after, percentile, tap},
 };
 
 const NODE: &str = "bench-node";
@@ -66,74 +66,6 @@ fn iterations_arg() -> (usize, bool) {
     (n, benching)
 }
 
-/// A request seen on the wire: when, its request line, its User-Agent.
-struct Wire {
-    at: SystemTime,
-    line: String,
-    agent: String,
-}
-
-/// Requests seen on the wire, oldest first.
-type Seen = Arc<Mutex<Vec<Wire>>>;
-
-/// A TCP tap in front of the API server: forwards both ways and notes each request line
-/// the client sends.
-fn tap(upstream: SocketAddr) -> (SocketAddr, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen: Seen = Arc::default();
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().map_while(Result::ok) {
-            let server = TcpStream::connect(upstream).unwrap();
-            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            client.set_nodelay(true).unwrap();
-            server.set_nodelay(true).unwrap();
-            let log = log.clone();
-            std::thread::spawn(move || pump(client, server, Some(log)));
-            std::thread::spawn(move || pump(s2, c2, None));
-        }
-    });
-    (addr, seen)
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream, log: Option<Seen>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if let Some(log) = &log {
-            let now = SystemTime::now();
-            let text = String::from_utf8_lossy(&buf[..n]);
-            for method in ["DELETE ", "PATCH ", "POST ", "PUT "] {
-                for (i, _) in text.match_indices(method) {
-                    let head = &text[i..text[i..].find("\r\n\r\n").map_or(text.len(), |e| i + e)];
-                    let line = head.lines().next().unwrap_or("").to_owned();
-                    let agent = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("user-agent")
-                                .then(|| v.trim().to_owned())
-                        })
-                        .unwrap_or_default();
-                    log.lock().unwrap().push(Wire {
-                        at: now,
-                        line,
-                        agent,
-                    });
-                }
-            }
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-}
-
 fn pod(name: &str, uid: &str, ctr_id: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -149,22 +81,12 @@ fn pod(name: &str, uid: &str, ctr_id: &str) -> Value {
 }
 
 /// The first request on the wire (after `from`) for which `wanted` holds; waits up to 20 s.
-fn on_the_wire_after(seen: &Seen, from: usize, wanted: impl Fn(&Wire) -> bool) -> SystemTime {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(w) = seen.lock().unwrap()[from..].iter().find(|w| wanted(w)) {
-            return w.at;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the awaited request never crossed the tap"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    }
+fn on_the_wire_from(seen: &Seen, from: usize, wanted: impl Fn(&Wire) -> bool) -> SystemTime {
+    on_the_wire_after(seen, from, Duration::from_secs(20), wanted)
 }
 
 fn on_the_wire(seen: &Seen, wanted: impl Fn(&Wire) -> bool) -> SystemTime {
-    on_the_wire_after(seen, 0, wanted)
+    on_the_wire_from(seen, 0, wanted)
 }
 
 /// The pipeline YouWatch replaces, as the lab ran it: Falco's alert lines followed with
@@ -231,16 +153,6 @@ fn summary(name: &str, latencies: &mut [Duration], target: &str) {
     );
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// The alert's `time` (RFC 3339 with nanoseconds) as a `SystemTime`.
-fn alert_time(alert: &Value) -> SystemTime {
-    let ts: jiff::Timestamp = alert["time"].as_str().unwrap().parse().unwrap();
-    UNIX_EPOCH + Duration::from_nanos(ts.as_nanosecond() as u64)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (execs, benching) = iterations_arg();
@@ -260,14 +172,7 @@ async fn main() {
     let tree = CgroupTree::new("bench-response");
     tree.mkdir("kubepods.slice/kubepods-besteffort.slice");
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"http://{tapped}\"}}}}]\nusers: [{{name: t, user: {{}}}}]\ncontexts: [{{name: t, context: {{cluster: t, user: t}}}}]\ncurrent-context: t\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig(dir.path(), tapped);
     server.create(
         "networking.k8s.io/ingresses",
         NS,
@@ -341,7 +246,7 @@ async fn main() {
         let before = seen.lock().unwrap().len();
         let appended = SystemTime::now();
         log.write_all(&line).unwrap();
-        let wire = on_the_wire_after(&seen, before, |w| {
+        let wire = on_the_wire_from(&seen, before, |w| {
             w.line.starts_with("PATCH ") && w.line.contains("/ingresses/web")
         });
         patches.push(wire.duration_since(appended).unwrap_or_default());

@@ -87,6 +87,13 @@ pub struct RunArgs {
     /// inventory selects. Repeatable. Example: /sys/fs/cgroup/unified/system.slice/docker-<id>.scope
     #[arg(long, value_name = "PATH")]
     pub watch_cgroup: Vec<PathBuf>,
+    /// Stop forbidden execs (enforce.forbidden: shells by default) in the kernel, before they
+    /// run an instruction: in every --watch-cgroup subtree and in the guarded pods that opt in
+    /// (label youwatch.dev/enforce: "true"). Sets enforce.mode to enforce; with --dry-run,
+    /// to monitor (report what would have been stopped). Example on a dev VM:
+    /// youwatch-agent --enforce --watch-cgroup /sys/fs/cgroup/unified/demo
+    #[arg(long)]
+    pub enforce: bool,
 }
 
 #[derive(Debug, Subcommand)]

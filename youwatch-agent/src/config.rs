@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{inputs, inventory, response, rules, sensor, telemetry, waf};
+use crate::{
+    correlate, enforce, inputs, inventory, netban, response, rules, sensor, telemetry, waf,
+};
 
 pub mod check;
 pub mod reference;
@@ -21,11 +23,14 @@ pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
 pub struct Config {
     pub agent: AgentConfig,
     pub sensor: sensor::SensorConfig,
+    pub enforce: enforce::EnforceConfig,
     pub inventory: inventory::InventoryConfig,
     pub rules: rules::RulesConfig,
     pub falco: inputs::falco::FalcoConfig,
     pub waf: waf::WafConfig,
     pub response: response::ResponseConfig,
+    pub correlation: correlate::CorrelationConfig,
+    pub node_ban: netban::NodeBanConfig,
     pub telemetry: telemetry::TelemetryConfig,
 }
 

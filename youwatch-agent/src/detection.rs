@@ -11,8 +11,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-/// Falco's priorities, most severe first (the order Falco compares them in).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Falco's priorities, most severe first (the order Falco compares them in). Read from config
+/// and alerts as [`FromStr`] reads it: any case, with Falco's aliases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Priority {
     Emergency,
     Alert,
@@ -82,6 +83,13 @@ impl FromStr for Priority {
     }
 }
 
+impl<'de> Deserialize<'de> for Priority {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Which stage produced a detection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,7 +141,7 @@ pub enum Subject {
 }
 
 /// One detection, in a shape close to a Falco alert so it can be emitted as one.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Detection {
     pub time: SystemTime,
     pub origin: Origin,

@@ -56,6 +56,71 @@ pub struct ExecEvent {
     pub env_truncated: bool,
     /// Where the executable lives; `None` when the kernel could not tell.
     pub exe_origin: Option<ExeOrigin>,
+    /// What in-kernel enforcement did with this exec; `None` when it was not forbidden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
+}
+
+/// A forbidden exec in an enforced cgroup, as the kernel answered it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enforcement {
+    pub outcome: EnforceOutcome,
+    /// The forbidden name that matched (`sh`, `bash`...).
+    pub matched: String,
+    /// Which of the exec's names it was.
+    pub by: MatchedBy,
+}
+
+/// What happened to a forbidden exec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforceOutcome {
+    /// SIGKILL at `sched_process_exec`: the new program never ran an instruction.
+    Killed,
+    /// The BPF LSM denied it (`bprm_check_security`): the exec failed with EPERM.
+    Denied,
+    /// Monitor mode: it runs, and would have been stopped.
+    WouldStop,
+    /// It should have been killed, but sending the signal failed: it runs.
+    SignalFailed,
+}
+
+impl EnforceOutcome {
+    /// True when the exec did not run.
+    pub fn stopped(self) -> bool {
+        matches!(self, EnforceOutcome::Killed | EnforceOutcome::Denied)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnforceOutcome::Killed => "killed",
+            EnforceOutcome::Denied => "denied",
+            EnforceOutcome::WouldStop => "would_stop",
+            EnforceOutcome::SignalFailed => "signal_failed",
+        }
+    }
+}
+
+/// Which name of the exec matched a forbidden one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    /// The executed file's own name (a symlink's target, a script's interpreter file).
+    File,
+    /// The last component of the exec'd path.
+    Path,
+    /// The last component of the `#!` interpreter's path.
+    Interpreter,
+}
+
+impl MatchedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedBy::File => "file",
+            MatchedBy::Path => "path",
+            MatchedBy::Interpreter => "interpreter",
+        }
+    }
 }
 
 impl Default for ExecEvent {
@@ -86,6 +151,7 @@ impl Default for ExecEvent {
             env: Environ::default(),
             env_truncated: false,
             exe_origin: None,
+            enforcement: None,
         }
     }
 }

@@ -15,8 +15,11 @@ use crate::{
     cli::RunArgs,
     cluster,
     config::Config,
+    correlate::Correlation,
+    enforce,
     inputs::falco::FalcoMetrics,
     inventory,
+    netban::NodeBanStage,
     response::{DryRun, ResponseStage},
     rules,
     sensor::ebpf::ExecSensor,
@@ -58,6 +61,11 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         .collect::<Result<_, _>>()?;
 
     // Build: every configuration error surfaces here, before the kernel is touched.
+    config.enforce.validate().map_err(anyhow::Error::msg)?;
+    let enforce_mode = config.enforce.mode.effective(
+        args.enforce,
+        dry_run != DryRun::Off || config.response.dry_run,
+    );
     let hostname = config.node_name();
     let mut registry = Registry::default();
     let rules_metrics = rules::RulesMetrics::default();
@@ -77,6 +85,26 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         &config.agent.state_dir,
     )?;
     response.register(&mut registry);
+    // Web requests before a runtime detection: the WAF offers, the response correlates.
+    let (response, suspicions) = match Correlation::new(&config.correlation, &config.waf.scoring)? {
+        Some((correlation, sink)) => {
+            correlation.register(&mut registry);
+            (response.with_correlation(correlation), Some(sink))
+        }
+        None => (response, None),
+    };
+    // The node ban attaches now: a wrong interface or a missing bpffs fails the start, by name.
+    let node_ban = NodeBanStage::new(
+        &config.node_ban,
+        &config.response.allowlist,
+        &config.response.retry,
+        cluster.clone(),
+        dry_run,
+    )
+    .context("starting the node ban")?;
+    if let Some(node_ban) = &node_ban {
+        node_ban.register(&mut registry);
+    }
 
     // The bus: the response stage never loses a decision; the alert writer may (counted).
     let bus_metrics = BusMetrics::default();
@@ -103,12 +131,30 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(input) = &falco_file {
         input.register(&mut registry);
     }
-    let waf = crate::waf::WafStage::new(&config.waf, &config.agent.state_dir)?;
+    let waf = crate::waf::WafStage::new(&config.waf, &config.agent.state_dir)?.map(|waf| {
+        match (&suspicions, &cluster) {
+            (Some(sink), Some(_)) => waf.with_suspicions(sink.clone()),
+            _ => waf,
+        }
+    });
     if let Some(waf) = &waf {
         waf.register(&mut registry);
     }
     let mut sensor = ExecSensor::load(&config.sensor).context("starting the eBPF exec sensor")?;
     sensor.metrics().register(&mut registry);
+    let mut enforcement =
+        enforce::arm(&config.enforce, enforce_mode, &mut sensor, hostname.clone())
+            .context("arming in-kernel enforcement")?;
+    enforcement.metrics.register(&mut registry);
+    let enforced = (enforce_mode != enforce::EnforceMode::Off)
+        .then(|| {
+            let own_pod = cluster
+                .as_deref()
+                .and_then(|c| Some((c.own_namespace.clone()?, c.own_pod.clone()?)));
+            inventory::EnforceSelection::new(&config.enforce, args.enforce, own_pod)
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("enforce.pod_selector: {e}"))?;
     let inventory_metrics = inventory::InventoryMetrics::default();
     inventory_metrics.register(&mut registry);
 
@@ -121,6 +167,8 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         _ => Ok(()),
     });
     readiness.probe("bus", bus.flowing_probe());
+    let status = enforcement.status.clone();
+    readiness.detail("enforce", move || status.describe());
 
     // Spawn: listeners first, so producers never publish into nothing.
     let listeners = [
@@ -148,6 +196,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     if dry_run != DryRun::Off {
         tracing::info!(%dry_run, "dry-run: reporting only, nothing is changed in the cluster");
     }
+    let node_ban = node_ban.map(NodeBanStage::spawn);
     let mut inputs: Vec<StageHandle> = Vec::new();
     if let Some(waf) = waf {
         inputs.push(waf.spawn(bus.clone())?);
@@ -156,7 +205,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         inputs.push(input.spawn(bus.clone())?);
     }
     let watch = sensor.watch_set();
-    let events = sensor.events(config.sensor.channel_capacity)?;
+    let events = sensor.events_with_tap(config.sensor.channel_capacity, enforcement.tap.take())?;
     sensor_ready.ready();
     let mut sensor = Some(sensor);
     // The inventory sits between the sensor and the rules: it keeps the watched cgroups in
@@ -166,6 +215,7 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         cluster.as_deref(),
         watch,
         explicit,
+        enforced,
         events,
         inventory_metrics,
     )?;
@@ -179,6 +229,9 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
                 let Some(exec) = exec else { break };
                 if dry_run != DryRun::Off {
                     print_json_line(&exec)?;
+                }
+                for detection in enforcement.detections(&exec) {
+                    bus.publish(detection).await?;
                 }
                 for detection in engine.evaluate(&exec) {
                     bus.publish(detection).await?;
@@ -210,6 +263,11 @@ async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     drop(bus);
     for listener in listeners {
         listener.join().await?;
+    }
+    // Last: bans stay in force until the agent has finished everything else.
+    if let Some(node_ban) = node_ban {
+        node_ban.stop();
+        node_ban.join().await?;
     }
     Ok(ExitCode::SUCCESS)
 }

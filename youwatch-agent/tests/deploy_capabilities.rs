@@ -43,7 +43,7 @@ struct Observed {
     exec: Option<Value>,
     /// An alert for the WAF audit log's attacks.
     waf_alert: bool,
-    /// The nice value of the ring-buffer reader thread.
+    /// The nice value of the async workers, which read the exec ring.
     reader_nice: Option<i32>,
     /// `/readyz` once it answered 200 (within 20 s of watching), its body.
     ready: Option<String>,

@@ -7,21 +7,29 @@ mod support;
 
 use std::{path::Path, process::Command, time::Duration};
 
-use k8s_openapi::api::{
-    apps::v1::{DaemonSet, Deployment},
-    core::v1::{
-        ConfigMap, Container, Namespace, PodTemplateSpec, Secret, Service, ServiceAccount, Volume,
-        VolumeMount,
+use k8s_openapi::{
+    api::{
+        apps::v1::{DaemonSet, Deployment},
+        core::v1::{
+            ConfigMap, Container, Namespace, PodTemplateSpec, Secret, Service, ServiceAccount,
+            Volume, VolumeMount,
+        },
+        networking::v1::Ingress,
+        rbac::v1::{ClusterRole, ClusterRoleBinding},
     },
-    networking::v1::Ingress,
-    rbac::v1::{ClusterRole, ClusterRoleBinding},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use serde_json::Value;
 use support::{
     manifests::{agent_container, daemonset, deploy_dir, documents, typed},
     require,
 };
-use youwatch_agent::config::Config;
+use youwatch_agent::{
+    config::Config,
+    enforce::EnforceMode,
+    netban::crd::{self, IpBan, IpBanSpec},
+    response::config::{DenyBackend, DenyBackends},
+};
 
 fn config(path: &str) -> Config {
     Config::load(Some(&deploy_dir().join(path))).unwrap_or_else(|e| panic!("{e}"))
@@ -40,6 +48,7 @@ fn check_typed(doc: &Value, origin: &Path) {
         "Deployment" => drop(typed::<Deployment>(doc, origin)),
         "Service" => drop(typed::<Service>(doc, origin)),
         "Ingress" => drop(typed::<Ingress>(doc, origin)),
+        "CustomResourceDefinition" => drop(typed::<CustomResourceDefinition>(doc, origin)),
         kind => panic!("{}: kind {kind:?} unknown to this test", origin.display()),
     }
 }
@@ -48,6 +57,7 @@ fn check_typed(doc: &Value, origin: &Path) {
 fn every_manifest_is_a_typed_object_without_unknown_fields() {
     for file in [
         "base/namespace.yaml",
+        "base/ipban-crd.yaml",
         "base/rbac.yaml",
         "base/daemonset.yaml",
         "base/service.yaml",
@@ -67,15 +77,27 @@ fn shipped_configs_are_valid_and_overlays_change_only_their_part() {
     let base = config("base/config.yaml");
     let mut detect = base.clone();
     detect.response.dry_run = true;
+    detect.enforce.mode = EnforceMode::Monitor;
     assert_eq!(config("overlays/detect-only/config.yaml"), detect);
     let mut enforce = base.clone();
     enforce.response.dry_run = false;
     enforce.response.journal_sync = true;
+    enforce.enforce.mode = EnforceMode::Enforce;
     assert_eq!(config("overlays/enforce/config.yaml"), enforce);
     let mut falco = base.clone();
     falco.falco.webhook.enabled = true;
     falco.falco.webhook.token_file = "/etc/youwatch-falco/token".into();
     assert_eq!(config("overlays/falco-webhook/config.yaml"), falco);
+    let mut node_ban = base.clone();
+    node_ban.node_ban.enabled = true;
+    let waf = node_ban
+        .response
+        .playbooks
+        .iter_mut()
+        .find(|p| p.name == "deny-waf-attacker")
+        .unwrap();
+    waf.deny_ip_backends = DenyBackends(vec![DenyBackend::IngressAnnotation, DenyBackend::NodeTc]);
+    assert_eq!(config("overlays/node-ban/config.yaml"), node_ban);
 }
 
 #[test]
@@ -96,6 +118,7 @@ fn kustomize_renders_the_base_and_every_overlay() {
         "overlays/detect-only",
         "overlays/enforce",
         "overlays/falco-webhook",
+        "overlays/node-ban",
     ] {
         let path = deploy_dir().join(dir);
         let out = Command::new("kubectl")
@@ -119,6 +142,7 @@ fn kustomize_renders_the_base_and_every_overlay() {
             "ConfigMap",
             "DaemonSet",
             "Service",
+            "CustomResourceDefinition",
         ] {
             assert!(
                 kinds.contains(&kind),
@@ -131,6 +155,7 @@ fn kustomize_renders_the_base_and_every_overlay() {
             if doc["kind"] != "Namespace"
                 && doc["kind"] != "ClusterRole"
                 && doc["kind"] != "ClusterRoleBinding"
+                && doc["kind"] != "CustomResourceDefinition"
             {
                 assert_eq!(
                     doc["metadata"]["namespace"],
@@ -330,6 +355,19 @@ fn the_examples_name_what_the_agent_guards_and_serves() {
         config.inventory.pod_name_pattern
     );
     assert!(docs.iter().any(|d| d["kind"] == "Ingress"));
+    // Its pods opt in to in-kernel enforcement.
+    let labels = deployment
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    assert_eq!(
+        labels.get(&config.enforce.opt_in_label).map(String::as_str),
+        Some(youwatch_agent::inventory::enforce::OPT_IN_VALUE)
+    );
 
     // Falco sends to the agent's Service, on its port, with the token of the Secret the
     // falco-webhook overlay mounts.
@@ -359,4 +397,108 @@ fn the_examples_name_what_the_agent_guards_and_serves() {
             .iter()
             .any(|d| d["metadata"]["name"] == secret && d["metadata"]["namespace"] == "falco")
     );
+}
+
+/// The IPBan CRD serves what `src/netban/crd.rs` reads and writes: its group, version, kind,
+/// plural and scope, and exactly the spec fields of `IpBanSpec`.
+#[test]
+fn the_ipban_crd_matches_the_code() {
+    let origin = deploy_dir().join("base/ipban-crd.yaml");
+    let crd: CustomResourceDefinition = typed(&documents("base/ipban-crd.yaml")[0], &origin);
+    let spec = crd.spec;
+    assert_eq!(crd.metadata.name.as_deref(), Some("ipbans.youwatch.dev"));
+    assert_eq!(spec.group, crd::GROUP);
+    assert_eq!(spec.names.kind, crd::KIND);
+    assert_eq!(spec.names.plural, crd::PLURAL);
+    assert_eq!(
+        spec.scope, "Cluster",
+        "IpBan's Resource scope is ClusterResourceScope"
+    );
+    assert_eq!(spec.versions.len(), 1);
+    let version = &spec.versions[0];
+    assert_eq!(version.name, crd::VERSION);
+    assert!(version.served && version.storage);
+    let schema = version
+        .schema
+        .as_ref()
+        .unwrap()
+        .open_api_v3_schema
+        .as_ref()
+        .unwrap();
+    let spec_schema = &schema.properties.as_ref().unwrap()["spec"];
+    let declared: std::collections::BTreeSet<String> = spec_schema
+        .properties
+        .as_ref()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let full = IpBanSpec {
+        host: Some("shop.example".into()),
+        ..IpBanSpec::default()
+    };
+    let written = serde_json::to_value(IpBan::new("x".into(), full)).unwrap();
+    let fields: std::collections::BTreeSet<String> = written["spec"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        declared, fields,
+        "the CRD's spec properties are IpBanSpec's fields"
+    );
+    assert_eq!(
+        spec_schema.required.clone().unwrap_or_default(),
+        ["address", "expires"],
+        "what IpBan::parsed needs"
+    );
+}
+
+/// The node-ban overlay gives the agent what the node ban uses: the host's network namespace
+/// (the node's interfaces), NET_ADMIN (attaching TC/XDP) and the host's bpffs at
+/// node_ban.pin_dir.
+#[test]
+fn the_node_ban_overlay_reaches_the_nodes_interfaces() {
+    let config = config("overlays/node-ban/config.yaml");
+    let origin = deploy_dir().join("overlays/node-ban/host-network.yaml");
+    let patch = &documents("overlays/node-ban/host-network.yaml")[0];
+    let template: PodTemplateSpec = typed(&patch["spec"]["template"], &origin);
+    let pod = template.spec.unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+    let agent = &pod.containers[0];
+    let caps = agent
+        .security_context
+        .clone()
+        .unwrap()
+        .capabilities
+        .unwrap()
+        .add
+        .unwrap();
+    let base = agent_container()
+        .security_context
+        .unwrap()
+        .capabilities
+        .unwrap()
+        .add
+        .unwrap();
+    let mut expected = base.clone();
+    expected.push("NET_ADMIN".into());
+    assert_eq!(caps, expected, "the base's capabilities and NET_ADMIN");
+    let mount = agent
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "bpffs")
+        .unwrap();
+    assert!(config.node_ban.pin_dir.starts_with(&mount.mount_path));
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "bpffs")
+        .unwrap();
+    assert_eq!(volume.host_path.unwrap().path, "/sys/fs/bpf");
 }

@@ -3,7 +3,9 @@
 //! cgroup tree as the kubelet's systemd driver lays it out. A shell in the pod — in its app
 //! container (an RCE), through a `kubectl exec`-style process, or in a `kubectl debug`
 //! ephemeral container — gets the pod deleted with its uid precondition, one Warning Event
-//! and the Falco-format alerts. Needs root and BPF (fails under CI=true without them).
+//! and the Falco-format alerts. With in-kernel enforcement and the pod's opt-in label, the
+//! shell never runs at all, and the pod is deleted all the same. Needs root and BPF (fails
+//! under CI=true without them).
 
 mod support;
 
@@ -120,8 +122,8 @@ impl Scene {
             .collect()
     }
 
-    /// Checks what a deletion leaves behind: one DELETE, one Warning Event on the pod, the
-    /// shell alert and the response's alert.
+    /// Checks what a deletion leaves behind: one DELETE, two Warning Events on the pod (the
+    /// deletion, the incident), the shell alert and the response's alert.
     async fn assert_deleted_and_reported(self) {
         self.assert_deleted_after("Shell spawned in Juice Shop pod")
             .await
@@ -138,19 +140,31 @@ impl Scene {
             .collect();
         assert_eq!(deletes.len(), 1, "{deletes:?}");
         assert!(deletes[0].contains(&format!("/namespaces/{NS}/pods/{POD}")));
-        let events: Api<Event> = Api::namespaced(self.server.client(), NS);
-        let events = events
-            .list(&ListParams::default().fields(&format!("regarding.name={POD}")))
-            .await
-            .unwrap()
-            .items;
-        assert_eq!(events.len(), 1, "{events:?}");
-        assert_eq!(events[0].type_.as_deref(), Some("Warning"));
-        assert_eq!(events[0].reason.as_deref(), Some("PodDeleted"));
-        assert_eq!(
-            events[0].regarding.as_ref().unwrap().uid.as_deref(),
-            Some(self.uid.as_str())
+        // The deletion, and the incident (no web request before the shell here), each
+        // written in the background.
+        let api: Api<Event> = Api::namespaced(self.server.client(), NS);
+        let params = ListParams::default().fields(&format!("regarding.name={POD}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let events = loop {
+            let events = api.list(&params).await.unwrap().items;
+            if events.len() >= 2 || Instant::now() > deadline {
+                break events;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let reasons: Vec<&str> = events.iter().filter_map(|e| e.reason.as_deref()).collect();
+        assert_eq!(reasons.len(), 2, "{events:?}");
+        assert!(
+            reasons.contains(&"PodDeleted") && reasons.contains(&"Incident"),
+            "{reasons:?}"
         );
+        for e in &events {
+            assert_eq!(e.type_.as_deref(), Some("Warning"));
+            assert_eq!(
+                e.regarding.as_ref().unwrap().uid.as_deref(),
+                Some(self.uid.as_str())
+            );
+        }
         // The alert writer is asynchronous: wait for both lines.
         let deadline = Instant::now() + Duration::from_secs(10);
         let alerts = loop {
@@ -241,6 +255,62 @@ async fn a_shell_in_a_kubectl_debug_container_deletes_the_pod() {
     let took = scene.pod_deleted(started).await;
     eprintln!("kubectl debug: exec -> pod deleted in {took:?}");
     scene.assert_deleted_and_reported().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_in_a_pod_that_opts_in_to_enforcement_never_runs_and_the_pod_is_deleted() {
+    if !require::root_and_cgroup2(
+        "a_shell_in_a_pod_that_opts_in_to_enforcement_never_runs_and_the_pod_is_deleted",
+    ) {
+        return;
+    }
+    let mut scene = Scene::start_with("e2e-enforce", "", "enforce:\n  mode: enforce\n").await;
+    // Guarded, not enforced, until it opts in with its label.
+    scene.server.modify("pods", NS, POD, |p| {
+        p["metadata"]["labels"]["youwatch.dev/enforce"] = json!("true");
+    });
+    scene.agent.wait_log("enforcing in cgroup subtree");
+    let ctr = format!("{}/cri-containerd-{APP_ID}.scope", scene.pod_cgroup);
+    let created = scene.dir.path().join("created-by-the-shell");
+    let touch = format!("touch {}", created.display());
+    let started = Instant::now();
+    let ran = scene
+        .tree
+        .command_in(&ctr, "/bin/sh")
+        .args(["-c", &touch])
+        .output();
+    // SIGKILL before its first instruction, or EPERM where the kernel allows the BPF LSM.
+    match ran {
+        Ok(out) => assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(libc::SIGKILL)
+        ),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM)),
+    }
+    assert!(!created.exists(), "the shell ran");
+    let took = scene.pod_deleted(started).await;
+    eprintln!("enforced: exec stopped, pod deleted in {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let prevented = loop {
+        let found = scene
+            .alerts()
+            .into_iter()
+            .find(|a| a["rule"] == "Forbidden exec prevented in guarded pod");
+        if let Some(alert) = found {
+            break alert;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no prevention alert: {:?}",
+            scene.alerts()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(prevented["output_fields"]["enforce.outcome"], "prevented");
+    assert_eq!(prevented["output_fields"]["container.name"], "app");
+    scene
+        .assert_deleted_after("Forbidden exec prevented in guarded pod")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

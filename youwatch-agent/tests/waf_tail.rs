@@ -33,19 +33,33 @@ fn lines(range: std::ops::Range<usize>) -> String {
     range.map(|i| format!("line {i}\n")).collect()
 }
 
+/// The next batch's lines (committed), if one arrives within `wait`.
+fn next_lines(f: &mut Follower, wait: Duration) -> Option<Vec<String>> {
+    let batch = f.next_batch(wait).unwrap();
+    let end = batch.end()?;
+    let lines = batch
+        .into_iter()
+        .map(|l| String::from_utf8(l.bytes.to_vec()).unwrap())
+        .collect();
+    f.commit(end).unwrap();
+    Some(lines)
+}
+
 /// Reads until `want` lines arrived (or 10 s passed), committing after each batch.
 fn collect(f: &mut Follower, want: usize) -> Vec<String> {
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while out.len() < want && Instant::now() < deadline {
-        let batch = f.next_batch(Duration::from_millis(100)).unwrap();
-        let Some(end) = batch.end() else { continue };
-        out.extend(
-            batch
-                .into_iter()
-                .map(|l| String::from_utf8(l.bytes.to_vec()).unwrap()),
-        );
-        f.commit(end).unwrap();
+        out.extend(next_lines(f, Duration::from_millis(100)).unwrap_or_default());
+    }
+    out
+}
+
+/// Reads until nothing more arrives for half a second.
+fn drain(f: &mut Follower) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(lines) = next_lines(f, Duration::from_millis(500)) {
+        out.extend(lines);
     }
     out
 }
@@ -216,6 +230,210 @@ fn cursor_resumes_exactly_even_in_a_rotated_away_file() {
     // Restart with nothing new: nothing is handed out again.
     let mut f = Follower::open(options(&log, Some(cursor)), TailMetrics::default()).unwrap();
     assert_quiet(&mut f, Duration::from_millis(300));
+}
+
+/// logrotate's copytruncate: copy `log` to `rotated` (after shifting `rotated` to `.2`), then
+/// truncate it in place.
+fn copytruncate(log: &Path, rotated: &Path) {
+    if rotated.exists() {
+        let mut older = rotated.as_os_str().to_owned();
+        older.push(".older");
+        std::fs::rename(rotated, older).unwrap();
+    }
+    std::fs::copy(log, rotated).unwrap();
+    File::options()
+        .write(true)
+        .open(log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+/// Every line of `got` once, in any order, and nothing else.
+fn assert_same_set(mut got: Vec<String>, want: Vec<String>) {
+    got.sort();
+    let mut want = want;
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn copytruncate_while_behind_reads_the_rest_from_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    append(&log, &lines(0..10));
+    let metrics = TailMetrics::default();
+    let mut f = Follower::open(options(&log, None), metrics.clone()).unwrap();
+    assert_eq!(collect(&mut f, 10), expected(0..10));
+    append(&log, &lines(10..20));
+    copytruncate(&log, &dir.path().join("audit.log.1"));
+    append(&log, &lines(100..105));
+    let mut want = expected(10..20);
+    want.extend(expected(100..105));
+    assert_eq!(collect(&mut f, 15), want);
+    assert_eq!(metrics.truncations.get(), 1);
+    assert_quiet(&mut f, Duration::from_millis(300));
+}
+
+#[test]
+fn truncated_and_regrown_mid_file_repeats_nothing() {
+    // Truncated while we are in the middle of the file, and regrown past our offset before we
+    // read on: its first bytes tell, so nothing of the new contents is cut or read twice.
+    for copy_visible in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        append(&log, &lines(0..2000));
+        let mut f = Follower::open(options(&log, None), TailMetrics::default()).unwrap();
+        let mut got = collect(&mut f, 1); // one read's worth
+        let read = got.len();
+        assert!(read < 2000, "still in the middle of the file");
+        let copy = match copy_visible {
+            true => dir.path().join("audit.log.1"),
+            false => dir.path().join("moved-elsewhere"),
+        };
+        copytruncate(&log, &copy);
+        append(
+            &log,
+            &(0..3000).map(|i| format!("new {i}\n")).collect::<String>(),
+        );
+        got.extend(drain(&mut f));
+        let mut want: Vec<String> = (0..3000).map(|i| format!("new {i}")).collect();
+        // Without the copy, what we had not read yet is gone with the truncation.
+        want.extend(expected(0..if copy_visible { 2000 } else { read }));
+        assert_same_set(got, want);
+    }
+}
+
+#[test]
+fn what_was_read_ahead_survives_a_truncation() {
+    // The consumer is busy with a batch; meanwhile the follower reads ahead. A truncation
+    // (no copy visible) then takes nothing it had read.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    append(&log, &lines(0..2000));
+    let mut f = Follower::open(options(&log, None), TailMetrics::default()).unwrap();
+    let mut got = collect(&mut f, 1);
+    f.read_ahead().unwrap();
+    copytruncate(&log, &dir.path().join("moved-elsewhere"));
+    append(&log, &lines(5000..5010));
+    got.extend(drain(&mut f));
+    let mut want = expected(0..2000);
+    want.extend(expected(5000..5010));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn rename_then_copytruncate_within_the_grace_period_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let (one, two) = (
+        dir.path().join("audit.log.1"),
+        dir.path().join("audit.log.2"),
+    );
+    append(&log, &lines(0..5));
+    let mut f = Follower::open(options(&log, None), TailMetrics::default()).unwrap();
+    assert_eq!(collect(&mut f, 5), expected(0..5));
+    std::fs::rename(&log, &one).unwrap();
+    append(&one, &lines(5..7)); // the writer, before it reopens
+    append(&log, &lines(7..20)); // ... and after
+    let mut got = collect(&mut f, 2); // the old file's last lines; the new one is queued
+    // Rotated again while the old file is in its grace period: this time by copytruncate.
+    std::fs::rename(&one, &two).unwrap();
+    copytruncate(&log, &one);
+    append(&log, &lines(20..25));
+    got.extend(collect(&mut f, 18));
+    assert_eq!(got, expected(5..25));
+}
+
+#[test]
+fn rotations_while_behind_lose_no_file() {
+    // The path moves on twice (rename, then copytruncate and delete of the new file) before
+    // the follower looks again: every file is still read, once.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let n = |i: usize| dir.path().join(format!("audit.log.{i}"));
+    append(&log, &lines(0..10));
+    let mut f = Follower::open(options(&log, None), TailMetrics::default()).unwrap();
+    assert_eq!(collect(&mut f, 10), expected(0..10));
+    std::fs::rename(&log, n(1)).unwrap();
+    append(&n(1), &lines(10..12));
+    File::create(&log).unwrap();
+    let mut got = collect(&mut f, 2);
+    assert_quiet(&mut f, Duration::from_millis(50)); // notices the new file, empty yet
+    append(&log, &lines(12..20));
+    std::fs::rename(n(1), n(2)).unwrap();
+    copytruncate(&log, &n(1));
+    append(&log, &lines(20..25));
+    std::fs::remove_file(&log).unwrap();
+    append(&log, &lines(25..28));
+    std::fs::rename(&log, n(3)).unwrap();
+    append(&log, &lines(28..30));
+    got.extend(collect(&mut f, 18));
+    assert_same_set(got, expected(10..30));
+    assert_quiet(&mut f, Duration::from_millis(300));
+}
+
+#[test]
+fn copytruncate_of_a_file_queued_before_its_first_line() {
+    // The new file is queued empty while the renamed one is in its grace period, then
+    // written and copytruncated before the follower looks again: its first bytes were never
+    // seen, so only the copy showing up among the rotated files tells. Both are read, once.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let n = |i: usize| dir.path().join(format!("audit.log.{i}"));
+    append(&log, &lines(0..10));
+    let mut f = Follower::open(options(&log, None), TailMetrics::default()).unwrap();
+    assert_eq!(collect(&mut f, 10), expected(0..10));
+    std::fs::rename(&log, n(1)).unwrap();
+    File::create(&log).unwrap();
+    append(&n(1), &lines(10..12)); // the writer, before it reopens
+    let mut got = collect(&mut f, 2);
+    assert_quiet(&mut f, Duration::from_millis(50)); // the new file is queued, empty
+    append(&log, &lines(12..20));
+    std::fs::rename(n(1), n(2)).unwrap();
+    copytruncate(&log, &n(1));
+    append(&log, &lines(20..25));
+    got.extend(collect(&mut f, 13));
+    assert_same_set(got, expected(10..25));
+    assert_quiet(&mut f, Duration::from_millis(300));
+}
+
+#[test]
+fn cursor_resumes_in_the_copy_after_copytruncate_while_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let cursor = dir.path().join("audit.cursor");
+    append(&log, &lines(0..5));
+    {
+        let mut f =
+            Follower::open(options(&log, Some(cursor.clone())), TailMetrics::default()).unwrap();
+        assert_eq!(collect(&mut f, 5), expected(0..5));
+    }
+    append(&log, &lines(5..10));
+    copytruncate(&log, &dir.path().join("audit.log.1"));
+    append(&log, &lines(100..103));
+    let mut f = Follower::open(options(&log, Some(cursor)), TailMetrics::default()).unwrap();
+    let mut want = expected(5..10);
+    want.extend(expected(100..103));
+    assert_eq!(collect(&mut f, 8), want);
+    assert_quiet(&mut f, Duration::from_millis(300));
+}
+
+#[test]
+fn a_first_run_stopped_before_its_first_commit_resumes_where_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let cursor = dir.path().join("audit.cursor");
+    append(&log, &lines(0..5));
+    let mut opts = options(&log, Some(cursor.clone()));
+    opts.start_at = StartAt::End;
+    drop(Follower::open(opts.clone(), TailMetrics::default()).unwrap());
+    // While it is down: more lines, a rename rotation, lines in the new file.
+    append(&log, &lines(5..8));
+    std::fs::rename(&log, dir.path().join("audit.log.1")).unwrap();
+    append(&log, &lines(8..10));
+    let mut f = Follower::open(opts, TailMetrics::default()).unwrap();
+    assert_eq!(collect(&mut f, 5), expected(5..10));
 }
 
 // ---- kill -9 ------------------------------------------------------------------------------

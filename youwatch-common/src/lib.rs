@@ -4,6 +4,9 @@
 //! ring buffer and user space reads them back with the same layout.
 #![no_std]
 
+pub mod enforce;
+pub mod netban;
+
 /// Names of the maps and globals in the eBPF object. User space looks them up by name.
 pub mod names {
     /// `HashMap<u64, u8>` of watched cgroup ids (pod-level cgroups, normally).
@@ -131,6 +134,11 @@ pub struct KernelOffsets {
     pub driver_major: u32,
     pub driver_minor_start: u32,
     pub binprm_filename: u32,
+    /// `linux_binprm.file` (the file being run: the interpreter's, once `#!` is resolved)
+    /// and `linux_binprm.interp` (the `#!` interpreter's path; the same pointer as
+    /// `filename` for a binary): the names enforcement compares.
+    pub binprm_file: u32,
+    pub binprm_interp: u32,
     // Process state of the new image (pid namespace, credentials, environment).
     pub task_thread_pid: u32,
     pub task_cred: u32,
@@ -208,7 +216,8 @@ pub struct ExecEvent {
     pub env_len: u32,
     /// Bytes of the working directory path, which ends `cwd` (`cwd[CWD_LEN - cwd_len..]`).
     pub cwd_len: u32,
-    pub _reserved: u32,
+    /// Enforcement verdict bits ([`enforce::verdict`]); 0 when the exec was not forbidden.
+    pub enforce: u32,
     /// Capability sets (`cred->cap_*`), bit n = capability n.
     pub cap_inheritable: u64,
     pub cap_permitted: u64,
@@ -221,6 +230,8 @@ pub struct ExecEvent {
     /// kernel's masked writes may reach past its end into `env`, which is filled after it.
     pub cwd: [u8; limits::CWD_LEN],
     pub env: [u8; limits::ENV_LEN],
+    /// The forbidden name that matched (NUL-padded) when `enforce` is not 0.
+    pub matched: enforce::NameKey,
 }
 
 #[cfg(feature = "user")]

@@ -5,20 +5,23 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_probe_read_kernel_str_bytes,
-        generated::{
-            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns,
-        },
+        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
     },
     macros::raw_tracepoint,
     maps::ring_buf::RingBufEntry,
     programs::RawTracePointContext,
 };
-use youwatch_common::{ExecEvent, KernelOffsets, counter, flags, limits};
+use youwatch_common::{
+    ExecEvent, KernelOffsets, counter,
+    enforce::{NAME_LEN, NameKey},
+    flags, limits,
+};
 
 use crate::{
     cwd::fill_cwd,
+    enforce, guard,
     kernel::{copy_user_area, encode_dev, read, read_bytes, read_ptr},
-    maps::{EVENTS, READER, WATCHED, count, offsets},
+    maps::{EVENTS, READER, count, offsets},
     process::fill_process,
 };
 
@@ -36,19 +39,29 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) {
     if off.ready == 0 {
         return;
     }
-    let Some(watched) = watched_ancestor() else {
+    let Some(guard) = guard::current() else {
         return;
     };
     count(counter::MATCHED);
+    let task: *const u8 = ctx.arg(0);
+    let bprm: *const u8 = ctx.arg(2);
+    // Decided (and the signal sent) before the event is reserved: a full ring buffer must
+    // not let a forbidden exec run.
+    let mut matched: NameKey = [0; NAME_LEN];
+    let verdict = if guard.enforced {
+        enforce::at_exec(&off, bprm, &mut matched)
+    } else {
+        0
+    };
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count(counter::RINGBUF_FULL);
         return;
     };
-    let task: *const u8 = ctx.arg(0);
-    let bprm: *const u8 = ctx.arg(2);
     // SAFETY: the reservation is exactly one ExecEvent, exclusively ours until submit.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill(ev, &off, task, bprm, watched);
+    fill(ev, &off, task, bprm, guard.watched, Areas::User);
+    ev.enforce = verdict;
+    ev.matched = matched;
     submit(entry);
 }
 
@@ -62,7 +75,7 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) {
 /// sets the flag, fences, then polls, and poll sees any record reserved before that. So either
 /// this program sees the flag, or the reader's poll sees this record.
 #[inline(always)]
-fn submit(entry: RingBufEntry<ExecEvent>) {
+pub fn submit(entry: RingBufEntry<ExecEvent>) {
     entry.submit(BPF_RB_NO_WAKEUP as u64);
     let waiting = READER
         .get_ptr(0)
@@ -76,30 +89,23 @@ fn submit(entry: RingBufEntry<ExecEvent>) {
     }
 }
 
-/// The deepest watched cgroup among the current task's cgroup and its ancestors.
-#[inline(always)]
-fn watched_ancestor() -> Option<u64> {
-    // A plain integer, not an Option: LLVM leaves a None's payload undefined, which the
-    // verifier rejects as an uninitialised register. cgroup ids are never 0.
-    let mut found: u64 = 0;
-    let mut level = 0;
-    while level < limits::MAX_CGROUP_DEPTH {
-        // SAFETY: plain helper call; returns 0 past the task's own level.
-        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
-        if id == 0 {
-            break;
-        }
-        // SAFETY: the value is only tested for presence.
-        if unsafe { WATCHED.get(&id) }.is_some() {
-            found = id;
-        }
-        level += 1;
-    }
-    if found == 0 { None } else { Some(found) }
+/// Whether the event's argument and environment areas can be read from the current task's
+/// memory: after the exec (its own), not before (the LSM hook: still the caller's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Areas {
+    User,
+    NotYet,
 }
 
 #[inline(always)]
-fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u8, watched: u64) {
+pub fn fill(
+    ev: &mut ExecEvent,
+    off: &KernelOffsets,
+    task: *const u8,
+    bprm: *const u8,
+    watched: u64,
+    areas: Areas,
+) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     // SAFETY: plain helper calls.
@@ -128,9 +134,13 @@ fn fill(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8, bprm: *const u
         }
     };
     fill_filename(ev, off, bprm);
-    fill_user_areas(ev, off, task);
+    if areas == Areas::User {
+        fill_user_areas(ev, off, task);
+    } else {
+        ev.args_len = 0;
+        ev.env_len = 0;
+    }
     fill_process(ev, off, task);
-    ev._reserved = 0;
     let failed = flags::ARGS_READ_FAILED
         | flags::FILENAME_READ_FAILED
         | flags::PARENT_READ_FAILED

@@ -4,8 +4,11 @@
 #![no_main]
 
 mod cwd;
+mod enforce;
 mod exec;
+mod guard;
 mod kernel;
+mod lsm;
 mod maps;
 mod process;
 

@@ -1,12 +1,15 @@
 //! `cargo xtask bench <which>`: benchmarks that print figures and ratios measured side by side
 //! in one run (the machine is shared and noisy). Nothing here asserts a time.
 
+mod correlate;
 mod exec;
 mod inventory;
 mod memory;
+mod netban;
 pub mod report;
 mod response;
 mod rules;
+mod soak;
 mod waf;
 
 use clap::Subcommand;
@@ -28,6 +31,15 @@ pub enum Which {
     Memory(memory::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
     Rules(rules::Args),
+    /// WAF exactly-once soak: a 20,000 entries/s writer, every kind of rotation, SIGTERM and
+    /// kill -9 restarts; lost and repeated entries per scenario.
+    Soak(soak::Args),
+    /// Shell after a web attack → pod DELETE and the incident's ban on the wire, same node
+    /// and cross node (agent binaries, test API server).
+    Correlate(correlate::Args),
+    /// Node ban: program cost per packet (10/10k/100k entries, TC and XDP), the receive path
+    /// with and without it, ban decided on one node → first packet dropped on another.
+    Netban(netban::Args),
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -38,5 +50,8 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Rules(args) => rules::run(args),
         Which::Response(args) => response::run(args),
         Which::Memory(args) => memory::run(args),
+        Which::Soak(args) => soak::run(args),
+        Which::Correlate(args) => correlate::run(args),
+        Which::Netban(args) => netban::run(args),
     }
 }

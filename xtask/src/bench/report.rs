@@ -50,6 +50,11 @@ fn sections() -> Vec<Section> {
             which: || Which::Waf(defaults()),
         },
         Section {
+            title: "WAF exactly once: rotation, SIGTERM and kill -9 at 20,000 entries/s",
+            command: "cargo xtask bench soak",
+            which: || Which::Soak(defaults()),
+        },
+        Section {
             title: "Inventory: pod event → cgroup watched in the kernel",
             command: "cargo xtask bench inventory",
             which: || Which::Inventory(defaults()),

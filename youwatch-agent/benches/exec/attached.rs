@@ -1,32 +1,79 @@
-//! The sensor attached as the agent runs it: the events go from the reader through the bounded
-//! channel to a task on a two-worker tokio runtime (the inventory stage's place), which stamps
-//! receipt. Its CPU is read from the scheduler for the threads that do the work.
+//! The sensor attached as the agent runs it: the reader is a task on a two-worker tokio runtime
+//! at the agent's priority, and a second task (the inventory stage's place) takes the events
+//! from the bounded channel and stamps receipt. Its CPU is read from the scheduler for the
+//! runtime's threads, known by the ids they report as they start (not looked up by name).
 
 use std::{
     sync::{
-        Arc,
+        Arc, Condvar, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use crate::threads::{self, ThreadsCpu, wait_for};
-use youwatch_agent::sensor::{
-    SensorConfig,
-    ebpf::{ExecSensor, ProgramStats, boottime_ns},
+use crate::threads::{self, ThreadsCpu};
+use youwatch_agent::{
+    enforce::ForbiddenName,
+    sensor::{
+        SensorConfig,
+        ebpf::{ExecSensor, KernelMode, ProgramStats, boottime_ns},
+    },
 };
 
-/// The runtime's threads, as the agent's (`run::WORKER_THREAD`) are named apart.
-const RUNTIME_THREAD: &str = "yw-bench-rt";
-/// A reader thread of its own, in sensors that have one.
-const READER_THREAD: &str = "yw-exec-reader";
+/// As the agent's runtime (`run::main`).
+const WORKERS: usize = 2;
+
+/// The sensor, `watched_id` watched; with `forbidden`, also enforced against those names.
+pub fn sensor(watched_id: u64, forbidden: Option<&[&str]>) -> ExecSensor {
+    let mut sensor = ExecSensor::load(&SensorConfig::default()).expect("loading the sensor");
+    if let Some(names) = forbidden {
+        let keys: Vec<_> = names
+            .iter()
+            .map(|n| ForbiddenName::new(n).unwrap().key())
+            .collect();
+        sensor
+            .arm_enforcement(&keys, KernelMode::Enforce)
+            .expect("arming enforcement");
+        sensor.watch_set().set_enforced(watched_id, true).unwrap();
+    }
+    sensor.watch_set().watch(watched_id).unwrap();
+    sensor
+}
+
+/// A runtime as the agent's, and the ids of its threads once every worker has started.
+pub fn runtime() -> (tokio::runtime::Runtime, Vec<String>) {
+    let nice = SensorConfig::default().reader_nice;
+    let started = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+    let record = started.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .on_thread_start(move || {
+            youwatch_agent::sensor::ebpf::set_thread_nice(nice);
+            // SAFETY: gettid cannot fail.
+            let tid = unsafe { libc::gettid() };
+            let (tids, cv) = &*record;
+            tids.lock().unwrap().push(tid.to_string());
+            cv.notify_all();
+        })
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tids, cv) = &*started;
+    let (tids, timeout) = cv
+        .wait_timeout_while(tids.lock().unwrap(), Duration::from_secs(10), |t| {
+            t.len() < WORKERS
+        })
+        .unwrap();
+    assert!(!timeout.timed_out(), "the runtime's workers start");
+    let tids = tids.clone();
+    (runtime, tids)
+}
 
 pub struct Attached {
     sensor: ExecSensor,
     runtime: tokio::runtime::Runtime,
     consumer: tokio::task::JoinHandle<Vec<Received>>,
     count: Arc<AtomicU64>,
-    reader: Vec<String>,
     workers: Vec<String>,
 }
 
@@ -37,49 +84,15 @@ pub struct Received {
     pub latency_ns: u64,
 }
 
-/// CPU of the agent's side during a run.
-#[derive(Clone, Copy, Default)]
-pub struct AgentCpu {
-    /// A reader thread of its own (zero when the reader is a task on the runtime).
-    pub reader: ThreadsCpu,
-    /// The runtime's workers: the consumer task, and the reader when it is a task.
-    pub runtime: ThreadsCpu,
-}
-
-impl AgentCpu {
-    pub fn total(&self) -> Duration {
-        self.reader.cpu + self.runtime.cpu
-    }
-
-    pub fn since(self, earlier: Self) -> Self {
-        Self {
-            reader: self.reader - earlier.reader,
-            runtime: self.runtime - earlier.runtime,
-        }
-    }
-}
-
 impl Attached {
-    /// Loads the sensor with the default configuration and watches `cgroup_id`.
-    pub fn start(cgroup_id: u64, expected: usize) -> Self {
-        let config = SensorConfig::default();
-        // As the agent's: two workers at the reader's priority.
-        let nice = config.reader_nice;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(RUNTIME_THREAD)
-            .on_thread_start(move || {
-                // SAFETY: plain syscall on the calling thread.
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-            })
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut sensor = ExecSensor::load(&config).expect("loading the sensor");
-        sensor.watch_set().watch(cgroup_id).unwrap();
+    /// Starts `sensor`'s reader and a consumer for `expected` events on an agent-like runtime.
+    pub fn start(mut sensor: ExecSensor, expected: usize) -> Self {
+        let (runtime, workers) = runtime();
         let mut rx = {
             let _runtime = runtime.enter();
-            sensor.events(config.channel_capacity).unwrap()
+            sensor
+                .events(SensorConfig::default().channel_capacity)
+                .unwrap()
         };
         let count = Arc::new(AtomicU64::new(0));
         let seen = count.clone();
@@ -94,17 +107,11 @@ impl Attached {
             }
             received
         });
-        // Threads name themselves once they run: wait for both workers (and a reader thread,
-        // in sensors that start one with `events`).
-        let workers = wait_for(|| Some(threads::named(RUNTIME_THREAD)).filter(|t| t.len() >= 2))
-            .expect("the runtime's workers start");
-        std::thread::sleep(Duration::from_millis(20));
         Self {
             sensor,
             runtime,
             consumer,
             count,
-            reader: threads::named(READER_THREAD),
             workers,
         }
     }
@@ -123,12 +130,9 @@ impl Attached {
         self.sensor.program_stats().unwrap_or_default()
     }
 
-    /// The agent side's CPU so far.
-    pub fn cpu(&self) -> AgentCpu {
-        AgentCpu {
-            reader: threads::cpu(&self.reader),
-            runtime: threads::cpu(&self.workers),
-        }
+    /// CPU of the runtime's workers so far: the reader task and the consumer.
+    pub fn cpu(&self) -> ThreadsCpu {
+        threads::cpu(&self.workers)
     }
 
     /// Detaches (the reader drains the ring, then closes the channel); every event received.

@@ -5,8 +5,15 @@
 //! cgroup. Prints medians and two attached/detached ratios: of the medians, and the median of
 //! per-round ratios (each attached run against the detached run next to it in time, which
 //! cancels slow drifts in machine load). Then the kernel-timestamp → user-space-receipt
-//! latency of every event seen during the "inside" runs. Then steady rates (`steady.rs`): the
-//! agent's CPU per watched exec, delivery latency and losses at 100, 1,000 and 10,000 execs/s.
+//! latency of every event seen during the "inside" runs.
+//!
+//! Enforcement: the program's own cost per exec inside a cgroup that is also enforced (each
+//! allowed `/bin/true` has its names checked), and how a forbidden exec ends: a program
+//! whose first instruction writes a marker, run in the enforced cgroup (killed: time from the
+//! tracepoint to its parent reaping it, and whether it wrote anything) and outside (it runs).
+//!
+//! Then steady rates (`steady.rs`): the agent's CPU per watched exec, delivery latency and
+//! losses at 100, 1,000 and 10,000 execs/s.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -21,8 +28,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use attached::{AgentCpu, Attached};
-use youwatch_agent::{cgroupfs, sensor::ebpf::ProgramStats};
+use attached::Attached;
+use threads::ThreadsCpu;
+use youwatch_agent::{
+    cgroupfs,
+    sensor::ebpf::{ProgramStats, boottime_ns},
+};
+
+#[path = "../../tests/support/marker_elf.rs"]
+mod marker_elf;
+
+/// Names the bench forbids: shells other than the loop's own `/bin/sh` (dash), so the loop
+/// runs in an enforced cgroup and each `/bin/true` has all its names checked.
+const BENCH_FORBIDDEN: [&str; 3] = ["zsh", "ksh", "tcsh"];
 
 struct Opts {
     execs: u32,
@@ -110,13 +128,11 @@ struct Sample {
     cpu: Duration,
 }
 
-/// Runs the exec loop inside `cgroup`.
-fn exec_loop(cgroup: &Path, execs: u32) -> Sample {
+/// `program`, joining `cgroup` between fork and exec.
+fn command_in(cgroup: &Path, program: &str) -> Command {
     use std::os::unix::process::CommandExt;
     let procs = std::ffi::CString::new(cgroup.join("cgroup.procs").to_str().unwrap()).unwrap();
-    let script = format!("i=0; while [ $i -lt {execs} ]; do /bin/true; i=$((i+1)); done");
-    let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", &script]);
+    let mut cmd = Command::new(program);
     // SAFETY: open/write/close only, between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -130,6 +146,14 @@ fn exec_loop(cgroup: &Path, execs: u32) -> Sample {
             }
         });
     }
+    cmd
+}
+
+/// Runs the exec loop inside `cgroup`.
+fn exec_loop(cgroup: &Path, execs: u32) -> Sample {
+    let script = format!("i=0; while [ $i -lt {execs} ]; do /bin/true; i=$((i+1)); done");
+    let mut cmd = command_in(cgroup, "/bin/sh");
+    cmd.args(["-c", &script]);
     let start = Instant::now();
     #[expect(
         clippy::zombie_processes,
@@ -160,16 +184,18 @@ struct AttachedRun {
     latencies_ns: Vec<u64>,
     lost: u64,
     program: ProgramStats,
-    /// CPU time of the reader and the consumer behind it during the run.
-    cpu: AgentCpu,
+    /// CPU time of the runtime's workers (the reader task and the consumer) during the run.
+    cpu: ThreadsCpu,
 }
 
-/// Loads the sensor, watches `watched_id`, runs the exec loop in `cgroup`, detaches.
-fn attached_run(cgroup: &Path, watched_id: u64, execs: u32) -> AttachedRun {
-    let attached = Attached::start(watched_id, execs as usize);
+/// Loads the sensor, watches (and, with `enforced`, enforces) `watched_id`, runs the exec loop
+/// in `cgroup`, detaches.
+fn attached_run(cgroup: &Path, watched_id: u64, enforced: bool, execs: u32) -> AttachedRun {
+    let forbidden = enforced.then_some(&BENCH_FORBIDDEN[..]);
+    let attached = Attached::start(attached::sensor(watched_id, forbidden), execs as usize);
     let before = attached.cpu();
     let sample = exec_loop(cgroup, execs);
-    let cpu = attached.cpu().since(before);
+    let cpu = attached.cpu() - before;
     let lost = attached.lost();
     let program = attached.program_stats();
     let received = attached.finish();
@@ -246,7 +272,7 @@ fn overhead(opts: &Opts) {
                 &outside.0
             };
             let elapsed = if attached {
-                let run = attached_run(cgroup, watched_id, opts.execs);
+                let run = attached_run(cgroup, watched_id, false, opts.execs);
                 if place == Where::Inside {
                     lost += run.lost;
                     delivered += run.latencies_ns.len() as u64;
@@ -292,6 +318,12 @@ fn overhead(opts: &Opts) {
         }
     }
     program_cost(&watched.0, &outside.0, watched_id, opts.execs, &times);
+    forbidden_exec(
+        &watched.0,
+        &outside.0,
+        watched_id,
+        (opts.execs / 10).max(20),
+    );
     latencies_ns.sort_unstable();
     if latencies_ns.is_empty() {
         println!("latency: no events received");
@@ -324,21 +356,81 @@ fn program_cost(
             return;
         }
     };
-    for (label, cgroup, idx) in [
-        ("outside the watched cgroup", outside, 0),
-        ("inside the watched cgroup", inside, 1),
+    for (label, cgroup, enforced, idx) in [
+        ("outside the watched cgroup", outside, false, 0),
+        ("inside the watched cgroup", inside, false, 1),
+        ("inside, enforced (allowed)", inside, true, 1),
     ] {
-        let run = attached_run(cgroup, watched_id, execs);
+        let run = attached_run(cgroup, watched_id, enforced, execs);
         let per_run_ns = run.program.run_time.as_nanos() as f64 / run.program.runs.max(1) as f64;
         let exec_ns = median(&times[0][idx], |s| s.wall).as_nanos() as f64 / f64::from(execs);
         let per_exec = |d: Duration| d.as_nanos() as f64 / f64::from(execs);
         println!(
-            "cost per exec {label:<27} program {per_run_ns:>6.0} ns ({:.3}% of a detached exec, {} runs); \
-             user space: reader thread {:>6.0} ns + runtime {:>6.0} ns",
+            "cost per exec {label:<28} program {per_run_ns:>6.0} ns ({:.3}% of a detached exec, {} runs); \
+             user space (reader task + consumer) {:>6.0} ns",
             100.0 * per_run_ns / exec_ns,
             run.program.runs,
-            per_exec(run.cpu.reader.cpu),
-            per_exec(run.cpu.runtime.cpu),
+            per_exec(run.cpu.cpu),
         );
     }
+}
+
+/// How a forbidden exec ends: `runs` times a program whose first instruction writes a marker
+/// (named like a forbidden shell) in the enforced cgroup, and as many times outside it,
+/// interleaved. Prints the time from the tracepoint (where SIGKILL is sent) to the parent
+/// reaping it, spawn to reaped in and outside, and how many times the marker was written.
+fn forbidden_exec(inside: &Path, outside: &Path, watched_id: u64, runs: u32) {
+    if !marker_elf::supported() {
+        println!("forbidden exec: the marker program is x86-64 code; skipped on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join(BENCH_FORBIDDEN[0]);
+    marker_elf::write(&program);
+    let program = program.to_str().unwrap();
+    let mut sensor = attached::sensor(watched_id, Some(&BENCH_FORBIDDEN));
+    // The reader is a task: it needs a runtime; this thread waits on the channel outside it.
+    let (runtime, _) = attached::runtime();
+    let mut rx = {
+        let _runtime = runtime.enter();
+        sensor.events(4096).unwrap()
+    };
+    let (mut tracepoint_to_reaped, mut killed_total, mut ran_total) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let mut wrote = 0;
+    for _ in 0..runs {
+        for (cgroup, enforced) in [(inside, true), (outside, false)] {
+            let start = boottime_ns();
+            let out = command_in(cgroup, program)
+                .stdout(std::process::Stdio::piped())
+                .output()
+                .expect("running the marker program");
+            let reaped = boottime_ns();
+            if !enforced {
+                assert!(out.status.success() && out.stdout == marker_elf::MARKER.as_bytes());
+                ran_total.push(reaped - start);
+                continue;
+            }
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(out.status.signal(), Some(libc::SIGKILL), "not killed");
+            wrote += usize::from(!out.stdout.is_empty());
+            killed_total.push(reaped - start);
+            let ev = rx.blocking_recv().expect("the killed exec's event");
+            assert!(ev.enforcement.is_some());
+            tracepoint_to_reaped.push(reaped.saturating_sub(ev.ktime_ns));
+        }
+    }
+    sensor.detach();
+    for v in [&mut tracepoint_to_reaped, &mut killed_total, &mut ran_total] {
+        v.sort_unstable();
+    }
+    let us = |v: &[u64], p: f64| percentile(v, p) as f64 / 1e3;
+    println!(
+        "forbidden exec, {runs} runs: tracepoint (SIGKILL sent) -> reaped p50 {:.1} µs p99 {:.1} µs; \
+         spawn -> reaped: killed p50 {:.1} µs, allowed outside p50 {:.1} µs; marker written {wrote} of {runs} times",
+        us(&tracepoint_to_reaped, 0.5),
+        us(&tracepoint_to_reaped, 0.99),
+        us(&killed_total, 0.5),
+        us(&ran_total, 0.5),
+    );
 }

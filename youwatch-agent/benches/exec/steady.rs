@@ -4,9 +4,9 @@
 //! Exec servers in a watched cgroup exec at a fixed rate (paced from a thread against absolute
 //! deadlines), with the sensor attached as the agent runs it (`attached.rs`).
 //!
-//! Counted as the agent's CPU: the reader (its own thread, in sensors that have one) and the
-//! runtime's worker threads (scheduler accounting, `/proc/self/task/<tid>/schedstat`: user
-//! and kernel time, wake-ups included), divided by the execs delivered. Not counted: the
+//! Counted as the agent's CPU: the runtime's worker threads, which run the reader task and the
+//! consumer (scheduler accounting, `/proc/self/task/<tid>/schedstat`: user and kernel time,
+//! wake-ups included), divided by the execs delivered. Not counted: the
 //! pacer and this bench's main thread. The exec'ing side is reported apart: the servers' own
 //! CPU per exec (every exec's kernel work, the exec program and any ring-buffer wake-up it
 //! pays for), with the sensor detached and attached.
@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use crate::{
-    attached::Attached,
+    attached::{self, Attached},
     support::{
         cgroup_tree::CgroupTree,
         exec_load::{self, ExecServers, Paced},
@@ -44,24 +44,13 @@ pub fn run(opts: &Opts) {
         opts.seconds
     );
     println!(
-        "agent CPU = reader thread (if any) + runtime workers (the reader task, if it is one, and \
-         the channel's consumer), per delivered exec; runs = times scheduled in; latency = kernel \
-         stamp → received by the consumer task"
+        "agent CPU = the runtime's workers (the reader task and the channel's consumer), per \
+         delivered exec; runs = times a worker was scheduled in; latency = kernel stamp → \
+         received by the consumer task"
     );
     println!(
-        "{:>7} {:>9} {:>8} {:>5} | {:>14} {:>8} {:>8} | {:>13} {:>13} | {:>9} {:>9} {:>9} | exec'ing CPU/exec detached → attached",
-        "rate/s",
-        "achieved",
-        "events",
-        "lost",
-        "agent CPU/exec",
-        "reader",
-        "runtime",
-        "reader runs",
-        "runtime runs",
-        "p50",
-        "p99",
-        "max",
+        "{:>7} {:>9} {:>8} {:>5} | {:>14} {:>10} | {:>9} {:>9} {:>9} | exec'ing CPU/exec detached → attached",
+        "rate/s", "achieved", "events", "lost", "agent CPU/exec", "runs/exec", "p50", "p99", "max",
     );
     for &rate in &opts.rates {
         let detached = detached_run(&tree, rate, opts);
@@ -75,15 +64,12 @@ pub fn run(opts: &Opts) {
                 .map_or(f64::NAN, |&ns| ns as f64 / 1e3)
         };
         println!(
-            "{rate:>7} {:>9.0} {:>8} {:>5} | {:>11.1} µs {:>5.1} µs {:>5.1} µs | {:>8.2}/exec {:>8.2}/exec | {:>6.0} µs {:>6.0} µs {:>6.0} µs | {:.1} µs → {:.1} µs",
+            "{rate:>7} {:>9.0} {:>8} {:>5} | {:>11.1} µs {:>10.2} | {:>6.0} µs {:>6.0} µs {:>6.0} µs | {:.1} µs → {:.1} µs",
             run.achieved,
             run.latencies_ns.len(),
             run.lost,
-            per_exec(run.cpu.total()),
-            per_exec(run.cpu.reader.cpu),
-            per_exec(run.cpu.runtime.cpu),
-            run.cpu.reader.runs as f64 / n,
-            run.cpu.runtime.runs as f64 / n,
+            per_exec(run.cpu.cpu),
+            run.cpu.runs as f64 / n,
             pct(0.50),
             pct(0.99),
             lat.last().map_or(f64::NAN, |&ns| ns as f64 / 1e3),
@@ -117,13 +103,13 @@ struct AttachedRun {
     achieved: f64,
     latencies_ns: Vec<u64>,
     lost: u64,
-    cpu: crate::attached::AgentCpu,
+    cpu: crate::threads::ThreadsCpu,
     execing_per_exec: Duration,
 }
 
 fn attached_run(tree: &CgroupTree, rate: u32, opts: &Opts) -> AttachedRun {
     let expected = (f64::from(rate) * opts.seconds).round() as usize + opts.servers;
-    let attached = Attached::start(tree.id("pod"), expected);
+    let attached = Attached::start(attached::sensor(tree.id("pod"), None), expected);
     let servers = ExecServers::start(tree, "pod", opts.servers, LOAD_NICE);
     wait_for(|| (attached.received() >= opts.servers as u64).then_some(()))
         .expect("the exec servers' own execs arrive");
@@ -137,7 +123,7 @@ fn attached_run(tree: &CgroupTree, rate: u32, opts: &Opts) -> AttachedRun {
         let lost = attached.lost() - lost_before;
         (attached.received() + lost >= warm as u64 + paced.execs).then_some(())
     });
-    let cpu = attached.cpu().since(before);
+    let cpu = attached.cpu() - before;
     let lost = attached.lost() - lost_before;
     if settled.is_none() {
         eprintln!(

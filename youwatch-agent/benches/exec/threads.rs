@@ -36,21 +36,6 @@ pub fn cpu(tids: &[String]) -> ThreadsCpu {
     })
 }
 
-/// The ids of this process's threads named `name`.
-pub fn named(name: &str) -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .filter_map(|task| {
-                    let task = task.ok()?;
-                    let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-                    (comm.trim() == name).then(|| task.file_name().to_string_lossy().into_owned())
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Polls `ready` every 5 ms for up to 10 s.
 pub fn wait_for<T>(mut ready: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -186,6 +186,23 @@ struct Shared {
     epoch: Instant,
 }
 
+impl Drop for Shared {
+    /// Drops since the last warning are said when the bus closes, not only at the next drop.
+    fn drop(&mut self) {
+        for outlet in &self.outlets {
+            let n = outlet.unlogged.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                tracing::warn!(
+                    listener = outlet.name,
+                    dropped = n,
+                    "detections dropped since the last warning: the {} queue was full",
+                    outlet.name
+                );
+            }
+        }
+    }
+}
+
 /// Where producers publish; cheap to clone. Listeners' queues close when every clone is
 /// dropped, after the listeners have received what was queued.
 #[derive(Clone, Debug)]

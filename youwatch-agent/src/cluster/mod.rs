@@ -8,6 +8,7 @@
 
 pub mod mode;
 pub mod rbac;
+pub mod reflect;
 
 use std::sync::Arc;
 

@@ -63,9 +63,14 @@ api_calls! {
     STATEFULSET_GET: "apps" "statefulsets" ["get"] Namespaced "response delete_pod: desired and available replicas (min_available)";
     DAEMONSET_GET: "apps" "daemonsets" ["get"] Namespaced "response delete_pod: desired and available replicas (min_available)";
     EVENT_CREATE: "events.k8s.io" "events" ["create"] Namespaced "response: one Event per action, on the object acted on";
+    EVIDENCE_WRITE: "events.k8s.io" "events" ["create", "patch"] Namespaced "correlation: this node's evidence Event per Service its WAF saw suspicious requests to";
+    EVIDENCE_LIST: "events.k8s.io" "events" ["list"] Namespaced "correlation: the evidence Events other nodes published for a Service (label youwatch.dev/evidence=waf)";
     INGRESS_WATCH: "networking.k8s.io" "ingresses" ["list", "watch"] Cluster "response deny_ip/quarantine: the Ingresses serving each host and their ledgers (expiry); bans lists them";
     INGRESS_PATCH: "networking.k8s.io" "ingresses" ["get", "patch"] Namespaced "response deny_ip/quarantine/expiry, unban, release: re-read and patch the annotations (resourceVersion precondition)";
     SERVICE_LIST: "" "services" ["list"] Namespaced "response quarantine by pod: the Services selecting the pod, to find its Ingresses";
+    IPBAN_WATCH: "youwatch.dev" "ipbans" ["list", "watch"] Cluster "node ban: every IPBan (the cluster's ban ledger), enforced in this node's kernel and deleted once expired; bans lists them";
+    IPBAN_WRITE: "youwatch.dev" "ipbans" ["get", "create", "patch"] Cluster "response deny_ip with the node-tc backend: create the banned address's IPBan, or extend it (resourceVersion precondition)";
+    IPBAN_DELETE: "youwatch.dev" "ipbans" ["delete"] Cluster "node ban: delete an expired IPBan (uid and resourceVersion preconditions); unban deletes one";
 }
 
 impl ApiCall {
@@ -124,6 +129,9 @@ mod tests {
         assert!(EVENT_CREATE.is_for::<Event>());
         assert!(INGRESS_WATCH.is_for::<Ingress>() && INGRESS_PATCH.is_for::<Ingress>());
         assert!(SERVICE_LIST.is_for::<Service>());
+        use crate::netban::crd::IpBan;
+        assert!(IPBAN_WATCH.is_for::<IpBan>() && IPBAN_WRITE.is_for::<IpBan>());
+        assert!(IPBAN_DELETE.is_for::<IpBan>());
         assert!(!POD_GET.is_for::<Event>());
     }
 

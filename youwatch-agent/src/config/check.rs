@@ -101,6 +101,9 @@ fn key_problems(mut tree: Value) -> (Vec<String>, Value) {
 /// The checks the stages make when the agent starts (beyond what the types enforce).
 fn semantic_problems(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
+    if let Err(e) = config.enforce.validate() {
+        problems.push(e);
+    }
     if let Err(e) = config.waf.validate() {
         problems.push(e);
     }

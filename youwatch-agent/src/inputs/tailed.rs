@@ -5,13 +5,22 @@
 //! taken, and repeats at most the batch in flight. The WAF audit log and Falco's
 //! `file_output` both run on it.
 //!
+//! While the listeners take a batch, the file is read ahead into memory (bounded), so a
+//! copytruncate can only take what the writer appends between its copy and its truncation.
 //! A full listener queue makes the reading wait (back-pressure), never drop. On stop the
-//! runner finishes the batch in hand, waits for it to be taken, saves the cursor, and ends.
+//! runner reads no more, finishes publishing the batch in hand, waits (at most
+//! [`STOP_GRACE`]) for it to be taken, saves the cursor, and ends. A `kill -9` (or a stop
+//! whose batch is not taken in time) leaves the cursor before that batch: it is read again at
+//! the next start, so at most one batch — one read of `read_chunk_bytes` of lines — is
+//! repeated, and nothing is lost.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use crate::{
-    bus::{Bus, Receipt},
+    bus::{Abandoned, Bus, Receipt},
     detection::Detection,
     stage::{StageHandle, StopSignal},
     tail::{FollowOptions, Follower, Position, TailError, TailMetrics},
@@ -19,6 +28,13 @@ use crate::{
 
 /// How long the runner waits for lines before it looks at the stop signal again.
 const STOP_CHECK: Duration = Duration::from_millis(200);
+/// While the listeners take a batch, the file is read ahead this often (what is read cannot
+/// be lost to a copytruncate any more).
+const READ_AHEAD_EVERY: Duration = Duration::from_millis(1);
+/// Once stopping, how long the last batch may take to be taken by every listener before the
+/// runner ends without saving the cursor past it (the response stage then still has its own
+/// `shutdown_grace` within the pod's termination grace).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Turns the lines of one input into detections.
 pub trait LineDecoder: Send + 'static {
@@ -70,6 +86,15 @@ impl<D: LineDecoder> TailedInput<D> {
     }
 }
 
+/// Why the last batch was not taken.
+#[derive(Debug, thiserror::Error)]
+enum Untaken {
+    #[error("a listener stopped before taking the last batch")]
+    Abandoned,
+    #[error("the listeners did not take the last batch within {}s of the stop", STOP_GRACE.as_secs())]
+    TimedOut,
+}
+
 struct Runner<D> {
     name: &'static str,
     poll_interval: Duration,
@@ -113,16 +138,42 @@ impl<D: LineDecoder> Runner<D> {
             }
             out.clear();
             // Every listener must have taken the batch before the cursor moves past it.
-            if !published || receipt.wait().is_err() {
+            let taken = if published {
+                self.settled(&receipt)
+            } else {
+                Err(Untaken::Abandoned)
+            };
+            if let Err(why) = taken {
                 tracing::warn!(
                     input = self.name,
-                    "a listener stopped before taking the last batch; it is read again at the next start"
+                    "{why}; the last batch is read again at the next start"
                 );
                 return;
             }
             self.commit(end, &mut commit_failing);
         }
         tracing::info!(input = self.name, "stopped; cursor saved");
+    }
+
+    /// Waits until every listener has taken the batch, reading ahead meanwhile; once
+    /// stopping, no more reading and [`STOP_GRACE`] at most.
+    fn settled(&mut self, receipt: &Receipt) -> Result<(), Untaken> {
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            let slice = if self.stop.is_stopped() {
+                if stopping_since.get_or_insert_with(Instant::now).elapsed() >= STOP_GRACE {
+                    return Err(Untaken::TimedOut);
+                }
+                STOP_CHECK
+            } else {
+                // A read error shows again, and is reported, at the next batch.
+                let _ = self.follower.read_ahead();
+                READ_AHEAD_EVERY
+            };
+            if let Some(result) = receipt.wait_timeout(slice) {
+                return result.map_err(|Abandoned| Untaken::Abandoned);
+            }
+        }
     }
 
     /// Saves the cursor; a failure is logged once until saving works again.

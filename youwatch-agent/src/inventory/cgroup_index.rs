@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::bounded::BoundedMap;
+use super::fifo::FifoMap;
 
 /// Levels below the watched cgroup that are scanned (pod → container → nested cgroups).
 const SCAN_DEPTH: usize = 3;
@@ -19,13 +19,13 @@ const SCAN_DEPTH: usize = 3;
 const SCAN_ENTRIES: usize = 1024;
 
 pub struct CgroupIndex {
-    paths: BoundedMap<u64, PathBuf>,
+    paths: FifoMap<u64, PathBuf>,
 }
 
 impl CgroupIndex {
     pub fn new(capacity: usize) -> Self {
         Self {
-            paths: BoundedMap::new(capacity),
+            paths: FifoMap::new(capacity),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{bounded::BoundedMap, procfs::ProcFs};
+use super::{fifo::FifoMap, procfs::ProcFs};
 use crate::event::{ExecEvent, ProcessInfo};
 
 #[derive(Clone, Debug)]
@@ -17,7 +17,7 @@ struct Known {
 }
 
 pub struct ProcessTable {
-    procs: BoundedMap<u32, Known>,
+    procs: FifoMap<u32, Known>,
     procfs: ProcFs,
     max_ancestors: usize,
 }
@@ -25,7 +25,7 @@ pub struct ProcessTable {
 impl ProcessTable {
     pub fn new(capacity: usize, max_ancestors: usize, procfs: ProcFs) -> Self {
         Self {
-            procs: BoundedMap::new(capacity),
+            procs: FifoMap::new(capacity),
             procfs,
             max_ancestors,
         }

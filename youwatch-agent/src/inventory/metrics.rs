@@ -43,6 +43,8 @@ pub struct InventoryMetrics {
     pub guarded_pods: Gauge,
     pub pending_pods: Gauge,
     pub watched_cgroups: Gauge,
+    /// Watched cgroups also enforced (forbidden execs stopped by the kernel).
+    pub enforced_cgroups: Gauge,
     pub process_table_entries: Gauge,
     pub watch_errors: Family<WatchErrorLabels, Counter>,
     pub relists: Family<RelistLabels, Counter>,
@@ -68,6 +70,11 @@ impl InventoryMetrics {
             "youwatch_inventory_watched_cgroups",
             "Cgroups in the kernel's watched set",
             self.watched_cgroups.clone(),
+        );
+        registry.register(
+            "youwatch_inventory_enforced_cgroups",
+            "Watched cgroups where the kernel stops forbidden execs (enforce or monitor mode)",
+            self.enforced_cgroups.clone(),
         );
         registry.register(
             "youwatch_inventory_process_table_entries",

@@ -18,9 +18,10 @@
 
 pub mod appear;
 pub mod backoff;
-pub mod bounded;
 pub mod cgroup_index;
 pub mod container_id;
+pub mod enforce;
+pub mod fifo;
 pub mod image;
 pub mod labels;
 pub mod layout;
@@ -39,6 +40,7 @@ pub mod users;
 use serde::Deserialize;
 
 pub use crate::cluster::InventoryMode;
+pub use enforce::EnforceSelection;
 pub use metrics::InventoryMetrics;
 pub use stage::{CgroupWatch, InventoryError, spawn};
 
@@ -79,12 +81,14 @@ impl Targets {
     }
 }
 
-/// Starts the stage (see [`spawn`]). `explicit` are the `--watch-cgroup` cgroups (path, id).
+/// Starts the stage (see [`spawn`]). `explicit` are the `--watch-cgroup` cgroups (path, id);
+/// `enforce` says which watched cgroups are enforced (`None`: enforcement off).
 pub fn start<W: CgroupWatch>(
     config: &InventoryConfig,
     cluster: Option<&ClusterContext>,
     watch: W,
     explicit: Vec<(PathBuf, u64)>,
+    enforce: Option<EnforceSelection>,
     execs: mpsc::Receiver<ExecEvent>,
     metrics: InventoryMetrics,
 ) -> Result<(mpsc::Receiver<EnrichedExec>, tokio::task::JoinHandle<()>), InventoryError> {
@@ -92,10 +96,19 @@ pub fn start<W: CgroupWatch>(
         config,
         Targets::from_cluster(cluster),
         watch,
-        explicit,
+        Watching { explicit, enforce },
         execs,
         metrics,
     )
+}
+
+/// What the stage watches besides the selected workloads, and what it enforces.
+#[derive(Default)]
+pub struct Watching {
+    /// The `--watch-cgroup` cgroups (path, id), watched for the agent's whole life.
+    pub explicit: Vec<(PathBuf, u64)>,
+    /// Which watched cgroups are enforced; `None`: none.
+    pub enforce: Option<EnforceSelection>,
 }
 
 /// `inventory:` section.

@@ -17,11 +17,12 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
-    InventoryConfig, Targets,
+    InventoryConfig, Targets, Watching,
     appear::CgroupAppear,
-    bounded::BoundedMap,
     cgroup_index::CgroupIndex,
     container_id,
+    enforce::EnforceSelection,
+    fifo::FifoMap,
     layout::KubepodsRoot,
     lineage::ProcessTable,
     metrics::{Attribution, InventoryMetrics},
@@ -48,10 +49,11 @@ const USERS_CAPACITY: usize = 256;
 const HELD_CAPACITY: usize = 1024;
 
 /// The kernel's watched-cgroup set, as the stage uses it (the sensor's [`WatchSet`]; a fake
-/// in unit tests).
+/// in unit tests). Unwatching a cgroup also stops enforcing there.
 pub trait CgroupWatch: Send + 'static {
     fn watch(&self, cgroup_id: u64) -> Result<(), String>;
     fn unwatch(&self, cgroup_id: u64) -> Result<(), String>;
+    fn set_enforced(&self, cgroup_id: u64, on: bool) -> Result<(), String>;
 }
 
 impl CgroupWatch for WatchSet {
@@ -60,6 +62,9 @@ impl CgroupWatch for WatchSet {
     }
     fn unwatch(&self, cgroup_id: u64) -> Result<(), String> {
         WatchSet::unwatch(self, cgroup_id).map_err(|e| e.to_string())
+    }
+    fn set_enforced(&self, cgroup_id: u64, on: bool) -> Result<(), String> {
+        WatchSet::set_enforced(self, cgroup_id, on).map_err(|e| e.to_string())
     }
 }
 
@@ -76,13 +81,13 @@ pub enum InventoryError {
 }
 
 /// Starts the stage. Enriched execs arrive on the returned channel; the task ends when the
-/// exec channel closes or the receiver is dropped. `explicit` are the `--watch-cgroup`
-/// cgroups (path, id), watched for the agent's whole life.
+/// exec channel closes or the receiver is dropped. `watching` adds the `--watch-cgroup`
+/// cgroups, watched for the agent's whole life, and what is enforced.
 pub fn spawn<W: CgroupWatch>(
     config: &InventoryConfig,
     targets: Targets,
     watch: W,
-    explicit: Vec<(PathBuf, u64)>,
+    watching: Watching,
     execs: mpsc::Receiver<ExecEvent>,
     metrics: InventoryMetrics,
 ) -> Result<(mpsc::Receiver<EnrichedExec>, JoinHandle<()>), InventoryError> {
@@ -96,7 +101,8 @@ pub fn spawn<W: CgroupWatch>(
         Targets::NodeLocal => None,
     };
     let mut state = State::new(config, cluster, watch, mount, metrics.clone())?;
-    for (path, id) in explicit {
+    state.enforce = watching.enforce;
+    for (path, id) in watching.explicit {
         state.watch_cgroup(id, path, None)?;
     }
     let pods = match targets {
@@ -244,12 +250,16 @@ pub(crate) struct State<W> {
     selector: Option<PodSelector>,
     local: Option<Local>,
     attribution_wait: Duration,
+    /// Which watched cgroups are enforced; `None`: none.
+    enforce: Option<EnforceSelection>,
+    /// Watched cgroups set enforced in the kernel.
+    enforced: HashSet<u64>,
     pods: HashMap<String, Guarded>,
     watched: HashMap<u64, Watched>,
     /// Cgroups watched for the agent's whole life (`--watch-cgroup`).
     pinned: HashSet<u64>,
     /// Recently unwatched cgroups and their pod, for execs still in the channel.
-    gone: BoundedMap<u64, (PathBuf, Option<Arc<PodRecord>>)>,
+    gone: FifoMap<u64, (PathBuf, Option<Arc<PodRecord>>)>,
     held: VecDeque<Held>,
     index: CgroupIndex,
     table: ProcessTable,
@@ -299,10 +309,12 @@ impl<W: CgroupWatch> State<W> {
             selector,
             local,
             attribution_wait: Duration::from_millis(config.attribution_wait_ms),
+            enforce: None,
+            enforced: HashSet::new(),
             pods: HashMap::new(),
             watched: HashMap::new(),
             pinned: HashSet::new(),
-            gone: BoundedMap::new(GONE_CAPACITY),
+            gone: FifoMap::new(GONE_CAPACITY),
             held: VecDeque::new(),
             index: CgroupIndex::new(INDEX_CAPACITY),
             table: ProcessTable::new(
@@ -321,16 +333,53 @@ impl<W: CgroupWatch> State<W> {
         path: PathBuf,
         pod: Option<String>,
     ) -> Result<(), InventoryError> {
-        self.watch
-            .watch(id)
-            .map_err(|message| InventoryError::Watch {
-                path: path.clone(),
-                message,
-            })?;
+        // Enforced before watched, as for pods.
+        let enforce = self.enforce.as_ref().is_some_and(|e| e.explicit());
+        self.enforce_cgroup(id, &path, enforce);
+        if let Err(message) = self.watch.watch(id) {
+            self.enforce_cgroup(id, &path, false);
+            return Err(InventoryError::Watch { path, message });
+        }
         tracing::info!(path = %path.display(), cgroup_id = id, "watching cgroup subtree");
         self.pinned.insert(id);
         self.add_watched(id, path, pod);
         Ok(())
+    }
+
+    /// Sets whether the kernel enforces in watched cgroup `id` (at `path`), as `wanted`
+    /// unless the selection refuses the cgroup.
+    fn enforce_cgroup(&mut self, id: u64, path: &std::path::Path, wanted: bool) {
+        let on = wanted
+            && match self.enforce.as_ref().map(|e| e.allowed(path)) {
+                Some(Ok(())) => true,
+                Some(Err(why)) => {
+                    tracing::warn!(path = %path.display(), why, "not enforcing in this cgroup");
+                    false
+                }
+                None => false,
+            };
+        if on == self.enforced.contains(&id) {
+            return;
+        }
+        match self.watch.set_enforced(id, on) {
+            Ok(()) if on => {
+                tracing::info!(path = %path.display(), cgroup_id = id, "enforcing in cgroup subtree");
+                self.enforced.insert(id);
+            }
+            Ok(()) => {
+                tracing::info!(path = %path.display(), cgroup_id = id, "no longer enforcing in cgroup subtree");
+                self.enforced.remove(&id);
+            }
+            Err(err) => tracing::error!(path = %path.display(), %err, on, "cannot set enforcement"),
+        }
+        self.metrics
+            .enforced_cgroups
+            .set(self.enforced.len() as i64);
+    }
+
+    /// Whether a guarded pod is enforced.
+    fn pod_enforced(&self, record: &PodRecord) -> bool {
+        self.enforce.as_ref().is_some_and(|e| e.pod(record))
     }
 
     fn add_watched(&mut self, id: u64, path: PathBuf, pod: Option<String>) {
@@ -347,6 +396,11 @@ impl<W: CgroupWatch> State<W> {
             && let Err(err) = self.watch.unwatch(id)
         {
             tracing::error!(path = %watched.path.display(), %err, "cannot unwatch cgroup");
+        }
+        if self.enforced.remove(&id) {
+            self.metrics
+                .enforced_cgroups
+                .set(self.enforced.len() as i64);
         }
         let record = watched
             .pod
@@ -405,7 +459,14 @@ impl<W: CgroupWatch> State<W> {
         }
         let record = Arc::new(record);
         if let Some(guarded) = self.pods.get_mut(&uid) {
-            guarded.record = record;
+            guarded.record = record.clone();
+            // Its labels may have changed: opted in or out.
+            if let Some(id) = guarded.cgroup
+                && let Some(path) = self.watched.get(&id).map(|w| w.path.clone())
+            {
+                let wanted = self.pod_enforced(&record);
+                self.enforce_cgroup(id, &path, wanted);
+            }
             return;
         }
         tracing::info!(
@@ -470,8 +531,13 @@ impl<W: CgroupWatch> State<W> {
         let Some((dir, id)) = found else {
             return false;
         };
+        // Enforced before watched: the kernel looks at ENFORCED only for a watched cgroup, so
+        // the pod's first watched exec is already enforced.
+        let wanted = self.pod_enforced(&guarded.record);
+        self.enforce_cgroup(id, &dir, wanted);
         if let Err(err) = self.watch.watch(id) {
             tracing::error!(path = %dir.display(), %err, "cannot watch pod cgroup");
+            self.enforce_cgroup(id, &dir, false);
             return false;
         }
         tracing::info!(uid, path = %dir.display(), cgroup_id = id, "watching pod cgroup");

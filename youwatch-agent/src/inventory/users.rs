@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{bounded::BoundedMap, procfs::ProcFs};
+use super::{fifo::FifoMap, procfs::ProcFs};
 
 /// Bytes of a passwd file parsed.
 const PASSWD_MAX: u64 = 256 * 1024;
@@ -34,14 +34,14 @@ pub struct UserNames {
     procfs: ProcFs,
     /// Keyed by whatever identifies a filesystem view: the container id, or the watched
     /// cgroup for processes outside containers.
-    cache: BoundedMap<String, Passwd>,
+    cache: FifoMap<String, Passwd>,
 }
 
 impl UserNames {
     pub fn new(procfs: ProcFs, capacity: usize) -> Self {
         Self {
             procfs,
-            cache: BoundedMap::new(capacity),
+            cache: FifoMap::new(capacity),
         }
     }
 

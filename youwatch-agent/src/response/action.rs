@@ -87,7 +87,7 @@ impl Action {
     pub fn key(&self) -> String {
         match self {
             Action::DeletePod(p) => format!(
-                "delete_pod/{}/{}/{}",
+                "{DELETE_POD_KEY}{}/{}/{}",
                 p.namespace,
                 p.name,
                 p.uid.as_deref().unwrap_or("")
@@ -102,6 +102,9 @@ impl Action {
         }
     }
 }
+
+/// How [`Action::key`] starts for a pod deletion.
+pub const DELETE_POD_KEY: &str = "delete_pod/";
 
 /// The actions a playbook can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -148,6 +151,8 @@ const EVIDENCE_FIELDS: &[&str] = &[
     "waf.uri",
     "waf.unique_id",
     "waf.offense",
+    "incident.pod",
+    "incident.rank",
 ];
 
 /// Longest output text kept (an Event's note holds 1 kB).

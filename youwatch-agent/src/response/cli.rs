@@ -1,7 +1,8 @@
 //! `youwatch-agent bans`, `unban IP` and `release NAMESPACE/NAME`: the agents' bans and
-//! quarantines as the cluster holds them (the ledgers on the Ingresses), and undoing them by
-//! hand with the same patch as expiry (resourceVersion precondition, re-read on 409), so a
-//! user's entries and other agents' entries are never touched.
+//! quarantines as the cluster holds them (the ledgers on the Ingresses, and the IPBans of the
+//! node ban), and undoing them by hand: on an Ingress with the same patch as expiry
+//! (resourceVersion precondition, re-read on 409), so a user's entries and other agents'
+//! entries are never touched; an IPBan is deleted, and every node lifts it.
 
 use std::{
     path::PathBuf,
@@ -29,7 +30,11 @@ use super::{
     },
     retry::{ErrorClass, Failure},
 };
-use crate::{cluster::ClusterContext, config::Config};
+use crate::{
+    cluster::ClusterContext,
+    config::Config,
+    netban::{crd::IpBan, kernel::table::normalize, ledger::Ledger},
+};
 
 /// How long `unban` and `release` retry an unreachable or busy API server.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -62,7 +67,8 @@ pub enum Output {
 pub struct UnbanArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// The address to let in again, e.g. 203.0.113.9 or 2001:db8::1.
+    /// The address to let in again, e.g. 203.0.113.9 or 2001:db8::1 (a range such as
+    /// 198.51.100.0/24: its IPBan).
     #[arg(value_name = "IP")]
     pub ip: String,
 }
@@ -76,10 +82,13 @@ pub struct ReleaseArgs {
     pub ingress: String,
 }
 
-/// One ban or quarantine, as `bans` prints it.
+/// One ban or quarantine, as `bans` prints it: on an Ingress, or an IPBan (every node).
 #[derive(Debug, serde::Serialize)]
 struct Row {
-    ingress: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingress: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipban: Option<String>,
     /// The denied address, or "quarantine".
     what: String,
     until: String,
@@ -95,6 +104,7 @@ struct Session {
     names: Names,
     client: kube::Client,
     reporter: Reporter,
+    ledger: Ledger,
 }
 
 impl Session {
@@ -116,6 +126,11 @@ impl Session {
         );
         Ok(Session {
             names: Names::new(&config.response),
+            ledger: Ledger {
+                client: client.clone(),
+                retry: config.response.retry.clone(),
+                server_dry_run: false,
+            },
             config: config.response,
             client,
             reporter: Reporter { events },
@@ -140,6 +155,15 @@ impl Session {
             .await
             .context("listing the Ingresses")?
             .items)
+    }
+
+    /// Every IPBan; none when the cluster does not serve them (the CRD is not installed).
+    async fn ipbans(&self) -> anyhow::Result<Vec<IpBan>> {
+        let deadline = SystemTime::now() + DEADLINE;
+        match self.ledger.list(deadline).await {
+            Ok(bans) => Ok(bans.unwrap_or_default()),
+            Err(f) => bail!("listing the IPBans: {f}"),
+        }
     }
 
     /// Applies `op` to `ingress` (re-read on conflict, transient errors retried).
@@ -174,13 +198,19 @@ pub fn bans(args: BansArgs) -> anyhow::Result<ExitCode> {
         for ingress in session.ingresses().await? {
             rows.extend(rows_of(&ingress, &session.names, now));
         }
+        let ipbans = session.ipbans().await?;
+        let node_rows: Vec<Row> = ipbans.iter().map(|b| ipban_row(b, now)).collect();
         match args.output {
             Output::Json => {
-                for row in &rows {
+                for row in rows.iter().chain(&node_rows) {
                     println!("{}", serde_json::to_string(row)?);
                 }
             }
-            Output::Table => print_table(&rows),
+            Output::Table => {
+                print_table(&rows, "INGRESS", "no bans or quarantines on Ingresses");
+                println!();
+                print_table(&node_rows, "IPBAN", "no IPBans (node bans)");
+            }
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -188,11 +218,41 @@ pub fn bans(args: BansArgs) -> anyhow::Result<ExitCode> {
 
 /// `youwatch-agent unban IP`.
 pub fn unban(args: UnbanArgs) -> anyhow::Result<ExitCode> {
-    let net = parse_single(&args.ip).map_err(|e| anyhow::anyhow!("unban: {e}"))?;
+    // A range can only be an IPBan: the Ingress ledgers hold single addresses.
+    let range = crate::netban::crd::parse_address(&args.ip)
+        .map(normalize)
+        .map_err(|_| anyhow::anyhow!("unban: {:?} is not an IP address or range (e.g. 203.0.113.9, 2001:db8::1 or 198.51.100.0/24)", args.ip))?;
+    let single = parse_single(&args.ip).ok();
     runtime()?.block_on(async {
         let session = Session::open(&args.cluster).await?;
         let mut removed = 0;
-        for ingress in session.ingresses().await? {
+        for ban in session.ipbans().await? {
+            let matches = ban.parsed().is_ok_and(|(n, _)| normalize(n) == range);
+            if !matches {
+                continue;
+            }
+            let deadline = SystemTime::now() + DEADLINE;
+            match session.ledger.delete(&ban, deadline).await {
+                Ok(true) => {
+                    println!(
+                        "IPBan {}: removed {} (banned by {} until {}); every node lifts it",
+                        ban.name(),
+                        ban.spec.address,
+                        ban.spec.origin_node,
+                        ban.spec.expires
+                    );
+                    removed += 1;
+                }
+                Ok(false) => {}
+                Err(f) => bail!("unban {range}: deleting IPBan {}: {f}", ban.name()),
+            }
+        }
+        let ingresses = match single {
+            Some(_) => session.ingresses().await?,
+            None => Vec::new(),
+        };
+        let net = single.unwrap_or(range);
+        for ingress in ingresses {
             let key = IngressKey::of(&ingress);
             if !denies(&ingress, &session.names, &net) {
                 continue;
@@ -213,7 +273,7 @@ pub fn unban(args: UnbanArgs) -> anyhow::Result<ExitCode> {
         session.reporter.events.settled().await;
         if removed == 0 {
             bail!(
-                "unban: {net} is not denied by youwatch on any Ingress (annotation {}); entries users wrote in {} are theirs to remove",
+                "unban: {net} is not denied by youwatch on any Ingress (annotation {}) nor by any IPBan; entries users wrote in {} are theirs to remove",
                 session.names.deny_ledger,
                 session.names.denylist
             );
@@ -293,14 +353,12 @@ fn rows_of(ingress: &Ingress, names: &Names, now: SystemTime) -> Vec<Row> {
     let key = IngressKey::of(ingress);
     let a = annotations(ingress);
     let get = |k: &String| a.get(k).map(String::as_str);
-    let left = |until: SystemTime| match until.duration_since(now) {
-        Ok(d) => humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
-        Err(_) => "expired".into(),
-    };
+    let left = |until| left(until, now);
     let mut rows = Vec::new();
     match DenyLedger::parse(get(&names.deny_ledger)) {
         Ok(ledger) => rows.extend(ledger.entries.into_iter().map(|(net, d)| Row {
-            ingress: key.to_string(),
+            ingress: Some(key.to_string()),
+            ipban: None,
             what: net.to_string(),
             until: format_time(d.until),
             left: left(d.until),
@@ -312,7 +370,8 @@ fn rows_of(ingress: &Ingress, names: &Names, now: SystemTime) -> Vec<Row> {
     }
     match Quarantined::parse(get(&names.quarantine_ledger)) {
         Ok(Some(q)) => rows.push(Row {
-            ingress: key.to_string(),
+            ingress: Some(key.to_string()),
+            ipban: None,
             what: "quarantine".into(),
             until: format_time(q.until),
             left: left(q.until),
@@ -332,19 +391,48 @@ fn rows_of(ingress: &Ingress, names: &Names, now: SystemTime) -> Vec<Row> {
     rows
 }
 
-fn print_table(rows: &[Row]) {
+/// What is left of a ban at `now`: `39m 5s`, or `expired`.
+fn left(until: SystemTime, now: SystemTime) -> String {
+    match until.duration_since(now) {
+        Ok(d) => humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
+        Err(_) => "expired".into(),
+    }
+}
+
+/// An IPBan as a row; an object that cannot be read says why in its UNTIL.
+fn ipban_row(ban: &IpBan, now: SystemTime) -> Row {
+    let (what, until, left) = match ban.parsed() {
+        Ok((net, until)) => (net.to_string(), format_time(until), left(until, now)),
+        Err(e) => (ban.spec.address.clone(), e, "-".into()),
+    };
+    Row {
+        ingress: None,
+        ipban: Some(ban.name().to_owned()),
+        what,
+        until,
+        left,
+        offense: Some(ban.spec.offenses),
+        node: ban.spec.origin_node.clone(),
+        reason: ban.spec.reason.clone(),
+    }
+}
+
+fn print_table(rows: &[Row], first: &'static str, none: &str) {
     if rows.is_empty() {
-        println!("no bans or quarantines");
+        println!("{none}");
         return;
     }
     let header = [
-        "INGRESS", "DENIED", "UNTIL", "LEFT", "OFFENSE", "NODE", "REASON",
+        first, "DENIED", "UNTIL", "LEFT", "OFFENSE", "NODE", "REASON",
     ];
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
-                r.ingress.clone(),
+                r.ingress
+                    .clone()
+                    .or_else(|| r.ipban.clone())
+                    .unwrap_or_default(),
                 r.what.clone(),
                 r.until.clone(),
                 r.left.clone(),

@@ -50,7 +50,8 @@ impl Default for ResponseConfig {
                         min_priority: Priority::Error,
                         ..MatchConfig::default()
                     },
-                    actions: vec![ActionKind::DeletePod],
+                    // deny_ip for a runtime detection: the clients its incident blames.
+                    actions: vec![ActionKind::DeletePod, ActionKind::DenyIp],
                     ..PlaybookConfig::default()
                 },
                 PlaybookConfig {
@@ -91,6 +92,44 @@ pub struct PlaybookConfig {
     /// decision carries its own, growing for repeat offenders).
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+    /// Where this playbook's deny_ip is enforced.
+    pub deny_ip_backends: DenyBackends,
+}
+
+/// Where a deny_ip is enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DenyBackend {
+    /// ingress-nginx's denylist annotation on the Ingresses serving the attacked host.
+    IngressAnnotation,
+    /// An IPBan object: every node with `node_ban.enabled` drops the address in its kernel.
+    NodeTc,
+}
+
+impl DenyBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyBackend::IngressAnnotation => "ingress-annotation",
+            DenyBackend::NodeTc => "node-tc",
+        }
+    }
+}
+
+/// A playbook's deny_ip backends: `[ingress-annotation]` unless it says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DenyBackends(pub Vec<DenyBackend>);
+
+impl Default for DenyBackends {
+    fn default() -> Self {
+        DenyBackends(vec![DenyBackend::IngressAnnotation])
+    }
+}
+
+impl DenyBackends {
+    pub fn has(&self, backend: DenyBackend) -> bool {
+        self.0.contains(&backend)
+    }
 }
 
 /// What a detection must be for a playbook to act. Every non-empty condition must hold.
@@ -100,7 +139,6 @@ pub struct MatchConfig {
     /// rules (own eBPF + rules), falco (the Falco fallback), waf. Empty: any.
     pub origins: Vec<Origin>,
     /// At least this severe.
-    #[serde(deserialize_with = "priority_from_str")]
     pub min_priority: Priority,
     /// Rule names (globs: `*` any run of characters). Empty: any.
     pub rules: Vec<String>,
@@ -322,11 +360,6 @@ impl<'de> Deserialize<'de> for IntOrPercent {
     }
 }
 
-fn priority_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<Priority, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("response.playbooks[{index}]: {message}")]
@@ -350,6 +383,12 @@ impl ResponseConfig {
             if p.actions.is_empty() {
                 return Err(bad(format!(
                     "{:?} has no actions: list delete_pod, deny_ip and/or quarantine",
+                    p.name
+                )));
+            }
+            if p.deny_ip_backends.0.is_empty() {
+                return Err(bad(format!(
+                    "{:?}: deny_ip_backends is empty: list ingress-annotation, node-tc or both",
                     p.name
                 )));
             }

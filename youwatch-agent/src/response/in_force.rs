@@ -18,11 +18,14 @@ impl InForce {
     }
 
     /// Whether an action with `key` lasting until `until` is already covered at `now` (one
-    /// in force that lasts at least as long). If not, records it.
+    /// in force that lasts at least as long). If not, records it. A pod deletion's `until` is
+    /// the deadline of its retries, not how long it lasts: one in force covers every later
+    /// one (two detections of one exec, a rule's and enforcement's, delete the pod once).
     pub fn covered_or_insert(&mut self, key: String, until: SystemTime, now: SystemTime) -> bool {
+        let once = key.starts_with(super::action::DELETE_POD_KEY);
         if let Some(&held) = self.until.get(&key)
             && held > now
-            && held >= until
+            && (once || held >= until)
         {
             return true;
         }
@@ -73,6 +76,27 @@ mod tests {
             "a longer ban extends"
         );
         assert!(!f.covered_or_insert("ip".into(), t(300), t(250)), "lapsed");
+    }
+
+    #[test]
+    fn a_deletion_in_force_covers_later_ones() {
+        let mut f = InForce::new(10);
+        let key = || {
+            format!(
+                "{}shop/juice-shop-1/uid",
+                super::super::action::DELETE_POD_KEY
+            )
+        };
+        assert!(!f.covered_or_insert(key(), t(600), t(0)));
+        assert!(
+            f.covered_or_insert(key(), t(601), t(1)),
+            "decided a second later"
+        );
+        f.forget(&key());
+        assert!(
+            !f.covered_or_insert(key(), t(602), t(2)),
+            "failed: may try again"
+        );
     }
 
     #[test]

@@ -7,20 +7,30 @@
 //! decides the actions; each new one (not already [`in_force`]) is written to the
 //! [`journal`] *before* the bus is told the detection was taken, so a tailed input's cursor
 //! never moves past a decision that a `kill -9` could lose; then it runs in its own task:
-//! [`pods`] deletes pods, [`ingress`] patches Ingresses. A finished action is marked done in
+//! [`pods`] deletes pods, [`ingress`] patches Ingresses, [`node_tc`] writes IPBans (each
+//! playbook's `deny_ip_backends`, [`deny`]). A finished action is marked done in
 //! the journal; what is unfinished at shutdown (after `shutdown_grace`) runs at the next
 //! start. At most `max_pending` actions are in flight: beyond, the intake waits and the
 //! back-pressure reaches the producers.
+//!
+//! With the correlation ([`correlation`]), a runtime detection in a pod also opens a
+//! look-back at the web requests that reached the pod's Services; its incident comes back to
+//! the intake, which reports it (alert, Event on the pod, a line in client dry-run) and
+//! takes the bans its playbooks call for like any other action.
 
 pub mod action;
 pub mod cli;
 pub mod config;
+mod correlation;
+pub mod deny;
 mod dry_run;
 pub mod events;
 mod in_force;
 pub mod ingress;
+mod intake;
 pub mod journal;
 pub mod metrics;
+pub mod node_tc;
 pub mod playbook;
 pub mod pods;
 pub mod retry;
@@ -43,17 +53,21 @@ pub use dry_run::{DryRun, PlannedRequest};
 
 use self::{
     action::{Action, Decided, Evidence},
+    deny::Backends,
     events::EventSink,
     in_force::InForce,
     ingress::{IngressHandle, IngressResponder},
+    intake::Intake,
     journal::Journal,
     metrics::{Outcome, ResponseMetrics},
+    node_tc::NodeTcBans,
     playbook::{Planned, Playbooks},
     pods::PodDeleter,
 };
 use crate::{
     bus::{Bus, Listener},
     cluster::ClusterContext,
+    correlate::Correlation,
     detection::{Detection, Origin, Priority, Subject},
     stage::{StageHandle, StopSignal},
 };
@@ -101,6 +115,9 @@ pub struct ResponseStage {
     metrics: ResponseMetrics,
     pods: PodDeleter,
     ingress: IngressResponder,
+    node_tc: NodeTcBans,
+    cluster: Option<Arc<ClusterContext>>,
+    correlation: Option<Correlation>,
 }
 
 impl ResponseStage {
@@ -154,7 +171,9 @@ impl ResponseStage {
             events.clone(),
             metrics.clone(),
         );
-        let ingress = IngressResponder::new(config, cluster, dry_run, events, metrics.clone())?;
+        let node_tc = NodeTcBans::new(config, cluster.clone(), dry_run, metrics.clone());
+        let ingress =
+            IngressResponder::new(config, cluster.clone(), dry_run, events, metrics.clone())?;
         Ok(ResponseStage {
             config: config.clone(),
             dry_run,
@@ -164,7 +183,23 @@ impl ResponseStage {
             metrics,
             pods,
             ingress,
+            node_tc,
+            cluster,
+            correlation: None,
         })
+    }
+
+    /// Also correlates runtime detections with the web requests before them (needs a
+    /// cluster: without one the correlation is left off, and says so).
+    pub fn with_correlation(mut self, correlation: Correlation) -> ResponseStage {
+        if self.cluster.is_none() {
+            tracing::info!(
+                "no cluster: runtime detections are not correlated with web requests (the correlation needs the cluster's Ingresses and Services)"
+            );
+        } else {
+            self.correlation = Some(correlation);
+        }
+        self
     }
 
     pub fn register(&self, registry: &mut Registry) {
@@ -188,74 +223,74 @@ impl ResponseStage {
 
     async fn run(self, mut detections: Listener, reports: Bus) {
         let (ingress, ingress_stage) = self.ingress.spawn();
-        let exec = Arc::new(Executor {
-            pods: self.pods,
-            ingress,
-            journal: Mutex::new(self.journal),
-            in_force: Mutex::new(InForce::new(IN_FORCE_CAPACITY)),
-            metrics: self.metrics.clone(),
-            reports,
-            dry_run: self.dry_run,
-        });
-        let permits = Arc::new(Semaphore::new(self.config.max_pending));
-        let mut running = JoinSet::new();
-        for decided in self.recovered {
-            exec.in_force().covered_or_insert(
-                decided.action.key(),
-                decided.give_up_at,
-                SystemTime::now(),
-            );
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            running.spawn(exec.clone().run(decided, None, permit));
-        }
-        while let Some(envelope) = detections.recv().await {
-            let taken = Instant::now();
-            let now = SystemTime::now();
-            for planned in self.playbooks.decide(&envelope.detection, now) {
-                let kind = planned.action.kind();
-                if exec
-                    .in_force()
-                    .covered_or_insert(planned.action.key(), planned.give_up_at, now)
-                {
-                    self.metrics.outcome(kind, Outcome::Deduplicated);
-                    tracing::debug!(
-                        playbook = planned.playbook,
-                        key = planned.action.key(),
-                        "already in force"
-                    );
-                    continue;
+        let correlation::Started {
+            correlator,
+            mut findings,
+            stage: correlation_stage,
+        } = correlation::start(
+            self.correlation,
+            self.cluster,
+            ingress.index(),
+            &self.config.retry,
+            self.dry_run,
+        );
+        let mut intake = Intake {
+            exec: Arc::new(Executor {
+                pods: self.pods,
+                ingress,
+                node_tc: self.node_tc,
+                backends: Backends::new(&self.config),
+                journal: Mutex::new(self.journal),
+                in_force: Mutex::new(InForce::new(IN_FORCE_CAPACITY)),
+                metrics: self.metrics.clone(),
+                reports,
+                dry_run: self.dry_run,
+            }),
+            permits: Arc::new(Semaphore::new(self.config.max_pending)),
+            running: JoinSet::new(),
+        };
+        intake.recover(self.recovered).await;
+        loop {
+            tokio::select! {
+                envelope = detections.recv() => {
+                    let Some(envelope) = envelope else { break };
+                    let taken = Instant::now();
+                    let now = SystemTime::now();
+                    let planned = self.playbooks.decide(&envelope.detection, now);
+                    let acted = !planned.is_empty();
+                    for planned in planned {
+                        if !intake.act(planned, &envelope.detection, Some(taken), now).await {
+                            break;
+                        }
+                    }
+                    // After the deletion is under way: the look-back never holds it up.
+                    if let Some(correlator) = &correlator {
+                        let bans = self.playbooks.incident_bans(&envelope.detection);
+                        correlator.consider(&envelope.detection, acted, bans, taken);
+                    }
+                    // Journaled: the producer may move on (save its cursor).
+                    envelope.done();
+                    intake.reap();
                 }
-                // Back-pressure: wait for room among the pending actions.
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let decided = exec.decide(planned, &envelope.detection, now);
-                running.spawn(exec.clone().run(decided, Some(taken), permit));
-            }
-            // Journaled: the producer may move on (save its cursor).
-            envelope.done();
-            while let Some(result) = running.try_join_next() {
-                report_panic(result);
+                Some(finding) = findings.recv() => intake.incident(finding).await,
             }
         }
-        // The bus has closed: let running actions finish within the grace period.
+        // The bus has closed: open look-backs decide with what they have.
         let grace = self.config.shutdown_grace;
-        let drained = tokio::time::timeout(grace, async {
-            while let Some(result) = running.join_next().await {
-                report_panic(result);
+        drop(correlator);
+        if let Some(stage) = correlation_stage {
+            stage.stop();
+            let _ = tokio::time::timeout(grace, async {
+                while let Some(finding) = findings.recv().await {
+                    intake.incident(finding).await;
+                }
+            })
+            .await;
+            if let Err(e) = stage.join().await {
+                tracing::error!(error = %e, "the correlation failed");
             }
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                actions = running.len(),
-                grace = %humantime::format_duration(grace),
-                "shutting down with actions unfinished; they stay journaled and run at the next start"
-            );
-            running.abort_all();
         }
+        intake.drain(grace).await;
         if let Err(e) = ingress_stage.shutdown().await {
             tracing::error!(error = %e, "the Ingress responder failed");
         }
@@ -274,6 +309,9 @@ fn report_panic(result: Result<(), tokio::task::JoinError>) {
 struct Executor {
     pods: PodDeleter,
     ingress: IngressHandle,
+    node_tc: NodeTcBans,
+    /// Each playbook's deny_ip backends.
+    backends: Backends,
     journal: Mutex<Option<Journal>>,
     in_force: Mutex<InForce>,
     metrics: ResponseMetrics,
@@ -322,7 +360,11 @@ impl Executor {
         let kind = decided.action.kind();
         let finished = match &decided.action {
             Action::DeletePod(pod) => self.pods.run(&decided, pod).await,
-            Action::DenyIp(_) | Action::Quarantine(_) => self.ingress.run(&decided).await,
+            Action::DenyIp(d) => {
+                let backends = self.backends.of(&decided.playbook);
+                deny::deny(&backends, &self.ingress, &self.node_tc, &decided, d).await
+            }
+            Action::Quarantine(_) => self.ingress.run(&decided).await,
         };
         self.metrics.outcome(kind, finished.outcome);
         if finished.outcome == Outcome::Applied

@@ -1,13 +1,15 @@
 //! Playbooks: which detection leads to which actions. Every playbook whose conditions hold
 //! contributes its actions; an action the detection cannot carry (a pod deletion for a WAF
-//! attacker, a ban without an address) is skipped with a debug line.
+//! attacker, a ban without an address) is skipped with a debug line. A `deny_ip` for a
+//! runtime detection in a pod bans the clients its incident blames ([`IncidentBan`]),
+//! once the correlation has decided them.
 
 use std::time::{Duration, SystemTime};
 
 use globset::GlobSet;
 
 use super::{
-    action::{Action, DeletePod, DenyIp, Quarantine, QuarantineTarget},
+    action::{Action, ActionKind, DeletePod, DenyIp, Quarantine, QuarantineTarget},
     config::{ConfigError, MatchConfig, PlaybookConfig, ResponseConfig, rule_globs},
 };
 use crate::detection::{Detection, Subject};
@@ -21,6 +23,16 @@ pub struct Planned {
     pub playbook: String,
     pub action: Action,
     pub give_up_at: SystemTime,
+    pub dry_run: bool,
+}
+
+/// A playbook's `deny_ip` for a runtime detection in a pod: ban the clients its incident
+/// blames (see `crate::correlate`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentBan {
+    pub playbook: String,
+    /// The playbook's `ttl`; `None`: the correlation's (a repeat offender's ban).
+    pub ttl: Option<Duration>,
     pub dry_run: bool,
 }
 
@@ -75,6 +87,9 @@ impl Playbooks {
                         give_up_at,
                         dry_run: p.config.dry_run,
                     }),
+                    // Decided by the incident (`incident_bans`).
+                    None if *kind == ActionKind::DenyIp && matches!(d.subject, Subject::Pod(_)) => {
+                    }
                     None => tracing::debug!(
                         playbook = p.config.name,
                         action = kind.as_str(),
@@ -85,6 +100,24 @@ impl Playbooks {
             }
         }
         out
+    }
+
+    /// The incident bans `d` calls for: one per matching playbook with `deny_ip`, for a
+    /// detection in a pod.
+    pub fn incident_bans(&self, d: &Detection) -> Vec<IncidentBan> {
+        if !matches!(d.subject, Subject::Pod(_)) {
+            return Vec::new();
+        }
+        self.playbooks
+            .iter()
+            .filter(|p| p.config.actions.contains(&ActionKind::DenyIp))
+            .filter(|p| matches(&p.config.when, &p.rules, d))
+            .map(|p| IncidentBan {
+                playbook: p.config.name.clone(),
+                ttl: (!p.config.ttl.is_zero()).then_some(p.config.ttl),
+                dry_run: p.config.dry_run,
+            })
+            .collect()
     }
 
     fn action(
@@ -232,6 +265,38 @@ mod tests {
         // A WAF attack report (not a ban decision) is not acted on.
         ban.rule = crate::waf::detect::RULE_ATTACK.into();
         assert!(p.decide(&ban, now).is_empty());
+    }
+
+    #[test]
+    fn deny_ip_for_a_runtime_detection_bans_through_its_incident() {
+        let mut config = ResponseConfig::default();
+        config.playbooks[0].ttl = Duration::from_secs(90);
+        let p = Playbooks::new(&config).unwrap();
+        let shell = detection(Origin::Rules, Priority::Critical, pod());
+        assert_eq!(
+            p.incident_bans(&shell),
+            [IncidentBan {
+                playbook: "delete-compromised-pod".into(),
+                ttl: Some(Duration::from_secs(90)),
+                dry_run: false,
+            }]
+        );
+        // Not now: the pod's deletion is the only action decided at once.
+        assert_eq!(p.decide(&shell, UNIX_EPOCH).len(), 1);
+        // Nothing to correlate below the bar, nor for a WAF attacker.
+        assert!(
+            p.incident_bans(&detection(Origin::Rules, Priority::Notice, pod()))
+                .is_empty()
+        );
+        let attacker = Subject::Attacker {
+            ip: "203.0.113.7".parse().unwrap(),
+            host: None,
+            ban_for: None,
+        };
+        assert!(
+            p.incident_bans(&detection(Origin::Rules, Priority::Critical, attacker))
+                .is_empty()
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ mod transform;
 
 use std::{path::PathBuf, sync::Arc};
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 pub use diagnostics::{Diagnostics, LoadError, Warning};
 pub use engine::{Engine, RuleMatching, RulesMetrics, subject};
@@ -61,7 +61,6 @@ pub struct RulesConfig {
     /// earlier ones (redefine, `append`, `override`, `enabled`).
     pub files: Vec<PathBuf>,
     /// Rules less severe than this are not evaluated.
-    #[serde(deserialize_with = "priority_from_str")]
     pub min_priority: Priority,
     /// `first`: only the first matching rule (in load order) fires for an exec, like Falco's
     /// default; `all`: every matching rule fires.
@@ -101,11 +100,6 @@ impl Default for RulesConfig {
             .to_vec(),
         }
     }
-}
-
-fn priority_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<Priority, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, thiserror::Error)]

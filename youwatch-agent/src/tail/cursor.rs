@@ -43,15 +43,36 @@ impl Fingerprint {
     pub const MAX_LEN: usize = 256;
 
     pub fn of(prefix: &[u8]) -> Fingerprint {
-        let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-        for &b in prefix {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        let mut fp = Fingerprint {
+            len: 0,
+            hash: 0xcbf2_9ce4_8422_2325,
+        };
+        fp.extend(prefix);
+        fp
+    }
+
+    /// Grows the fingerprint with the bytes that follow what it covers (FNV-1a is a running
+    /// hash), up to [`MAX_LEN`](Self::MAX_LEN) in all.
+    pub fn extend(&mut self, more: &[u8]) {
+        if self.len == 0 {
+            self.hash = 0xcbf2_9ce4_8422_2325;
         }
-        Fingerprint {
-            len: prefix.len() as u32,
-            hash,
+        let take = (Self::MAX_LEN - (self.len as usize).min(Self::MAX_LEN)).min(more.len());
+        for &b in &more[..take] {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
         }
+        self.len += take as u32;
+    }
+
+    /// Grows the fingerprint with `chunk`, read at file offset `at`, where it covers the
+    /// bytes just after the fingerprint's end.
+    pub fn extend_from(&mut self, at: u64, chunk: &[u8]) {
+        let len = u64::from(self.len);
+        if self.is_full() || at > len || at + chunk.len() as u64 <= len {
+            return;
+        }
+        self.extend(&chunk[(len - at) as usize..]);
     }
 
     /// The fingerprint of `file` as it is now (its first `MAX_LEN` bytes, or fewer).
@@ -63,6 +84,9 @@ impl Fingerprint {
 
     /// Whether `file` still starts with the bytes this fingerprint was taken from.
     pub fn matches(&self, file: &File) -> std::io::Result<bool> {
+        if self.len == 0 {
+            return Ok(true);
+        }
         let mut buf = [0u8; Self::MAX_LEN];
         let want = (self.len as usize).min(Self::MAX_LEN);
         let n = read_prefix(file, &mut buf[..want])?;
@@ -186,6 +210,19 @@ mod tests {
         assert!(!fp.matches(&f).unwrap());
         std::fs::write(&path, b"hel").unwrap();
         assert!(!fp.matches(&f).unwrap(), "shorter than the fingerprint");
+    }
+
+    #[test]
+    fn fingerprint_grows_like_a_fresh_one() {
+        let data: Vec<u8> = (0..400u32).map(|i| (i * 7) as u8).collect();
+        let mut fp = Fingerprint::default();
+        fp.extend_from(0, &data[..10]);
+        fp.extend_from(5, &data[5..100]);
+        fp.extend_from(200, &data[200..300]); // a gap: not after the end, ignored
+        assert_eq!(fp, Fingerprint::of(&data[..100]));
+        fp.extend_from(100, &data[100..]);
+        assert_eq!(fp, Fingerprint::of(&data[..Fingerprint::MAX_LEN]));
+        assert!(fp.is_full());
     }
 
     #[test]

@@ -7,7 +7,36 @@
 //! calls [`Follower::commit`] once it has *processed* lines: the cursor (device + inode +
 //! offset + fingerprint of the first bytes) is saved atomically, so a restart — `kill -9`
 //! included — resumes exactly after the last committed line, in the same file even if it was
-//! rotated away meanwhile.
+//! rotated away (found by inode) or copytruncated (its copy, found by fingerprint) meanwhile.
+//!
+//! What it guarantees, for every line fully written to the path:
+//! - **rename, delete-and-recreate, symlink swap**: the old file is read to its end (until it
+//!   has been quiet for `rotate_grace`: writers append to a renamed file until they reopen),
+//!   then the new one from its first byte. A new file is held open as soon as it shows (also
+//!   while the follower is behind), and files rotated away that were never read (several
+//!   rotations while behind) are read too, oldest first, each once.
+//! - **copytruncate**: noticed by the size *and* by the fingerprint of the first 256 bytes,
+//!   checked after every read, so also when the file regrew past our offset (nothing is cut
+//!   or read twice). When the copy is visible under a rotated name (`audit.log.1`,
+//!   `audit.log-20250101`, same directory, not compressed yet), the rest is read from it at
+//!   our offset, then the file from its start. A file queued behind the current one is
+//!   checked the same way when its turn comes (copytruncate within `rotate_grace` of a
+//!   rename).
+//!
+//! What it cannot: copytruncate copies, then truncates; lines written between the two are in
+//! neither file and are lost unless already read (the follower reads as soon as inotify
+//! reports a write, and [`Follower::read_ahead`] reads on into memory while the consumer is
+//! busy, so only the last few can be; for a file still queued behind a renamed one in its
+//! grace period, all of them). Without a visible copy (compressed at once,
+//! `olddir` elsewhere) what was not read yet is lost. A file copytruncated before any of its
+//! bytes were seen (queued empty, the follower behind) is noticed only by its copy showing
+//! up among the rotated files when the follower next moves on; the file being read, empty
+//! when opened, is not noticed at all. A file deleted before the follower saw it (while the
+//! agent was down, or within 20 ms while behind) is gone.
+//!
+//! Modules: `follower` reads into a buffer and hands out lines, `rotation` decides which file
+//! to read (and `resume` where to start), `source` is one open file and its identity,
+//! `siblings` finds rotated files, `cursor` saves positions, `wake` waits for changes.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -32,17 +61,23 @@
 //! and [`Follower::committed_consumer`] returns it after a restart, to roll the output back to
 //! what the cursor covers.
 
+mod batch;
 mod cursor;
 mod follower;
 mod metrics;
+mod resume;
+mod rotation;
+mod siblings;
+mod source;
 mod wake;
 
 use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+pub use batch::{Batch, Line, Lines};
 pub use cursor::{CursorStore, FileId, Fingerprint, Position, SavedCursor};
-pub use follower::{Batch, Follower, Line, Lines};
+pub use follower::Follower;
 pub use metrics::TailMetrics;
 
 /// Where to start when no cursor is saved.

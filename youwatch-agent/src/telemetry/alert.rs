@@ -197,12 +197,24 @@ impl AlertFile {
             path: path.to_owned(),
             source,
         };
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .map_err(open_error)?;
         let meta = file.metadata().map_err(open_error)?;
+        // A kill in the middle of a write can leave a torn last line: end it, so the next
+        // alert starts on a line of its own.
+        if meta.len() > 0 {
+            let mut last = [0u8; 1];
+            use std::os::unix::fs::FileExt;
+            file.read_exact_at(&mut last, meta.len() - 1)
+                .map_err(open_error)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(open_error)?;
+            }
+        }
         Ok(Self {
             path: path.to_owned(),
             file,
@@ -339,6 +351,27 @@ mod tests {
             1
         );
         assert_eq!(w.metrics.written.get(), 2);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.json");
+        std::fs::write(&path, b"{\"torn\":").unwrap();
+        let config = AlertConfig {
+            stdout: false,
+            file: path.clone(),
+            queue: 4,
+        };
+        let mut w = AlertWriter::new(&config, "n".into(), AlertMetrics::default()).unwrap();
+        w.write(&detection());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "{\"torn\":");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(lines[1]).is_ok(),
+            "{text}"
+        );
     }
 
     #[test]

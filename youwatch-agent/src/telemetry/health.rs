@@ -12,6 +12,8 @@ type Probe = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 enum Check {
     Flag(ReadyFlag),
     Probe(Probe),
+    /// Always ready; says how (the enforcement mode and mechanism).
+    Detail(Box<dyn Fn() -> String + Send + Sync>),
 }
 
 /// The registry; cheap to clone.
@@ -75,6 +77,12 @@ impl Readiness {
         self.add(name, Check::Probe(Box::new(probe)));
     }
 
+    /// Registers `name`, never keeping the agent from being ready, with the line `detail`
+    /// gives at each request.
+    pub fn detail(&self, name: &'static str, detail: impl Fn() -> String + Send + Sync + 'static) {
+        self.add(name, Check::Detail(Box::new(detail)));
+    }
+
     fn add(&self, name: &'static str, check: Check) {
         self.lock().push((name, check));
     }
@@ -87,6 +95,10 @@ impl Readiness {
             let state = match check {
                 Check::Flag(flag) => flag.get(),
                 Check::Probe(probe) => probe(),
+                Check::Detail(detail) => {
+                    text.push_str(&format!("{name}: ok: {}\n", detail()));
+                    continue;
+                }
             };
             match state {
                 Ok(()) => text.push_str(&format!("{name}: ok\n")),
@@ -125,6 +137,15 @@ mod tests {
                 .text
                 .contains("sensor: not ready: detached")
         );
+    }
+
+    #[test]
+    fn a_detail_says_how_without_affecting_readiness() {
+        let readiness = Readiness::default();
+        readiness.detail("enforce", || "mode enforce, mechanism sigkill".into());
+        let r = readiness.report();
+        assert!(r.ready);
+        assert_eq!(r.text, "enforce: ok: mode enforce, mechanism sigkill\n");
     }
 
     #[test]

@@ -287,6 +287,11 @@ pub struct Classifier {
 /// 949110: inbound blocking evaluation; 980130: CRS 3 inbound correlation.
 const INBOUND_EVALUATION: [u32; 2] = [949110, 980130];
 
+/// The WAF's own verdict on the request's score (not a rule the request matched).
+pub fn is_evaluation(rule_id: u32) -> bool {
+    INBOUND_EVALUATION.contains(&rule_id)
+}
+
 impl Classifier {
     /// Every rule of `ban_classes` counts with weight 1.
     pub fn new(ban_classes: ClassSet) -> Classifier {

@@ -53,6 +53,15 @@ pub struct ClientIpPolicy {
 }
 
 impl ClientIpPolicy {
+    /// The policy of `waf.client_ip`.
+    pub fn from_config(cfg: &super::config::ClientIpConfig) -> ClientIpPolicy {
+        ClientIpPolicy {
+            trusted_proxies: cfg.trusted_proxies.clone(),
+            allowlist: cfg.allowlist.clone(),
+            ban_loopback: cfg.ban_loopback,
+        }
+    }
+
     pub fn resolve<'a>(
         &self,
         client_ip: &[u8],

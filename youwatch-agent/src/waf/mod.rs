@@ -3,24 +3,26 @@
 //! `crate::tail` follows the file; [`entry`] parses a line from bytes (over [`json`], a
 //! walker that builds nothing); [`classify`] names the CRS classes, the anomaly score and
 //! whether the WAF blocked; [`client_ip`] decides who the client is and whether it may ever be
-//! banned; [`score`] keeps a leaky bucket per IP (bounded by [`lru`]) and grows bans for repeat
+//! banned; [`score`] keeps a leaky bucket per IP (bounded by [`clock`]) and grows bans for repeat
 //! offenders; [`pipeline`] chains those for one line; [`detect`] turns a decision into a
-//! `Detection`; [`stage`] runs it all live; [`replay`] runs it over a file for tuning, with
+//! `Detection` and [`suspect`] a flagged request into a `Suspicion` for the correlation;
+//! [`stage`] runs it all live; [`replay`] runs it over a file for tuning, with
 //! [`explain`] saying per client why it would or would not be banned.
 
 pub mod classify;
 pub mod client_ip;
+pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod entry;
 pub mod explain;
 pub mod json;
-pub mod lru;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;
 pub mod score;
 pub mod stage;
+pub mod suspect;
 
 pub use config::WafConfig;
 pub use stage::WafStage;

@@ -81,11 +81,7 @@ impl Pipeline {
         Pipeline {
             parser: Parser::new(),
             classifier: Classifier::from_config(cfg),
-            policy: ClientIpPolicy {
-                trusted_proxies: cfg.client_ip.trusted_proxies.clone(),
-                allowlist: cfg.client_ip.allowlist.clone(),
-                ban_loopback: cfg.client_ip.ban_loopback,
-            },
+            policy: ClientIpPolicy::from_config(&cfg.client_ip),
             scorer: Scorer::new(cfg.scoring.clone()),
             metrics,
             logged: 0,

@@ -9,7 +9,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use super::{classify::ClassSet, config::ScoringConfig, lru::Lru};
+use super::{classify::ClassSet, clock::ClockMap, config::ScoringConfig};
 
 #[derive(Clone, Copy, Debug, Default)]
 struct IpState {
@@ -56,14 +56,14 @@ pub enum Score {
 
 pub struct Scorer {
     cfg: ScoringConfig,
-    ips: Lru<IpAddr, IpState>,
+    ips: ClockMap<IpAddr, IpState>,
     evictions: u64,
 }
 
 impl Scorer {
     pub fn new(cfg: ScoringConfig) -> Scorer {
         Scorer {
-            ips: Lru::new(cfg.max_tracked_ips),
+            ips: ClockMap::new(cfg.max_tracked_ips),
             cfg,
             evictions: 0,
         }
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn the_state_fits_its_slot() {
-        // With the 17-byte address and the used bit, one 64-byte slot per IP (see lru).
+        // With the 17-byte address and the used bit, one 64-byte slot per IP (see clock.rs).
         assert!(std::mem::size_of::<IpState>() <= 40);
     }
 

@@ -3,15 +3,20 @@
 //! listener has taken a batch's detections, so a ban decided is never lost to a restart.
 //!
 //! It runs on its own thread (file reads block, and parsing is CPU work that must not stall
-//! the async runtime); a full listener queue slows the reading, nothing is dropped.
+//! the async runtime); a full listener queue slows the reading, nothing is dropped. With the
+//! correlation on, every entry with a CRS hit is also offered as a suspicion (never waiting:
+//! a full queue loses it, counted).
 
 use std::path::{Path, PathBuf};
 
 use prometheus_client::registry::Registry;
 
-use super::{WafConfig, detect, metrics::WafMetrics, pipeline::Pipeline};
+use super::{
+    WafConfig, client_ip::ClientIpPolicy, detect, metrics::WafMetrics, pipeline::Pipeline, suspect,
+};
 use crate::{
     bus::Bus,
+    correlate::SuspicionSink,
     detection::Detection,
     inputs::tailed::{LineDecoder, TailedInput},
     stage::StageHandle,
@@ -35,6 +40,7 @@ pub struct WafStage {
     cursor: PathBuf,
     metrics: WafMetrics,
     tail_metrics: TailMetrics,
+    suspicions: Option<SuspicionSink>,
 }
 
 impl WafStage {
@@ -49,7 +55,14 @@ impl WafStage {
             cursor: state_dir.join(CURSOR_FILE),
             metrics: WafMetrics::default(),
             tail_metrics: TailMetrics::default(),
+            suspicions: None,
         }))
+    }
+
+    /// Also offers every entry with a CRS hit to the correlation.
+    pub fn with_suspicions(mut self, sink: SuspicionSink) -> WafStage {
+        self.suspicions = Some(sink);
+        self
     }
 
     pub fn register(&self, registry: &mut Registry) {
@@ -72,6 +85,9 @@ impl WafStage {
                 pipeline: Pipeline::new(&self.config, self.metrics.clone()),
                 report: self.config.report,
                 now: detect::now_secs(),
+                suspicions: self
+                    .suspicions
+                    .map(|sink| (sink, ClientIpPolicy::from_config(&self.config.client_ip))),
             },
             metrics: self.tail_metrics,
         };
@@ -84,6 +100,7 @@ struct Entries {
     pipeline: Pipeline,
     report: super::config::Report,
     now: u64,
+    suspicions: Option<(SuspicionSink, ClientIpPolicy)>,
 }
 
 impl LineDecoder for Entries {
@@ -93,9 +110,15 @@ impl LineDecoder for Entries {
 
     fn decode(&mut self, line: &[u8], out: &mut Vec<Detection>) {
         // Bad lines are counted by the pipeline's metrics.
-        if let Ok(outcome) = self.pipeline.process(line, self.now)
-            && let Some(d) = detect::detection(&outcome, self.report)
+        let Ok(outcome) = self.pipeline.process(line, self.now) else {
+            return;
+        };
+        if let Some((sink, policy)) = &self.suspicions
+            && let Some(s) = suspect::suspicion(&outcome, policy, self.now)
         {
+            sink.offer(s);
+        }
+        if let Some(d) = detect::detection(&outcome, self.report) {
             out.push(d);
         }
     }

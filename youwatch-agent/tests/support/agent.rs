@@ -153,6 +153,29 @@ impl Agent {
 }
 
 impl Agent {
+    /// `GET path` on the agent's HTTP listener (found from its start-up log line): the
+    /// status line and the body.
+    pub fn http_get(&mut self, path: &str) -> (String, String) {
+        use std::io::{Read, Write};
+        let line = self.wait_log("HTTP listener started");
+        let addr: Value = serde_json::from_str(&line).expect("JSON log lines");
+        let addr = addr["addr"]
+            .as_str()
+            .expect("the listener's address")
+            .to_owned();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head.lines().next().unwrap_or_default().to_owned();
+        (status, body.to_owned())
+    }
+
     /// The log lines received so far.
     pub fn drain_log(&mut self) -> Vec<String> {
         while let Ok(line) = self.stderr.try_recv() {
@@ -180,9 +203,16 @@ pub fn agent_command(dir: &std::path::Path, config: &str) -> Command {
 /// The agent binary acting for real (no `--dry-run`), otherwise as [`agent_command`]
 /// (`YOUWATCH_TEST_AGENT_LOG` sets its log filter, e.g. `youwatch_agent=debug`).
 pub fn acting_command(dir: &std::path::Path, config: &str) -> Command {
+    configured(Command::new(AGENT), dir, config)
+}
+
+/// The agent binary's path.
+pub const AGENT: &str = env!("CARGO_BIN_EXE_youwatch-agent");
+
+/// `cmd` (the agent binary, started some other way) set up as [`acting_command`] does.
+pub fn configured(mut cmd: Command, dir: &std::path::Path, config: &str) -> Command {
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_youwatch-agent"));
     cmd.arg("--config")
         .arg(&path)
         .env_remove("KUBECONFIG")

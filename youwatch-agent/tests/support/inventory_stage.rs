@@ -46,7 +46,7 @@ pub async fn start(
         &config,
         targets,
         watch.clone(),
-        Vec::new(),
+        inventory::Watching::default(),
         events,
         InventoryMetrics::default(),
     )

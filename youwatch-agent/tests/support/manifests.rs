@@ -79,6 +79,8 @@ fn first_difference(written: &Value, read: &Value, at: &str) -> Option<String> {
         {
             None
         }
+        // A JSON number is a number: `0` and `0.0` (a schema's float bounds) are the same.
+        (Value::Number(w), Value::Number(r)) if w.as_f64() == r.as_f64() => None,
         (w, r) if w == r => None,
         (w, r) => Some(format!("{at}: {w} became {r}")),
     }

@@ -10,9 +10,11 @@ use std::{
 use youwatch_agent::{
     bus::{Bus, BusBuilder, BusMetrics, Delivery, Listener},
     cluster::ClusterContext,
+    correlate::{Correlation, CorrelationConfig, SuspicionSink},
     detection::{Detection, Origin, PodRef, Priority, Subject},
     response::{DryRun, ResponseConfig, ResponseStage},
     stage::StageHandle,
+    waf::config::ScoringConfig,
 };
 
 use super::apiserver::ApiServer;
@@ -45,10 +47,47 @@ pub fn start_as(
     dry_run: DryRun,
     state: &Path,
 ) -> Running {
+    start_with(node, server, config, dry_run, state, None)
+}
+
+/// [`start_as`] with the correlation on; also returns the WAF's end of its queue.
+pub fn start_correlating(
+    node: &str,
+    server: &ApiServer,
+    config: &ResponseConfig,
+    correlation: &CorrelationConfig,
+    state: &Path,
+) -> (Running, SuspicionSink) {
+    let (correlation, sink) = Correlation::new(correlation, &ScoringConfig::default())
+        .expect("a valid correlation config")
+        .expect("the correlation is enabled");
+    let running = start_with(
+        node,
+        Some(server),
+        config,
+        DryRun::Off,
+        state,
+        Some(correlation),
+    );
+    (running, sink)
+}
+
+fn start_with(
+    node: &str,
+    server: Option<&ApiServer>,
+    config: &ResponseConfig,
+    dry_run: DryRun,
+    state: &Path,
+    correlation: Option<Correlation>,
+) -> Running {
     let cluster = server.map(|s| Arc::new(ClusterContext::new(s.client(), node.into())));
-    let stage = ResponseStage::new(config, cluster, dry_run, state).expect("valid config");
+    let mut stage = ResponseStage::new(config, cluster, dry_run, state).expect("valid config");
     let mut registry = prometheus_client::registry::Registry::default();
     stage.register(&mut registry);
+    if let Some(correlation) = correlation {
+        correlation.register(&mut registry);
+        stage = stage.with_correlation(correlation);
+    }
     let mut builder = BusBuilder::new(BusMetrics::default());
     let listener = builder.listen("response", 64, Delivery::Lossless);
     let reports = builder.listen("alerts", 1024, Delivery::BestEffort);

@@ -18,7 +18,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 pub use file::{CURSOR_FILE, FalcoFile, FileConfig};
 pub use token::{TokenError, TokenFile};
@@ -32,7 +32,6 @@ pub struct FalcoConfig {
     pub webhook: WebhookConfig,
     pub file: FileConfig,
     /// Falco alerts less severe than this are accepted but not acted on (counted as ignored).
-    #[serde(deserialize_with = "priority_from_str")]
     pub min_priority: Priority,
 }
 
@@ -77,11 +76,6 @@ impl Default for WebhookConfig {
             max_concurrent_requests: 16,
         }
     }
-}
-
-fn priority_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<Priority, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, thiserror::Error)]

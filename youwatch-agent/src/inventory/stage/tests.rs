@@ -11,22 +11,37 @@ use std::{
 use super::*;
 use crate::inventory::pod::tests::{CID, EID, UID, pod_json};
 
+/// Watched and enforced ids.
 #[derive(Clone, Default)]
-struct FakeWatch(Arc<Mutex<HashSet<u64>>>);
+struct FakeWatch(Arc<Mutex<(HashSet<u64>, HashSet<u64>)>>);
 
 impl FakeWatch {
     fn ids(&self) -> HashSet<u64> {
-        self.0.lock().unwrap().clone()
+        self.0.lock().unwrap().0.clone()
+    }
+    fn enforced(&self) -> HashSet<u64> {
+        self.0.lock().unwrap().1.clone()
     }
 }
 
 impl CgroupWatch for FakeWatch {
     fn watch(&self, id: u64) -> Result<(), String> {
-        self.0.lock().unwrap().insert(id);
+        self.0.lock().unwrap().0.insert(id);
         Ok(())
     }
     fn unwatch(&self, id: u64) -> Result<(), String> {
-        self.0.lock().unwrap().remove(&id);
+        let mut sets = self.0.lock().unwrap();
+        sets.0.remove(&id);
+        sets.1.remove(&id);
+        Ok(())
+    }
+    fn set_enforced(&self, id: u64, on: bool) -> Result<(), String> {
+        let mut sets = self.0.lock().unwrap();
+        if on {
+            sets.1.insert(id);
+        } else {
+            sets.1.remove(&id);
+        }
         Ok(())
     }
 }
@@ -117,6 +132,85 @@ fn exec_in(cgroup_id: u64, watched: u64) -> ExecEvent {
         filename_truncated: false,
         ..ExecEvent::default()
     }
+}
+
+/// Enforcement as `--enforce` sets it up, the agent being pod youwatch/agent-1.
+fn enforcing() -> crate::inventory::EnforceSelection {
+    crate::inventory::EnforceSelection::new(
+        &crate::enforce::EnforceConfig::default(),
+        true,
+        Some(("youwatch".into(), "agent-1".into())),
+    )
+    .unwrap()
+}
+
+fn opted_in(mut json: serde_json::Value, on: bool) -> serde_json::Value {
+    let value = if on { "true" } else { "false" };
+    json["metadata"]["labels"]["youwatch.dev/enforce"] = value.into();
+    json
+}
+
+#[test]
+fn a_pod_is_enforced_while_it_opts_in() {
+    let mut f = Fixture::new(0);
+    f.state.enforce = Some(enforcing());
+    let pod_id = f.mkdir(&f.pod_dir());
+    f.state.on_pod_update(PodUpdate::Apply(record(pod_json())));
+    assert_eq!(f.watch.ids(), HashSet::from([pod_id]));
+    assert!(f.watch.enforced().is_empty(), "no label, not enforced");
+    f.state
+        .on_pod_update(PodUpdate::Apply(record(opted_in(pod_json(), true))));
+    assert_eq!(f.watch.enforced(), HashSet::from([pod_id]));
+    f.state
+        .on_pod_update(PodUpdate::Apply(record(opted_in(pod_json(), false))));
+    assert!(f.watch.enforced().is_empty(), "opted out");
+    f.state
+        .on_pod_update(PodUpdate::Apply(record(opted_in(pod_json(), true))));
+    f.state.on_pod_update(PodUpdate::Delete(UID.into()));
+    assert!(f.watch.ids().is_empty() && f.watch.enforced().is_empty());
+
+    // A pod created with the label is enforced from the moment its cgroup is watched.
+    f.state
+        .on_pod_update(PodUpdate::Apply(record(opted_in(pod_json(), true))));
+    assert_eq!(f.watch.enforced(), HashSet::from([pod_id]));
+}
+
+#[test]
+fn the_agents_own_pod_is_never_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = InventoryConfig {
+        cgroup: crate::inventory::CgroupConfig {
+            kubepods: dir.path().join("kubepods.slice").display().to_string(),
+            ..Default::default()
+        },
+        pod_name_pattern: String::new(),
+        namespaces: crate::inventory::NamespaceConfig {
+            exclude_own: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let watch = FakeWatch::default();
+    let mut state = State::new(
+        &config,
+        Some(("node-a", Some("youwatch"))),
+        watch.clone(),
+        dir.path().to_path_buf(),
+        InventoryMetrics::default(),
+    )
+    .unwrap();
+    state.enforce = Some(enforcing());
+    let pod_dir = dir.path().join(format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice",
+        UID.replace('-', "_")
+    ));
+    std::fs::create_dir_all(&pod_dir).unwrap();
+    let mut own = opted_in(pod_json(), true);
+    own["metadata"]["namespace"] = "youwatch".into();
+    own["metadata"]["name"] = "agent-1".into();
+    state.on_pod_update(PodUpdate::Apply(record(own)));
+    assert_eq!(watch.ids().len(), 1, "guarded, as configured");
+    assert!(watch.enforced().is_empty(), "but never enforced");
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! The Ingresses of a pod's app, for a quarantine by pod: the Services in the pod's
+//! The Services of a pod (for a quarantine by pod and the correlation): those in the pod's
 //! namespace whose selector picks the pod's labels (listed from the API server: RBAC
-//! `services list`, nothing else), then the managed Ingresses routing to any of them.
+//! `services list`, nothing else); and the managed Ingresses routing to any of them.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -42,9 +42,21 @@ pub async fn ingresses_of_pod(
     retry: &RetryConfig,
     deadline: SystemTime,
     on_retry: impl FnMut(&str),
-    (namespace, name, labels): (&str, &str, &BTreeMap<String, String>),
+    pod: (&str, &str, &BTreeMap<String, String>),
 ) -> Result<Vec<IngressKey>, Failure> {
-    let mut on_retry = on_retry;
+    let names = services_of_pod(client, retry, deadline, on_retry, pod).await?;
+    Ok(index.routing_to(pod.0, &names))
+}
+
+/// The names of the Services selecting the pod `namespace/name` (labels as known; read from
+/// the pod when unknown): RBAC `services list`, and `pods get` without labels.
+pub async fn services_of_pod(
+    client: &kube::Client,
+    retry: &RetryConfig,
+    deadline: SystemTime,
+    mut on_retry: impl FnMut(&str),
+    (namespace, name, labels): (&str, &str, &BTreeMap<String, String>),
+) -> Result<BTreeSet<String>, Failure> {
     let read;
     let labels = if labels.is_empty() {
         let pods: Api<Pod> = crate::cluster::rbac::POD_GET.namespaced(client.clone(), namespace);
@@ -58,8 +70,7 @@ pub async fn ingresses_of_pod(
         crate::cluster::rbac::SERVICE_LIST.namespaced(client.clone(), namespace);
     let params = ListParams::default();
     let services = with_retry(retry, deadline, &mut on_retry, || api.list(&params)).await?;
-    let names = selecting(&services.items, labels);
-    Ok(index.routing_to(namespace, &names))
+    Ok(selecting(&services.items, labels))
 }
 
 #[cfg(test)]

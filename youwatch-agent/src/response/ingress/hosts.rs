@@ -40,19 +40,23 @@ pub fn match_host(ingress: &Ingress, host: &str) -> Match {
         Match::No
     };
     for rule in spec.rules.iter().flatten() {
-        let m = match rule.host.as_deref().map(str::to_ascii_lowercase) {
-            None => Match::CatchAll,
-            Some(h) if h.is_empty() => Match::CatchAll,
-            Some(h) => match h.strip_prefix("*.") {
-                Some(domain) if wildcard_matches(domain, host) => Match::Wildcard,
-                Some(_) => Match::No,
-                None if h == host => Match::Exact,
-                None => Match::No,
-            },
-        };
-        best = best.min(m);
+        best = best.min(match_rule_host(rule.host.as_deref(), host));
     }
     best
+}
+
+/// How a rule's `host` (none: every host) serves the (normalised) `host`.
+pub fn match_rule_host(rule_host: Option<&str>, host: &str) -> Match {
+    match rule_host.map(str::to_ascii_lowercase) {
+        None => Match::CatchAll,
+        Some(h) if h.is_empty() => Match::CatchAll,
+        Some(h) => match h.strip_prefix("*.") {
+            Some(domain) if wildcard_matches(domain, host) => Match::Wildcard,
+            Some(_) => Match::No,
+            None if h == host => Match::Exact,
+            None => Match::No,
+        },
+    }
 }
 
 /// `host` is one label (`[A-Za-z0-9_-]+`) followed by `.domain`.

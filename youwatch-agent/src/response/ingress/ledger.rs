@@ -123,8 +123,17 @@ pub fn format_time(t: SystemTime) -> String {
         .unwrap_or_else(|_| secs.to_string())
 }
 
+/// An RFC 3339 time (`2026-12-01T13:00:00Z`), whole seconds; the error quotes the text.
+pub fn parse_time(text: &str) -> Result<SystemTime, String> {
+    let ts: jiff::Timestamp = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))?;
+    let secs = u64::try_from(ts.as_second()).unwrap_or(0);
+    Ok(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 mod rfc3339 {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::SystemTime;
 
     use super::*;
 
@@ -134,11 +143,7 @@ mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let text = String::deserialize(d)?;
-        let ts: jiff::Timestamp = text.parse().map_err(|e| {
-            serde::de::Error::custom(format!("until {text:?} is not an RFC 3339 time: {e}"))
-        })?;
-        let secs = u64::try_from(ts.as_second()).unwrap_or(0);
-        Ok(UNIX_EPOCH + Duration::from_secs(secs))
+        parse_time(&text).map_err(|e| serde::de::Error::custom(format!("until {e}")))
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! - [`index`]: the managed Ingresses (a watch honouring `deny_ip.ingress_selector`) and
 //!   which of them serve a host ([`hosts`], as ingress-nginx routes) or a pod's Services
-//!   ([`backends`]).
+//!   ([`backends`]); which Service a request reaches ([`routes`], for the correlation).
 //! - [`address`]: which addresses may be denied at all (allowlist, reserved ranges).
 //! - [`edit`]: the annotation change for a batch of operations, over [`source_list`] (the
 //!   denylist as nginx parses it) and [`ledger`] (the agent's own records, so that expiry,
@@ -30,6 +30,7 @@ mod outcome;
 pub mod patch;
 mod plan;
 mod report;
+mod routes;
 mod source_list;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -37,17 +38,20 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use futures::future::join_all;
 use kube::core::Selector;
 
+pub use self::{
+    address::{AddressGuard, parse_single},
+    outcome::failed,
+    report::Reporter,
+};
+pub(crate) use self::{backends::services_of_pod, index::IngressIndex, routes::RegexCache};
 use self::{
-    address::AddressGuard,
     coalesce::{Coalescer, Done},
     edit::{Names, Op, Verdict},
     expiry::Expiry,
-    index::IngressIndex,
     ledger::{Denied, Quarantined, format_time, short_reason, whole_seconds},
-    outcome::{Tally, failed},
+    outcome::Tally,
     patch::{IngressKey, Patcher},
 };
-pub use self::{address::parse_single, report::Reporter};
 use super::{
     Finished,
     action::{Action, Decided, DenyIp, Quarantine, QuarantineTarget},
@@ -194,6 +198,11 @@ enum Targets {
 }
 
 impl IngressHandle {
+    /// The managed Ingresses, when there is a cluster.
+    pub(crate) fn index(&self) -> Option<IngressIndex> {
+        self.inner.index.clone()
+    }
+
     /// Carries out a DenyIp or Quarantine; resolves once applied (or refused, or given up).
     pub async fn run(&self, decided: &Decided) -> Finished {
         let dry = if decided.dry_run {
@@ -455,7 +464,7 @@ impl Inner {
 }
 
 /// The reason kept in a record: the rule, and the WAF classes when known.
-fn reason(decided: &Decided) -> String {
+pub(crate) fn reason(decided: &Decided) -> String {
     match decided.evidence.fields.get("waf.classes") {
         Some(serde_json::Value::String(c)) => format!("{} ({c})", decided.evidence.rule),
         _ => decided.evidence.rule.clone(),

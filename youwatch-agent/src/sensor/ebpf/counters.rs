@@ -8,7 +8,7 @@ use prometheus_client::{
     encoding::{DescriptorEncoder, EncodeMetric},
     metrics::{counter::ConstCounter, gauge::ConstGauge, histogram::Histogram},
 };
-use youwatch_common::{counter, names};
+use youwatch_common::counter;
 
 use super::{ProgramStats, SensorError, WatchSet, map_error};
 
@@ -27,24 +27,33 @@ pub struct SensorCounters {
     pub cwd_truncated: u64,
 }
 
-/// Shared handle on the `COUNTERS` map.
+/// Shared handle on a per-CPU counter map (`COUNTERS`, `ENFORCE_COUNTERS`).
 #[derive(Clone)]
-pub(super) struct CounterMap(Arc<PerCpuArray<MapData, u64>>);
+pub(super) struct CounterMap {
+    array: Arc<PerCpuArray<MapData, u64>>,
+    name: &'static str,
+}
 
 impl CounterMap {
-    pub(super) fn new(map: Map) -> Result<Self, SensorError> {
-        let array = PerCpuArray::try_from(map).map_err(|e| map_error(names::COUNTERS_MAP, e))?;
-        Ok(Self(Arc::new(array)))
+    pub(super) fn new(map: Map, name: &'static str) -> Result<Self, SensorError> {
+        let array = PerCpuArray::try_from(map).map_err(|e| map_error(name, e))?;
+        Ok(Self {
+            array: Arc::new(array),
+            name,
+        })
+    }
+
+    /// Counter `index`, summed over CPUs.
+    pub(super) fn sum(&self, index: u32) -> Result<u64, SensorError> {
+        let values = self
+            .array
+            .get(&index, 0)
+            .map_err(|e| map_error(self.name, e))?;
+        Ok(values.iter().sum())
     }
 
     pub(super) fn read(&self) -> Result<SensorCounters, SensorError> {
-        let sum = |index: u32| -> Result<u64, SensorError> {
-            let values = self
-                .0
-                .get(&index, 0)
-                .map_err(|e| map_error(names::COUNTERS_MAP, e))?;
-            Ok(values.iter().sum())
-        };
+        let sum = |index: u32| self.sum(index);
         Ok(SensorCounters {
             matched: sum(counter::MATCHED)?,
             ringbuf_full: sum(counter::RINGBUF_FULL)?,

@@ -2,9 +2,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use youwatch_common::{ExecEvent as RawExecEvent, flags, limits};
+use youwatch_common::{ExecEvent as RawExecEvent, enforce::verdict, flags, limits};
 
-use crate::event::{Capabilities, Environ, ExeOrigin, ExecEvent};
+use crate::event::{
+    Capabilities, EnforceOutcome, Enforcement, Environ, ExeOrigin, ExecEvent, MatchedBy,
+};
 
 /// Converts `CLOCK_BOOTTIME` stamps to wall-clock time. Sample it once per batch: the offset
 /// moves only when the wall clock is stepped.
@@ -102,6 +104,34 @@ pub fn decode(record: &[u8], clock: BootClock) -> Result<ExecEvent, BadRecord> {
             lower_layer: has(flags::EXE_LOWER_LAYER),
             memfd: has(flags::EXE_FROM_MEMFD),
         }),
+        enforcement: enforcement(raw.enforce, &raw.matched),
+    })
+}
+
+/// The kernel's verdict bits and matched name; `None` when the exec was not forbidden.
+fn enforcement(bits: u32, matched: &[u8]) -> Option<Enforcement> {
+    let outcome = if bits & verdict::KILLED != 0 {
+        EnforceOutcome::Killed
+    } else if bits & verdict::DENIED != 0 {
+        EnforceOutcome::Denied
+    } else if bits & verdict::SIGNAL_FAILED != 0 {
+        EnforceOutcome::SignalFailed
+    } else if bits & verdict::WOULD_STOP != 0 {
+        EnforceOutcome::WouldStop
+    } else {
+        return None;
+    };
+    let by = if bits & verdict::BY_INTERP != 0 {
+        MatchedBy::Interpreter
+    } else if bits & verdict::BY_PATH != 0 {
+        MatchedBy::Path
+    } else {
+        MatchedBy::File
+    };
+    Some(Enforcement {
+        outcome,
+        matched: c_string(matched),
+        by,
     })
 }
 
@@ -219,6 +249,46 @@ mod tests {
         raw.flags = flags::CWD_TRUNCATED;
         let ev = decode(&record(&raw), BootClock::now()).unwrap();
         assert!(ev.cwd.is_none() && ev.cwd_truncated);
+    }
+
+    #[test]
+    fn enforcement_verdicts() {
+        // SAFETY: all-zero is a valid RawExecEvent.
+        let mut raw: RawExecEvent = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            decode(&record(&raw), BootClock::now()).unwrap().enforcement,
+            None
+        );
+        raw.matched[..4].copy_from_slice(b"dash");
+        for (bits, outcome, by) in [
+            (
+                verdict::KILLED | verdict::BY_FILE,
+                EnforceOutcome::Killed,
+                MatchedBy::File,
+            ),
+            (
+                verdict::DENIED | verdict::BY_INTERP,
+                EnforceOutcome::Denied,
+                MatchedBy::Interpreter,
+            ),
+            (
+                verdict::WOULD_STOP | verdict::BY_PATH,
+                EnforceOutcome::WouldStop,
+                MatchedBy::Path,
+            ),
+            (
+                verdict::SIGNAL_FAILED | verdict::BY_FILE,
+                EnforceOutcome::SignalFailed,
+                MatchedBy::File,
+            ),
+        ] {
+            raw.enforce = bits;
+            let e = decode(&record(&raw), BootClock::now())
+                .unwrap()
+                .enforcement
+                .unwrap();
+            assert_eq!((e.outcome, e.by, e.matched.as_str()), (outcome, by, "dash"));
+        }
     }
 
     #[test]

@@ -59,9 +59,7 @@ impl DrainTimer {
             let read = guard.try_io(|fd| {
                 let mut expirations = 0u64;
                 // SAFETY: reading 8 bytes into a u64 from our own timerfd.
-                let n = unsafe {
-                    libc::read(fd.as_raw_fd(), (&raw mut expirations).cast(), 8)
-                };
+                let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut expirations).cast(), 8) };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {

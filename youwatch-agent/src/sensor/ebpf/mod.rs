@@ -5,6 +5,7 @@
 mod counters;
 mod decode;
 mod drain_timer;
+mod enforce;
 mod offsets;
 mod pacing;
 mod reader;
@@ -19,13 +20,14 @@ use aya::{
 };
 use counters::CounterMap;
 use prometheus_client::metrics::histogram::Histogram;
-use youwatch_common::{KernelOffsets, names};
+use youwatch_common::{KernelOffsets, enforce::NameKey, names};
 
 pub use counters::{SensorCounters, SensorMetrics};
 pub use decode::{BootClock, boottime_ns, decode};
+pub use enforce::{EnforceCounters, Enforcement, KernelMode, Mechanism, ModeSwitch};
 pub use offsets::{OffsetsError, VMLINUX_BTF, from_btf_file as offsets_from_btf};
 pub use pacing::Pacing;
-pub use reader::{StopReader, WakeFlag, set_thread_nice, spawn_reader};
+pub use reader::{ExecTap, StopReader, WakeFlag, set_thread_nice, spawn_reader};
 pub use watch::WatchSet;
 
 use super::SensorConfig;
@@ -57,6 +59,8 @@ pub enum SensorError {
     Map { name: &'static str, message: String },
     #[error("the ring-buffer reader was already started")]
     ReaderTaken,
+    #[error("enforcement was already armed, or the sensor is detached")]
+    EnforcementArmed,
     #[error(
         "this youwatch-agent was built without its kernel programs (YOUWATCH_EBPF_STUB was set \
          for a check-only build): rebuild without it, after `cargo xtask build-ebpf`"
@@ -93,6 +97,8 @@ pub struct ExecSensor {
     reader: Option<StopReader>,
     pacing: Pacing,
     latency: Histogram,
+    /// Enforcement was armed (its maps taken from the object).
+    armed: bool,
 }
 
 impl ExecSensor {
@@ -147,8 +153,14 @@ impl ExecSensor {
             .attach(names::EXEC_TRACEPOINT)
             .map_err(|e| privileged_or(e, |e| SensorError::Attach(error_chain(&e))))?;
 
-        let watched = WatchSet::new(take_map(&mut ebpf, names::WATCHED_MAP)?)?;
-        let counters = CounterMap::new(take_map(&mut ebpf, names::COUNTERS_MAP)?)?;
+        let watched = WatchSet::new(
+            take_map(&mut ebpf, names::WATCHED_MAP)?,
+            take_map(&mut ebpf, youwatch_common::enforce::names::ENFORCED_MAP)?,
+        )?;
+        let counters = CounterMap::new(
+            take_map(&mut ebpf, names::COUNTERS_MAP)?,
+            names::COUNTERS_MAP,
+        )?;
         let ring = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS_MAP)?)
             .map_err(|e| map_error(names::EVENTS_MAP, e))?;
         let wake_flag = Array::try_from(take_map(&mut ebpf, names::READER_MAP)?)
@@ -161,6 +173,7 @@ impl ExecSensor {
             reader: None,
             pacing: config.pacing(),
             latency: counters::latency_histogram(),
+            armed: false,
         })
     }
 
@@ -169,15 +182,41 @@ impl ExecSensor {
         self.watched.clone()
     }
 
+    /// Arms in-kernel enforcement: the forbidden names, the mechanism (for `Enforce`, the BPF
+    /// LSM program where the kernel lets it attach, else SIGKILL) and the mode. Which cgroups
+    /// are enforced is set through [`WatchSet::set_enforced`]. Only once per sensor.
+    pub fn arm_enforcement(
+        &mut self,
+        names: &[NameKey],
+        mode: KernelMode,
+    ) -> Result<Enforcement, SensorError> {
+        let ebpf = self
+            .ebpf
+            .as_mut()
+            .filter(|_| !self.armed)
+            .ok_or(SensorError::EnforcementArmed)?;
+        self.armed = true;
+        enforce::arm(ebpf, names, mode)
+    }
+
     /// Starts the ring-buffer reader, a task on the current tokio runtime (call it from within
     /// one); events arrive on the returned bounded channel. Only once per sensor.
     pub fn events(
         &mut self,
         capacity: usize,
     ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
+        self.events_with_tap(capacity, None)
+    }
+
+    /// As [`ExecSensor::events`], with `tap` seeing each event in the reader first.
+    pub fn events_with_tap(
+        &mut self,
+        capacity: usize,
+        tap: Option<Box<dyn ExecTap>>,
+    ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
         let (ring, wake_flag) = self.ring.take().ok_or(SensorError::ReaderTaken)?;
         let latency = self.latency.clone();
-        let (rx, reader) = spawn_reader(ring, wake_flag, capacity, self.pacing, latency)
+        let (rx, reader) = spawn_reader(ring, wake_flag, capacity, self.pacing, latency, tap)
             .map_err(|e| SensorError::Map {
                 name: names::EVENTS_MAP,
                 message: e.to_string(),

@@ -97,6 +97,8 @@ pub fn from_btf_file(path: &Path) -> Result<KernelOffsets, OffsetsError> {
         driver_major: field("tty_driver", "major")?,
         driver_minor_start: field("tty_driver", "minor_start")?,
         binprm_filename: field("linux_binprm", "filename")?,
+        binprm_file: field("linux_binprm", "file")?,
+        binprm_interp: field("linux_binprm", "interp")?,
         task_thread_pid: field("task_struct", "thread_pid")?,
         task_cred: field("task_struct", "cred")?,
         // Absent without CONFIG_AUDIT: the login uid is then unknown, as in Falco.

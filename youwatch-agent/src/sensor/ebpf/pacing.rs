@@ -112,7 +112,13 @@ mod tests {
     };
 
     /// Feeds drains of `records` every `every`, `times` times; the waits chosen.
-    fn feed(pacer: &mut Pacer, now: &mut Instant, every: Duration, records: usize, times: usize) -> Vec<Wait> {
+    fn feed(
+        pacer: &mut Pacer,
+        now: &mut Instant,
+        every: Duration,
+        records: usize,
+        times: usize,
+    ) -> Vec<Wait> {
         (0..times)
             .map(|_| {
                 *now += every;
@@ -149,7 +155,13 @@ mod tests {
         let mut pacer = Pacer::new(PACING, now);
         feed(&mut pacer, &mut now, Duration::from_micros(100), 1, 30);
         assert_eq!(pacer.wait(), Wait::Tick);
-        let waits = feed(&mut pacer, &mut now, PACING.drain_interval, 0, QUIET_TICKS as usize);
+        let waits = feed(
+            &mut pacer,
+            &mut now,
+            PACING.drain_interval,
+            0,
+            QUIET_TICKS as usize,
+        );
         assert_eq!(waits.last(), Some(&Wait::Bell));
     }
 

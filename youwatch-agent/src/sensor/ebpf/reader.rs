@@ -56,6 +56,13 @@ impl WakeFlag {
     }
 }
 
+/// Sees each event in the reader, before it is queued for the next stage: what must react
+/// within the reader's latency, whatever the stages behind it hold (enforcement's disarmer).
+/// It runs on a runtime worker and must not block.
+pub trait ExecTap: Send + 'static {
+    fn on_exec(&mut self, event: &ExecEvent);
+}
+
 /// Starts the reader task on the current tokio runtime (the IO driver must be enabled).
 pub fn spawn_reader(
     ring: RingBuf<MapData>,
@@ -63,6 +70,7 @@ pub fn spawn_reader(
     capacity: usize,
     pacing: Pacing,
     latency: Histogram,
+    tap: Option<Box<dyn ExecTap>>,
 ) -> std::io::Result<(mpsc::Receiver<ExecEvent>, StopReader)> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
         std::io::Error::other("the exec reader is a task: start it from within a tokio runtime")
@@ -77,7 +85,7 @@ pub fn spawn_reader(
     };
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let (stop, stopped) = oneshot::channel();
-    runtime.spawn(reader.run(tx, stopped, pacing));
+    runtime.spawn(reader.run(Outlet { tx, tap }, stopped, pacing));
     Ok((rx, StopReader(stop)))
 }
 
@@ -88,13 +96,25 @@ struct Reader {
     latency: Histogram,
 }
 
+/// Where decoded events go: the tap first, then the channel. Kept apart from the reader's
+/// own state, which its waits borrow: the tap need not be `Sync`.
+struct Outlet {
+    tx: mpsc::Sender<ExecEvent>,
+    tap: Option<Box<dyn ExecTap>>,
+}
+
+impl Outlet {
+    /// False when the receiver is gone.
+    async fn deliver(&mut self, event: ExecEvent) -> bool {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.on_exec(&event);
+        }
+        self.tx.send(event).await.is_ok()
+    }
+}
+
 impl Reader {
-    async fn run(
-        mut self,
-        tx: mpsc::Sender<ExecEvent>,
-        mut stop: oneshot::Receiver<()>,
-        pacing: Pacing,
-    ) {
+    async fn run(mut self, mut outlet: Outlet, mut stop: oneshot::Receiver<()>, pacing: Pacing) {
         let mut pacer = Pacer::new(pacing, Instant::now());
         // Without the flag the kernel never rings: then the reader stays on its timer.
         let flag_works = self.arm(Wait::Bell, &pacer);
@@ -109,7 +129,7 @@ impl Reader {
         let mut wait = if flag_works { Wait::Bell } else { Wait::Tick };
         let mut stopping = false;
         loop {
-            let Some(records) = self.drain(&tx).await else {
+            let Some(records) = self.drain(&mut outlet).await else {
                 return;
             };
             if stopping {
@@ -169,9 +189,9 @@ impl Reader {
         }
     }
 
-    /// Hands every record in the ring to the channel: how many, or `None` when the receiver
-    /// is gone.
-    async fn drain(&mut self, tx: &mpsc::Sender<ExecEvent>) -> Option<usize> {
+    /// Hands every record in the ring to `outlet`: how many, or `None` when the receiver is
+    /// gone.
+    async fn drain(&mut self, outlet: &mut Outlet) -> Option<usize> {
         let clock = BootClock::now();
         let mut count = 0;
         loop {
@@ -187,7 +207,7 @@ impl Reader {
                 Ok(event) => {
                     self.latency
                         .observe(boottime_ns().saturating_sub(event.ktime_ns) as f64 / 1e9);
-                    if tx.send(event).await.is_err() {
+                    if !outlet.deliver(event).await {
                         return None;
                     }
                 }
@@ -205,13 +225,7 @@ pub fn set_thread_nice(nice: i32) {
         return;
     }
     // SAFETY: plain syscalls on the calling thread's own id.
-    let rc = unsafe {
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            libc::gettid() as libc::id_t,
-            nice,
-        )
-    };
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
         WARNED.call_once(|| {

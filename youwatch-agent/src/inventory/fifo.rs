@@ -8,7 +8,7 @@ use std::{
 };
 
 #[derive(Debug)]
-pub struct BoundedMap<K, V> {
+pub struct FifoMap<K, V> {
     capacity: usize,
     /// Value and the insertion stamp that `order` refers to.
     entries: HashMap<K, (V, u64)>,
@@ -17,7 +17,7 @@ pub struct BoundedMap<K, V> {
     next_stamp: u64,
 }
 
-impl<K: Clone + Eq + Hash, V> BoundedMap<K, V> {
+impl<K: Clone + Eq + Hash, V> FifoMap<K, V> {
     /// A map holding at most `capacity` entries (at least 1).
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn evicts_oldest_first_and_stays_bounded() {
-        let mut map = BoundedMap::new(2);
+        let mut map = FifoMap::new(2);
         map.insert(1, "a");
         map.insert(2, "b");
         map.insert(1, "a2"); // 1 is now newest

@@ -11,7 +11,7 @@
 //!
 //! The table is open addressing with linear probing, and key, value and used bit share one
 //! cache-line-aligned slot: a lookup is one cache line (a `HashMap` reads a control group
-//! and then a bucket, two misses on a table larger than the cache), and [`Lru::prefetch`]
+//! and then a bucket, two misses on a table larger than the cache), and [`ClockMap::prefetch`]
 //! can start loading that line early. Placement uses a randomly seeded hash, so attackers
 //! cannot aim keys at one probe run.
 //!
@@ -42,7 +42,7 @@ struct Slot<K, V> {
     used: bool,
 }
 
-pub struct Lru<K, V> {
+pub struct ClockMap<K, V> {
     /// Never full.
     slots: Vec<Option<Slot<K, V>>>,
     len: usize,
@@ -52,12 +52,12 @@ pub struct Lru<K, V> {
     hasher: foldhash::fast::RandomState,
 }
 
-impl<K: Hash + Eq + Copy, V> Lru<K, V> {
+impl<K: Hash + Eq + Copy, V> ClockMap<K, V> {
     /// `cap` ≥ 1 entries.
-    pub fn new(cap: usize) -> Lru<K, V> {
+    pub fn new(cap: usize) -> ClockMap<K, V> {
         let cap = cap.max(1);
         let hasher = foldhash::fast::RandomState::default();
-        Lru {
+        ClockMap {
             slots: empty(slots_for(cap.min(1024))),
             len: 0,
             cap,
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn evicts_an_unused_entry_and_stays_bounded() {
-        let mut lru = Lru::new(2);
+        let mut lru = ClockMap::new(2);
         *lru.entry(1, || 10).0 += 1;
         lru.entry(2, || 20);
         // Both used: the sweep clears both bits, then takes one of them (wherever it starts).
@@ -254,7 +254,7 @@ mod tests {
             64
         );
         for cap in [1, 2, 3, 1000, 1025, 100_000] {
-            let mut lru = Lru::new(cap);
+            let mut lru = ClockMap::new(cap);
             // Full, then half a table's worth of churn: where a sweeping hand leaves the
             // slots ahead of it overfull.
             for k in 0..cap as u64 * 3 / 2 {
@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn matches_a_reference_map_through_growth_and_churn() {
         use std::collections::HashMap;
-        let mut lru = Lru::new(3000);
+        let mut lru = ClockMap::new(3000);
         let mut model = HashMap::new();
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         for _ in 0..100_000 {
