@@ -19,6 +19,7 @@
 mod support;
 
 mod attached;
+mod floor;
 mod steady;
 mod threads;
 
