@@ -4,10 +4,11 @@
 //! latency budget) each costs one such wake-up whatever the reader does with it. Here an
 //! eventfd registered the same way is written at the same rate, with no read and no work, on
 //! a runtime built as the agent's: the switch into the worker, `epoll_wait` returning, tokio's
-//! own turn, and the switch out.
+//! own turn, and the switch out. And the kernel's part alone: a plain thread blocked in
+//! `read(2)` on an eventfd, woken the same way.
 
 use std::{
-    os::fd::{FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -19,18 +20,82 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     attached,
+    support::exec_load,
     threads::{self, wait_for},
 };
 
-/// Wakes a task on an agent-like runtime `rate` times a second for `seconds`: the CPU of the
-/// runtime's workers per wake-up.
-pub fn per_wakeup(rate: u32, seconds: f64) -> Duration {
-    let (runtime, workers) = attached::runtime();
+/// CPU per wake-up of a sleeping thread with nothing to do.
+pub struct Floor {
+    /// A plain thread blocked in read(2).
+    pub kernel: Duration,
+    /// A task on an agent-like runtime, as the reader waits.
+    pub runtime: Duration,
+}
+
+/// Both floors at `rate` wake-ups a second, `seconds` each.
+pub fn measure(rate: u32, seconds: f64) -> Floor {
+    Floor {
+        kernel: kernel(rate, seconds),
+        runtime: runtime(rate, seconds),
+    }
+}
+
+fn eventfd(flags: i32) -> OwnedFd {
     // SAFETY: plain syscall; the fd is owned right away.
-    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | flags) };
     assert!(raw >= 0, "eventfd: {}", std::io::Error::last_os_error());
     // SAFETY: a fresh fd we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+fn add(fd: &OwnedFd, value: u64) {
+    // SAFETY: writing 8 bytes to our own eventfd.
+    unsafe { libc::write(fd.as_raw_fd(), (&raw const value).cast(), 8) };
+}
+
+/// Adds one to `fd` `rate` times a second for `seconds`, against absolute deadlines.
+fn ring(fd: &OwnedFd, rate: u32, seconds: f64) {
+    let total = (f64::from(rate) * seconds).round() as u32;
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let start = Instant::now();
+    for i in 1..=total {
+        if let Some(ahead) = (start + period * i).checked_duration_since(Instant::now()) {
+            std::thread::sleep(ahead);
+        }
+        add(fd, 1);
+    }
+    // Let the last wake-up land.
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+/// CPU per wake-up of a plain thread blocked in read(2) on an eventfd.
+fn kernel(rate: u32, seconds: f64) -> Duration {
+    /// Added to end the thread: far above any count of ones.
+    const STOP: u64 = 1 << 40;
+    let fd = eventfd(0);
+    let reader = fd.try_clone().unwrap();
+    let thread = std::thread::spawn(move || {
+        let (mut wakeups, mut value) = (0u64, 0u64);
+        let before = exec_load::thread_cpu();
+        while value < STOP {
+            // SAFETY: reading 8 bytes from our own eventfd into a u64.
+            let n = unsafe { libc::read(reader.as_raw_fd(), (&raw mut value).cast(), 8) };
+            assert_eq!(n, 8, "read: {}", std::io::Error::last_os_error());
+            wakeups += 1;
+        }
+        // The last read was the stop: not a paced wake-up.
+        (exec_load::thread_cpu() - before) / (wakeups - 1).max(1) as u32
+    });
+    ring(&fd, rate, seconds);
+    add(&fd, STOP);
+    thread.join().expect("floor thread")
+}
+
+/// CPU per wake-up of the workers of an agent-like runtime whose only task waits on an
+/// eventfd as the reader waits on the ring.
+fn runtime(rate: u32, seconds: f64) -> Duration {
+    let (runtime, workers) = attached::runtime();
+    let fd = eventfd(libc::EFD_NONBLOCK);
     let writer = fd.try_clone().unwrap();
     let woken = Arc::new(AtomicU64::new(0));
     let count = woken.clone();
@@ -51,26 +116,7 @@ pub fn per_wakeup(rate: u32, seconds: f64) -> Duration {
         .expect("the floor task registers its eventfd");
     let before = threads::cpu(&workers);
     let woken_before = woken.load(Ordering::Relaxed);
-    let total = (f64::from(rate) * seconds).round() as u64;
-    let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let start = Instant::now();
-    for i in 1..=total {
-        let at = start + period * i as u32;
-        if let Some(ahead) = at.checked_duration_since(Instant::now()) {
-            std::thread::sleep(ahead);
-        }
-        let one = 1u64;
-        // SAFETY: writing 8 bytes to our own eventfd.
-        unsafe {
-            libc::write(
-                std::os::fd::AsRawFd::as_raw_fd(&writer),
-                (&raw const one).cast(),
-                8,
-            )
-        };
-    }
-    // Let the last wake-up land.
-    std::thread::sleep(Duration::from_millis(20));
+    ring(&writer, rate, seconds);
     let cpu = (threads::cpu(&workers) - before).cpu;
     let wakeups = woken.load(Ordering::Relaxed) - woken_before;
     task.abort();
