@@ -40,6 +40,17 @@ pub fn measure(rate: u32, seconds: f64) -> Floor {
     }
 }
 
+impl Floor {
+    /// The lower of two measurements, each floor apart: what the machine's noise added to
+    /// one of them is not the price of a wake-up.
+    pub fn min(self, other: Self) -> Self {
+        Self {
+            kernel: self.kernel.min(other.kernel),
+            runtime: self.runtime.min(other.runtime),
+        }
+    }
+}
+
 fn eventfd(flags: i32) -> OwnedFd {
     // SAFETY: plain syscall; the fd is owned right away.
     let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | flags) };

@@ -48,8 +48,8 @@ pub fn run(opts: &Opts) {
         "agent CPU = the runtime's workers (the reader task and the channel's consumer), per \
          delivered exec; runs = times a worker was scheduled in; latency = kernel stamp → \
          received by the consumer task; floor = CPU per wake-up of a thread with nothing to \
-         do, woken at the same rate (`floor.rs`): a runtime worker through epoll, and (kernel) \
-         a plain thread in read(2)"
+         do, woken at the same rate (`floor.rs`), the lower of a measure before and after the \
+         runs: a runtime worker through epoll, and (kernel) a plain thread in read(2)"
     );
     println!(
         "{:>7} {:>9} {:>8} {:>5} | {:>14} {:>9} {:>17} | {:>9} {:>9} {:>9} | exec'ing CPU/exec detached → attached",
@@ -66,9 +66,12 @@ pub fn run(opts: &Opts) {
     );
     let mut at_target_rate = None;
     for &rate in &opts.rates {
-        let floor = floor::measure(rate, opts.seconds.min(2.0));
+        // The floor on either side of the runs, the lower kept.
+        let floor_seconds = opts.seconds.min(2.0) / 2.0;
+        let floor = floor::measure(rate, floor_seconds);
         let detached = detached_run(&tree, rate, opts);
         let run = attached_run(&tree, rate, opts);
+        let floor = floor.min(floor::measure(rate, floor_seconds));
         let n = run.latencies_ns.len().max(1) as f64;
         let per_exec = |d: Duration| d.as_secs_f64() * 1e6 / n;
         let mut lat = run.latencies_ns.clone();
