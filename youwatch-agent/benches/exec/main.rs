@@ -30,14 +30,12 @@ use std::{
 };
 
 use attached::Attached;
+use support::marker_elf;
 use threads::ThreadsCpu;
 use youwatch_agent::{
     cgroupfs,
     sensor::ebpf::{ProgramStats, boottime_ns},
 };
-
-#[path = "../../tests/support/marker_elf.rs"]
-mod marker_elf;
 
 /// Names the bench forbids: shells other than the loop's own `/bin/sh` (dash), so the loop
 /// runs in an enforced cgroup and each `/bin/true` has all its names checked.
