@@ -153,7 +153,7 @@ async fn with_the_manifest_capabilities_the_agent_does_its_job() {
     assert_eq!(o.reader_nice, Some(-10));
     assert_eq!(
         o.ready.as_deref(),
-        Some("sensor: ok\ninventory: ok\nbus: ok\n"),
+        Some("sensor: ok\ninventory: ok\nbus: ok\nenforce: ok: mode off\n"),
         "/readyz"
     );
 }
