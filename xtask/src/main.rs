@@ -88,7 +88,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         // A clean clone builds once: incremental state would only cost disk (GBs).
         cmd.env("CARGO_INCREMENTAL", "0");
     }
-    cmd.args(["test", "--workspace", "--all-targets"])
+    // Every failing test binary is reported, not only the first.
+    cmd.args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .args(args);
     util::run_checked(&mut cmd)?;
     // Doc tests are not part of --all-targets.

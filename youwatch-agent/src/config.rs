@@ -14,6 +14,8 @@ use crate::{
 
 pub mod check;
 pub mod reference;
+#[cfg(test)]
+mod sections;
 
 /// The embedded default configuration (and reference), `youwatch-agent/config/default.yaml`.
 pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");

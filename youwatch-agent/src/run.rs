@@ -7,12 +7,13 @@
 use std::{io::Write, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context;
+use clap::Args;
 use prometheus_client::registry::Registry;
 
 use crate::{
     bus::{BusBuilder, BusMetrics, Delivery},
     cgroupfs,
-    cli::RunArgs,
+    cli::ConfigArg,
     cluster,
     config::Config,
     correlate::Correlation,
@@ -33,8 +34,38 @@ pub const WORKER_THREAD: &str = "yw-worker";
 /// Decisions the response stage may hold before producers wait (each is small).
 const RESPONSE_QUEUE: usize = 4096;
 
+/// `youwatch-agent run` (and no subcommand): how this run differs from the configuration.
+#[derive(Clone, Debug, Default, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Detect and report, but change nothing: no pod is deleted, no Ingress patched. Each exec
+    /// and each planned request (with its reason) is printed on stdout as one JSON line.
+    /// `--dry-run=server` sends every request with dryRun=All instead, so the API server
+    /// validates it (RBAC, preconditions, admission) and persists nothing.
+    #[arg(
+        long,
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client"
+    )]
+    pub dry_run: Option<crate::response::DryRun>,
+    /// Watch this cgroup v2 directory and everything below it, in addition to the pods the
+    /// inventory selects. Repeatable. Example: /sys/fs/cgroup/unified/system.slice/docker-<id>.scope
+    #[arg(long, value_name = "PATH")]
+    pub watch_cgroup: Vec<PathBuf>,
+    /// Stop forbidden execs (enforce.forbidden: shells by default) in the kernel, before they
+    /// run an instruction: in every --watch-cgroup subtree and in the guarded pods that opt in
+    /// (label youwatch.dev/enforce: "true"). Sets enforce.mode to enforce; with --dry-run,
+    /// to monitor (report what would have been stopped). Example on a dev VM:
+    /// youwatch-agent --enforce --watch-cgroup /sys/fs/cgroup/unified/demo
+    #[arg(long)]
+    pub enforce: bool,
+}
+
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(args.config.as_deref())?;
+    let config = args.config.load()?;
     // The exec ring is read by a task on these workers: they run at sensor.reader_nice.
     let nice = config.sensor.reader_nice;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -90,13 +90,11 @@ fn shipped_configs_are_valid_and_overlays_change_only_their_part() {
     assert_eq!(config("overlays/falco-webhook/config.yaml"), falco);
     let mut node_ban = base.clone();
     node_ban.node_ban.enabled = true;
-    let waf = node_ban
-        .response
-        .playbooks
-        .iter_mut()
-        .find(|p| p.name == "deny-waf-attacker")
-        .unwrap();
-    waf.deny_ip_backends = DenyBackends(vec![DenyBackend::IngressAnnotation, DenyBackend::NodeTc]);
+    // Every playbook that bans (the WAF's, an incident's) bans in the kernel too.
+    for playbook in &mut node_ban.response.playbooks {
+        playbook.deny_ip_backends =
+            DenyBackends(vec![DenyBackend::IngressAnnotation, DenyBackend::NodeTc]);
+    }
     assert_eq!(config("overlays/node-ban/config.yaml"), node_ban);
 }
 

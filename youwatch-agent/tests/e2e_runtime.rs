@@ -162,7 +162,8 @@ impl Scene {
             assert_eq!(e.type_.as_deref(), Some("Warning"));
             assert_eq!(
                 e.regarding.as_ref().unwrap().uid.as_deref(),
-                Some(self.uid.as_str())
+                Some(self.uid.as_str()),
+                "{e:?}"
             );
         }
         // The alert writer is asynchronous: wait for both lines.

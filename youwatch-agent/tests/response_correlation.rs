@@ -21,7 +21,7 @@ use support::{
 };
 use youwatch_agent::{
     correlate::{CorrelationConfig, Suspicion, SuspicionSink, incident::RULE},
-    detection::{Detection, Subject},
+    detection::{Detection, Origin, Subject},
     response::ResponseConfig,
     waf::classify::{Class, ClassSet},
 };
@@ -256,6 +256,48 @@ async fn same_node_a_detection_only_rce_then_a_shell_bans_its_client() {
             .unwrap()
             .contains("203.0.113.9 GET /ping"),
         "{incident_event:?}"
+    );
+    app.running.stop().await;
+}
+
+/// A Falco alert names a pod by namespace and name only, and the deletion (which reads the
+/// pod first) is done milliseconds later: the look-back still finds the pod's Services and
+/// its uid, from what the deletion read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_falco_alert_naming_only_the_pod_still_bans_the_client() {
+    let server = cluster().await;
+    let mut app = node(&server, APP_NODE, Duration::from_secs(2));
+    app.offer(request("203.0.113.7", "shop.example", 3, Class::Rce))
+        .await;
+    let created = server.create("pods", NS, deployment_pod("juice-shop-f", APP_NODE, RS));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_owned();
+    let mut alert = shell_in(NS, "juice-shop-f", None);
+    alert.origin = Origin::Falco;
+    app.running.publish(alert).await;
+    pod_deleted(&server, "juice-shop-f").await;
+    let incident = app.incident().await;
+    assert_eq!(
+        incident.output_fields["incident.ban"],
+        json!(["203.0.113.7"]),
+        "{incident:?}"
+    );
+    eventually("the client is denied on the shop's Ingress", || {
+        denied(&server, "juice-shop") == "203.0.113.7/32"
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(server.client(), NS);
+    let on_pod = events
+        .list(&ListParams::default().fields("regarding.name=juice-shop-f"))
+        .await
+        .unwrap()
+        .items;
+    let incident_event = on_pod
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Incident"))
+        .unwrap_or_else(|| panic!("no Incident Event in {on_pod:?}"));
+    assert_eq!(
+        incident_event.regarding.as_ref().unwrap().uid.as_deref(),
+        Some(uid.as_str())
     );
     app.running.stop().await;
 }

@@ -11,7 +11,7 @@ use kube::{Api, api::ListParams};
 use serde_json::json;
 use support::{
     apiserver::ApiServer,
-    response::{eventually, ingress, serve_services, shell_in, start, start_as, waf_ban},
+    response::{eventually, ingress, shell_in, start, start_as, waf_ban},
 };
 use youwatch_agent::{
     detection::{Origin, Subject},
@@ -691,7 +691,6 @@ async fn a_longer_ban_extends_and_a_shorter_one_changes_nothing() {
 #[tokio::test]
 async fn quarantine_then_expiry_restores_the_users_value_exactly() {
     let server = ApiServer::start().await;
-    serve_services(&server);
     server.create(
         "services",
         "shop",

@@ -275,38 +275,6 @@ mod tests {
     }
 
     #[test]
-    fn modes_read_from_yaml_with_off_unquoted() {
-        let parse = |text: &str| {
-            crate::config::Config::parse(text, std::path::Path::new("c.yaml"))
-                .map(|c| c.enforce.mode)
-        };
-        assert_eq!(parse("enforce:\n  mode: off\n").unwrap(), EnforceMode::Off);
-        assert_eq!(
-            parse("enforce:\n  mode: \"off\"\n").unwrap(),
-            EnforceMode::Off
-        );
-        assert_eq!(
-            parse("enforce:\n  mode: enforce\n").unwrap(),
-            EnforceMode::Enforce
-        );
-        assert_eq!(
-            parse("enforce:\n  mode: monitor\n").unwrap(),
-            EnforceMode::Monitor
-        );
-        let err = parse("enforce:\n  mode: enforcing\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("c.yaml") && err.contains("\"enforcing\""),
-            "{err}"
-        );
-        let err = parse("enforce:\n  forbidden: [/bin/sh]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("is a path"), "{err}");
-    }
-
-    #[test]
     fn validation_names_the_key() {
         let mut config = EnforceConfig {
             pod_selector: "app in".into(),

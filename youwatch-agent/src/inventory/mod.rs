@@ -13,20 +13,25 @@
 //!   as [`recovery`] and [`backoff`] say; [`pod`] extracts what we keep; [`select`] decides
 //!   which pods are guarded.
 //! - [`layout`] finds a pod's cgroup from its UID; [`appear`] notices cgroups created later.
-//! - [`cgroup_index`], [`container_id`], [`lineage`], [`users`] answer "who" for one exec;
-//!   [`stage`] ties them together.
+//! - [`cgroup_index`], [`container_id`], [`lineage`], [`users`] answer "who" for one exec.
+//! - [`stage`] is the task; in it, `mode` decides what to watch (`ClusterPods` or
+//!   `LocalContainers`, one `Mode` trait), `keeper` writes the kernel's watched and enforced
+//!   sets and remembers whose each cgroup is, and `enrich` answers "who did this exec".
 
 pub mod appear;
 pub mod backoff;
 pub mod cgroup_index;
 pub mod container_id;
 pub mod enforce;
+mod enrich;
 pub mod fifo;
 pub mod image;
+mod keeper;
 pub mod labels;
 pub mod layout;
 pub mod lineage;
 pub mod metrics;
+mod mode;
 pub mod mounts;
 pub mod node_local;
 pub mod pod;

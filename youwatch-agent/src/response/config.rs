@@ -458,24 +458,10 @@ pub fn rule_globs(patterns: &[String]) -> Result<GlobSet, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::config::Config;
 
     #[test]
-    fn int_or_percent() {
-        let parse = |y: &str| {
-            Config::parse(
-                &format!("response:\n  delete_pod:\n    min_available: {y}\n"),
-                Path::new("t.yaml"),
-            )
-            .map(|c| c.response.delete_pod.min_available)
-        };
-        assert_eq!(parse("2").unwrap(), IntOrPercent::Int(2));
-        assert_eq!(parse("\"50%\"").unwrap(), IntOrPercent::Percent(50));
-        let err = parse("\"150%\"").unwrap_err().to_string();
-        assert!(err.contains("150%"), "{err}");
+    fn int_or_percent_of() {
         assert_eq!(IntOrPercent::Percent(50).of(3), 2);
         assert_eq!(IntOrPercent::Percent(50).of(1), 1);
     }

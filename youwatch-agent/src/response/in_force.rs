@@ -23,6 +23,22 @@ impl InForce {
     /// one (two detections of one exec, a rule's and enforcement's, delete the pod once).
     pub fn covered_or_insert(&mut self, key: String, until: SystemTime, now: SystemTime) -> bool {
         let once = key.starts_with(super::action::DELETE_POD_KEY);
+        self.check_or_insert(key, until, now, once)
+    }
+
+    /// Whether `key` is held at `now`, however long; if not, holds it until `until` (one
+    /// look-back per pod, whichever detection came first).
+    pub fn held_or_insert(&mut self, key: String, until: SystemTime, now: SystemTime) -> bool {
+        self.check_or_insert(key, until, now, true)
+    }
+
+    fn check_or_insert(
+        &mut self,
+        key: String,
+        until: SystemTime,
+        now: SystemTime,
+        once: bool,
+    ) -> bool {
         if let Some(&held) = self.until.get(&key)
             && held > now
             && (once || held >= until)

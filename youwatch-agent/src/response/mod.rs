@@ -19,7 +19,6 @@
 //! takes the bans its playbooks call for like any other action.
 
 pub mod action;
-pub mod cli;
 pub mod config;
 mod correlation;
 pub mod deny;
@@ -32,6 +31,7 @@ pub mod journal;
 pub mod metrics;
 pub mod node_tc;
 pub mod playbook;
+mod pod_reads;
 pub mod pods;
 pub mod retry;
 
@@ -231,6 +231,7 @@ impl ResponseStage {
             self.correlation,
             self.cluster,
             ingress.index(),
+            self.pods.reads.clone(),
             &self.config.retry,
             self.dry_run,
         );

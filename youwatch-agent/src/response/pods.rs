@@ -26,6 +26,7 @@ use super::{
     dry_run::{DryRun, PlannedRequest, print_planned},
     events::{EventSink, Report},
     metrics::{Outcome, ResponseMetrics},
+    pod_reads::{PodRead, PodReads},
     retry::{ErrorClass, Failure, with_retry},
 };
 use crate::cluster::{ClusterContext, rbac};
@@ -41,6 +42,8 @@ pub struct PodDeleter {
     pub retry: RetryConfig,
     pub events: EventSink,
     pub metrics: ResponseMetrics,
+    /// What was read of each pod before deleting it, for the correlation.
+    pub reads: PodReads,
     recent: Mutex<RecentDeletions>,
 }
 
@@ -71,6 +74,7 @@ impl PodDeleter {
             retry,
             events,
             metrics,
+            reads: PodReads::default(),
             recent: Mutex::new(RecentDeletions::default()),
         }
     }
@@ -219,6 +223,14 @@ impl PodDeleter {
             Err(f) => return Err(f),
         };
         let uid = live.metadata.uid.clone();
+        self.reads.record(
+            &pod.namespace,
+            &pod.name,
+            PodRead {
+                uid: uid.clone(),
+                labels: live.metadata.labels.clone().unwrap_or_default(),
+            },
+        );
         if let (Some(want), Some(have)) = (&pod.uid, &uid)
             && want != have
         {

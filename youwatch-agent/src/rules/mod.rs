@@ -10,7 +10,6 @@
 //! [`Engine`] evaluates the rules on each [`EnrichedExec`] and renders matches as
 //! [`Detection`](crate::detection::Detection)s with Falco's output format.
 
-pub mod cli;
 mod collector;
 pub mod compile;
 pub mod condition;

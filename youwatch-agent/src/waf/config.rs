@@ -195,52 +195,16 @@ impl WafConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::config::Config;
-
-    #[test]
-    fn settings_parse_from_yaml() {
-        let yaml = "waf:\n  audit_log: /var/log/modsec/audit.json\n  ban_classes: [sqli, protocol]\n  scoring:\n    window: 90s\n    max_ban: 2h\n  client_ip:\n    trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\"]\n";
-        let cfg = Config::parse(yaml, Path::new("t.yaml")).unwrap().waf;
-        assert!(cfg.enabled());
-        assert_eq!(cfg.ban_classes, [Class::Sqli, Class::Protocol]);
-        assert_eq!(cfg.scoring.window, Duration::from_secs(90));
-        assert_eq!(cfg.scoring.max_ban, Duration::from_secs(7200));
-        assert_eq!(cfg.client_ip.trusted_proxies.len(), 2);
-        assert_eq!(cfg.scoring.threshold, ScoringConfig::default().threshold);
-        cfg.validate().unwrap();
-    }
 
     #[test]
     fn bad_values_are_named() {
-        for (yaml, needle) in [
-            ("waf:\n  ban_classes: [sqlx]\n", "sqlx"),
-            (
-                "waf:\n  client_ip:\n    allowlist: [10.0.0.300/8]\n",
-                "allowlist",
-            ),
-            ("waf:\n  scoring:\n    windw: 1m\n", "windw"),
-        ] {
-            let msg = Config::parse(yaml, Path::new("t.yaml"))
-                .unwrap_err()
-                .to_string();
-            assert!(msg.contains(needle), "{yaml}: {msg}");
-        }
         let mut cfg = WafConfig::default();
         cfg.scoring.threshold = 0;
         assert!(
             cfg.validate()
                 .unwrap_err()
                 .contains("waf.scoring.threshold")
-        );
-        let yaml = "waf:\n  scoring:\n    rule_weights: {942100: -1, 932100: 0}\n";
-        let cfg = Config::parse(yaml, Path::new("t.yaml")).unwrap().waf;
-        assert_eq!(cfg.scoring.rule_weights.len(), 2, "the list is replaced");
-        assert_eq!(
-            cfg.validate().unwrap_err(),
-            "waf.scoring.rule_weights.942100 must be between 0 and 100, not -1"
         );
         let mut cfg = WafConfig::default();
         cfg.scoring.blocked_factor = 0.5;

@@ -6,7 +6,12 @@
 //! Clients are keyed by attacker-chosen addresses, so the table is bounded
 //! ([`MAX_CLIENTS`]); clients beyond it are only counted.
 
-use std::{collections::HashMap, fmt::Write as _, net::IpAddr, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    net::IpAddr,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use super::{
     WafConfig,
@@ -214,7 +219,7 @@ impl ClientPath {
             (Some(why), _) => format!("never banned ({})", why.as_str()),
             (None, Some((time, ttl, offense, entry))) => format!(
                 "BANNED at {} for {} (offense {offense}) by its entry {entry}: the bucket reached {threshold}{}",
-                super::replay::time_text(time),
+                time_text(time),
                 humantime::format_duration(ttl),
                 match self.bans {
                     1 => String::new(),
@@ -319,6 +324,11 @@ fn client<'a>(
 
 fn rule_text(id: Option<u32>) -> String {
     id.map_or_else(|| "rule ?".to_owned(), |id| id.to_string())
+}
+
+/// RFC 3339 time, to the second, of a Unix time.
+pub fn time_text(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! banned; [`score`] keeps a leaky bucket per IP (bounded by [`clock`]) and grows bans for repeat
 //! offenders; [`pipeline`] chains those for one line; [`detect`] turns a decision into a
 //! `Detection` and [`suspect`] a flagged request into a `Suspicion` for the correlation;
-//! [`stage`] runs it all live; [`replay`] runs it over a file for tuning, with
-//! [`explain`] saying per client why it would or would not be banned.
+//! [`stage`] runs it all live; [`replay`] says what a file would ban, and [`explain`] per
+//! client why it would or would not be (the `replay` command prints both, for tuning).
 
 pub mod classify;
 pub mod client_ip;

@@ -14,7 +14,6 @@ use super::{
     agent::{Agent, acting_command},
     apiserver::ApiServer,
     cgroup_tree::CgroupTree,
-    response::serve_services,
 };
 
 pub const NS: &str = "shop";
@@ -28,7 +27,6 @@ const QOS: &str = "kubepods.slice/kubepods-besteffort.slice";
 
 /// The Services, Ingresses and the Deployment's ReplicaSet.
 pub fn cluster(server: &ApiServer) {
-    serve_services(server);
     for (name, host) in [("juice-shop", SHOP), ("other", OTHER)] {
         server.create(
             "services",

@@ -233,10 +233,3 @@ pub fn ingress(
         "spec": {"ingressClassName": "nginx", "rules": rules},
     })
 }
-
-/// Serves core/v1 Services too (the quarantine by pod lists them).
-pub fn serve_services(server: &ApiServer) {
-    server.add_resource(super::apiserver::resources::ResourceType::new(
-        "", "v1", "services", "Service", true,
-    ));
-}

@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashSet,
+    os::unix::fs::MetadataExt,
     path::Path,
     sync::{Arc, Mutex},
     time::SystemTime,
@@ -153,7 +154,7 @@ fn opted_in(mut json: serde_json::Value, on: bool) -> serde_json::Value {
 #[test]
 fn a_pod_is_enforced_while_it_opts_in() {
     let mut f = Fixture::new(0);
-    f.state.enforce = Some(enforcing());
+    f.state.set_enforce(Some(enforcing()));
     let pod_id = f.mkdir(&f.pod_dir());
     f.state.on_pod_update(PodUpdate::Apply(record(pod_json())));
     assert_eq!(f.watch.ids(), HashSet::from([pod_id]));
@@ -199,7 +200,7 @@ fn the_agents_own_pod_is_never_enforced() {
         InventoryMetrics::default(),
     )
     .unwrap();
-    state.enforce = Some(enforcing());
+    state.set_enforce(Some(enforcing()));
     let pod_dir = dir.path().join(format!(
         "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice",
         UID.replace('-', "_")

@@ -29,8 +29,10 @@ use super::{
     config::RetryConfig,
     dry_run::DryRun,
     in_force::InForce,
-    ingress::{IngressIndex, RegexCache, services_of_pod},
+    ingress::{IngressIndex, RegexCache, read_pod, services_of_pod},
     playbook::IncidentBan,
+    pod_reads::{PodRead, PodReads},
+    retry::ErrorClass,
 };
 use crate::{
     cluster::ClusterContext,
@@ -77,6 +79,8 @@ struct Shared {
     ban_ttl: Duration,
     policy: BanPolicy,
     cluster: Arc<ClusterContext>,
+    /// What the deletion read of pods a Falco alert named (they may be gone by now).
+    pod_reads: PodReads,
     retry: RetryConfig,
     log: Mutex<SuspicionLog>,
     /// Bumped at every request recorded (open look-backs look again).
@@ -99,6 +103,7 @@ pub fn start(
     correlation: Option<Correlation>,
     cluster: Option<Arc<ClusterContext>>,
     index: Option<IngressIndex>,
+    pod_reads: PodReads,
     retry: &RetryConfig,
     dry_run: DryRun,
 ) -> Started {
@@ -124,6 +129,7 @@ pub fn start(
         config,
         ban_ttl,
         cluster,
+        pod_reads,
         retry: retry.clone(),
         metrics,
         stop: stop.clone(),
@@ -174,10 +180,9 @@ impl Correlator {
             return;
         }
         let config = &self.shared.config;
-        let key = match &pod.uid {
-            Some(uid) => uid.clone(),
-            None => format!("{}/{}", pod.namespace, pod.name),
-        };
+        // By name, not uid: a Falco alert names a pod without its uid, and every detection
+        // of one pod must share one look-back.
+        let key = format!("{}/{}", pod.namespace, pod.name);
         let Ok(permit) = self.open.clone().try_acquire_owned() else {
             self.shared.metrics.skipped("busy");
             tracing::warn!(pod = %pod.name, namespace = %pod.namespace, max_open = config.max_open, "runtime detection not correlated: correlation.max_open look-backs are open");
@@ -189,7 +194,7 @@ impl Correlator {
             .recent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .covered_or_insert(key, hold, now);
+            .held_or_insert(key, hold, now);
         if duplicate {
             self.shared.metrics.skipped("duplicate");
             return;
@@ -330,10 +335,10 @@ impl LookBack {
         let deadline = started + config.wait;
         let at = secs(self.detection.time);
         let mut notes = Vec::new();
-        let services = self.services().await.unwrap_or_else(|note| {
-            notes.push(note);
-            Vec::new()
-        });
+        let mut pod = self.pod.clone();
+        let (services, uid) = self.services(&mut notes).await;
+        // The incident's Event must name the pod by uid too (kubectl describe finds it so).
+        pod.uid = pod.uid.or(uid);
         let read = config.cross_node.read && !services.is_empty();
         let mut remote: Vec<Candidate> = Vec::new();
         let mut polls = POLLS_MS
@@ -362,7 +367,7 @@ impl LookBack {
             );
             let mut incident = Incident::new(
                 self.detection.clone(),
-                self.pod.clone(),
+                pod.clone(),
                 services.clone(),
                 config.window,
                 rank::rank(candidates, at),
@@ -390,33 +395,96 @@ impl LookBack {
         }
     }
 
-    /// The Services selecting the pod; a note saying why not.
-    async fn services(&self) -> Result<Vec<Workload>, String> {
+    /// The Services selecting the pod (a note in `notes` when none), and the pod's uid when
+    /// it had to be read.
+    async fn services(&self, notes: &mut Vec<String>) -> (Vec<Workload>, Option<String>) {
         let shared = &self.shared;
         let pod = &self.pod;
         let deadline = SystemTime::now() + shared.retry.request_timeout;
-        let names = services_of_pod(
+        let (labels, uid) = match self.read(deadline).await {
+            Ok(Some(read)) => (read.labels, read.uid),
+            Ok(None) => (pod.labels.clone(), None),
+            Err(note) => {
+                notes.push(note);
+                return (Vec::new(), None);
+            }
+        };
+        if labels.is_empty() {
+            notes.push(format!(
+                "the pod {}/{} has no labels: no Service selects it",
+                pod.namespace, pod.name
+            ));
+            return (Vec::new(), uid);
+        }
+        let names = match services_of_pod(
             &shared.cluster.client,
             &shared.retry,
             deadline,
             |_| {},
-            (&pod.namespace, &pod.name, &pod.labels),
+            (&pod.namespace, &pod.name, &labels),
         )
         .await
-        .map_err(|f| format!("the Services selecting the pod could not be found: {f}"))?;
+        {
+            Ok(names) => names,
+            Err(f) => {
+                notes.push(format!(
+                    "the Services selecting the pod could not be found: {f}"
+                ));
+                return (Vec::new(), uid);
+            }
+        };
         if names.is_empty() {
-            return Err(format!(
-                "no Service in namespace {} selects the pod's labels {:?}: no request was routed to it",
-                pod.namespace, pod.labels
+            notes.push(format!(
+                "no Service in namespace {} selects the pod's labels {labels:?}: no request was routed to it",
+                pod.namespace
             ));
         }
-        Ok(names
+        let services = names
             .into_iter()
             .map(|service| Workload {
                 namespace: pod.namespace.clone(),
                 service,
             })
-            .collect())
+            .collect();
+        (services, uid)
+    }
+
+    /// The pod's labels and uid when the detection lacks them (a Falco alert): what the
+    /// deletion read of it, else read now; gone meanwhile, what the deletion read just before
+    /// deleting it. `None` when the detection knows both.
+    async fn read(&self, deadline: SystemTime) -> Result<Option<PodRead>, String> {
+        let shared = &self.shared;
+        let pod = &self.pod;
+        if !pod.labels.is_empty() && pod.uid.is_some() {
+            return Ok(None);
+        }
+        let known = || shared.pod_reads.get(&pod.namespace, &pod.name);
+        if let Some(read) = known() {
+            return Ok(Some(read));
+        }
+        let client = &shared.cluster.client;
+        match read_pod(
+            client,
+            &shared.retry,
+            deadline,
+            |_| {},
+            &pod.namespace,
+            &pod.name,
+        )
+        .await
+        {
+            Ok(live) => Ok(Some(PodRead {
+                uid: live.metadata.uid,
+                labels: live.metadata.labels.unwrap_or_default(),
+            })),
+            Err(f) if f.class == ErrorClass::NotFound => known().map(Some).ok_or_else(|| {
+                format!(
+                    "the pod {}/{} is gone and was not read before",
+                    pod.namespace, pod.name
+                )
+            }),
+            Err(f) => Err(format!("the pod could not be read: {f}")),
+        }
     }
 }
 

@@ -59,8 +59,7 @@ pub async fn services_of_pod(
 ) -> Result<BTreeSet<String>, Failure> {
     let read;
     let labels = if labels.is_empty() {
-        let pods: Api<Pod> = crate::cluster::rbac::POD_GET.namespaced(client.clone(), namespace);
-        let pod = with_retry(retry, deadline, &mut on_retry, || pods.get(name)).await?;
+        let pod = read_pod(client, retry, deadline, &mut on_retry, namespace, name).await?;
         read = pod.metadata.labels.unwrap_or_default();
         &read
     } else {
@@ -71,6 +70,19 @@ pub async fn services_of_pod(
     let params = ListParams::default();
     let services = with_retry(retry, deadline, &mut on_retry, || api.list(&params)).await?;
     Ok(selecting(&services.items, labels))
+}
+
+/// The pod `namespace/name` as the API server has it (RBAC `pods get`).
+pub async fn read_pod(
+    client: &kube::Client,
+    retry: &RetryConfig,
+    deadline: SystemTime,
+    on_retry: impl FnMut(&str),
+    namespace: &str,
+    name: &str,
+) -> Result<Pod, Failure> {
+    let pods: Api<Pod> = crate::cluster::rbac::POD_GET.namespaced(client.clone(), namespace);
+    with_retry(retry, deadline, on_retry, || pods.get(name)).await
 }
 
 #[cfg(test)]

@@ -43,7 +43,11 @@ pub use self::{
     outcome::failed,
     report::Reporter,
 };
-pub(crate) use self::{backends::services_of_pod, index::IngressIndex, routes::RegexCache};
+pub(crate) use self::{
+    backends::{read_pod, services_of_pod},
+    index::IngressIndex,
+    routes::RegexCache,
+};
 use self::{
     coalesce::{Coalescer, Done},
     edit::{Names, Op, Verdict},

@@ -1,6 +1,7 @@
 //! The project's test API server: a real HTTP server on loopback with Kubernetes semantics
 //! for the resources the agent uses (pods, events, ingresses, replicasets, deployments,
-//! nodes; more with [`ApiServer::add_resource`]), driven by tests.
+//! statefulsets, daemonsets, services, nodes; more with [`ApiServer::add_resource`]), driven
+//! by tests.
 //!
 //! Served: get, list (label and field selectors, limit/continue, resourceVersion), watch
 //! (ADDED/MODIFIED/DELETED as selectors see transitions, BOOKMARK, ERROR 410 Gone for

@@ -102,6 +102,9 @@ pub fn defaults() -> Vec<ResourceType> {
         ResourceType::new("networking.k8s.io", "v1", "ingresses", "Ingress", true),
         ResourceType::new("apps", "v1", "replicasets", "ReplicaSet", true),
         ResourceType::new("apps", "v1", "deployments", "Deployment", true),
+        ResourceType::new("apps", "v1", "statefulsets", "StatefulSet", true),
+        ResourceType::new("apps", "v1", "daemonsets", "DaemonSet", true),
+        ResourceType::new("", "v1", "services", "Service", true),
         ResourceType::new("", "v1", "nodes", "Node", false),
     ]
 }

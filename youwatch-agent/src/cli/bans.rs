@@ -5,7 +5,6 @@
 //! entries are never touched; an IPBan is deleted, and every node lifts it.
 
 use std::{
-    path::PathBuf,
     process::ExitCode,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -17,41 +16,37 @@ use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams};
 
-use super::{
-    ResponseConfig,
-    events::EventSink,
-    ingress::{
-        Reporter,
-        edit::{Names, Op, Verdict},
-        ledger::{DenyLedger, Quarantined, format_time},
-        metrics::IngressMetrics,
-        parse_single,
-        patch::{IngressKey, Patcher, annotations},
-    },
-    retry::{ErrorClass, Failure},
-};
+use super::ConfigArg;
 use crate::{
     cluster::ClusterContext,
-    config::Config,
     netban::{crd::IpBan, kernel::table::normalize, ledger::Ledger},
+    response::{
+        ResponseConfig,
+        events::EventSink,
+        ingress::{
+            Reporter,
+            edit::{Names, Op, Verdict},
+            ledger::{DenyLedger, Quarantined, format_time},
+            metrics::IngressMetrics,
+            parse_single,
+            patch::{IngressKey, Patcher, annotations},
+        },
+        metrics::ResponseMetrics,
+        retry::{ErrorClass, Failure},
+    },
 };
+
+/// Where these commands find the cluster and what they read from `--config`.
+pub const CLUSTER_HELP: &str = "The cluster is $KUBECONFIG, ~/.kube/config, or the pod's service \
+    account. --config gives the annotation names and retry settings (its `response:` section).";
 
 /// How long `unban` and `release` retry an unreachable or busy API server.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Where the cluster and the annotation names come from.
-#[derive(Debug, Args)]
-pub struct ClusterArgs {
-    /// Configuration file (annotation names, retry settings); without it, the embedded
-    /// defaults. The cluster is $KUBECONFIG, ~/.kube/config, or the pod's service account.
-    #[arg(long, short = 'c', env = "YOUWATCH_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-}
-
 #[derive(Debug, Args)]
 pub struct BansArgs {
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub config: ConfigArg,
     /// table (for people) or json (one object per line).
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -66,7 +61,7 @@ pub enum Output {
 #[derive(Debug, Args)]
 pub struct UnbanArgs {
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub config: ConfigArg,
     /// The address to let in again, e.g. 203.0.113.9 or 2001:db8::1 (a range such as
     /// 198.51.100.0/24: its IPBan).
     #[arg(value_name = "IP")]
@@ -76,7 +71,7 @@ pub struct UnbanArgs {
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub config: ConfigArg,
     /// The quarantined Ingress, as namespace/name (e.g. shop/juice-shop).
     #[arg(value_name = "NAMESPACE/NAME")]
     pub ingress: String,
@@ -108,8 +103,9 @@ struct Session {
 }
 
 impl Session {
-    async fn open(args: &ClusterArgs) -> anyhow::Result<Session> {
-        let config = Config::load(args.config.as_deref())?;
+    /// The `response:` section of `--config` gives the annotation names and retry settings.
+    async fn open(args: &ConfigArg) -> anyhow::Result<Session> {
+        let config = args.load()?;
         // kube's error repeats its causes in its chain: its top line says it all.
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!(
@@ -117,7 +113,7 @@ impl Session {
             )
         })?;
         let cluster = Arc::new(ClusterContext::new(client.clone(), config.node_name()));
-        let metrics = super::metrics::ResponseMetrics::default();
+        let metrics = ResponseMetrics::default();
         let events = EventSink::new(
             Some(cluster),
             false,
@@ -192,7 +188,7 @@ impl Session {
 /// `youwatch-agent bans`.
 pub fn bans(args: BansArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let session = Session::open(&args.cluster).await?;
+        let session = Session::open(&args.config).await?;
         let now = SystemTime::now();
         let mut rows = Vec::new();
         for ingress in session.ingresses().await? {
@@ -224,7 +220,7 @@ pub fn unban(args: UnbanArgs) -> anyhow::Result<ExitCode> {
         .map_err(|_| anyhow::anyhow!("unban: {:?} is not an IP address or range (e.g. 203.0.113.9, 2001:db8::1 or 198.51.100.0/24)", args.ip))?;
     let single = parse_single(&args.ip).ok();
     runtime()?.block_on(async {
-        let session = Session::open(&args.cluster).await?;
+        let session = Session::open(&args.config).await?;
         let mut removed = 0;
         for ban in session.ipbans().await? {
             let matches = ban.parsed().is_ok_and(|(n, _)| normalize(n) == range);
@@ -286,7 +282,7 @@ pub fn unban(args: UnbanArgs) -> anyhow::Result<ExitCode> {
 pub fn release(args: ReleaseArgs) -> anyhow::Result<ExitCode> {
     let key = parse_key(&args.ingress)?;
     runtime()?.block_on(async {
-        let session = Session::open(&args.cluster).await?;
+        let session = Session::open(&args.config).await?;
         match session.apply(&key, None, Op::Release).await {
             Ok((
                 Verdict::Removed {

@@ -10,11 +10,11 @@ use std::{
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::{
+use super::ConfigArg;
+use crate::rules::{
     DEFAULT_RULES, DEFAULT_RULES_NAME, LoadError, RuleMatching, RuleSet, Status, load, read_file,
     replay, source::SourceFile,
 };
-use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
@@ -61,9 +61,8 @@ pub enum RulesCommand {
     /// List the rules the agent loads with its configuration (embedded defaults, then
     /// rules.files): name, priority, status and where each is defined.
     List {
-        /// Configuration file; without it, the embedded defaults.
-        #[arg(long, short = 'c', env = "YOUWATCH_CONFIG", value_name = "FILE")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Print the embedded default rules file instead.
         #[arg(long)]
         print_defaults: bool,
@@ -106,8 +105,8 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::List { config, .. } => {
-            let config = Config::load(config.as_deref())?;
-            let set = load(&config.rules.sources()?, &config.rules.load_options());
+            let rules = config.load()?.rules;
+            let set = load(&rules.sources()?, &rules.load_options());
             Ok(report(&set))
         }
     }
