@@ -143,7 +143,8 @@ impl Row {
         let kernel = self.kernel_floor_us * self.runs;
         text.push_str(&format!(
             "; {:.2} wake-ups per exec: {:.1} µs the kernel's price of waking a sleeping thread, \
-             {:.1} µs tokio's around it, {:.1} µs the reader's and the consumer's work",
+             {:.1} µs tokio's around it, {:.1} µs above the floor (the reader's and the \
+             consumer's work, and what the machine's load added to this run over the floor's)",
             self.runs,
             kernel,
             (floor - kernel).max(0.0),
