@@ -5,7 +5,9 @@
 //! channel's consumer (woken from that worker) runs right after it on the same thread. One
 //! thread wake-up per batch, where a reader thread cost three: its own, the worker's, and the
 //! second worker tokio wakes when work arrives from outside the runtime. `pacing` says when
-//! the reader waits for the kernel's bell and when it drains on its timer.
+//! the reader waits for the kernel's bell and when it drains on its timer. An [`ExecTap`]
+//! (enforcement's disarmer) sees each event before the channel, on that worker: a tap that
+//! blocked would stall a runtime worker, hence it must not.
 //!
 //! When the channel is full the reader waits; the ring buffer then fills and the kernel counts
 //! what it cannot store (`RINGBUF_FULL`). Nothing is dropped in user space without a count.
