@@ -28,6 +28,9 @@ use crate::{
     telemetry::{alert, health::Readiness, http},
 };
 
+/// The name of the async runtime's threads.
+pub const WORKER_THREAD: &str = "yw-worker";
+
 /// Decisions the response stage may hold before producers wait (each is small).
 const RESPONSE_QUEUE: usize = 4096;
 
@@ -63,8 +66,12 @@ pub struct RunArgs {
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
+    // The exec ring is read by a task on these workers: they run at sensor.reader_nice.
+    let nice = config.sensor.reader_nice;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(WORKER_THREAD)
+        .on_thread_start(move || crate::sensor::ebpf::set_thread_nice(nice))
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -43,7 +43,7 @@ struct Observed {
     exec: Option<Value>,
     /// An alert for the WAF audit log's attacks.
     waf_alert: bool,
-    /// The nice value of the ring-buffer reader thread.
+    /// The nice value of the async workers, which read the exec ring.
     reader_nice: Option<i32>,
     /// `/readyz` once it answered 200 (within 20 s of watching), its body.
     ready: Option<String>,
@@ -106,7 +106,7 @@ const REASONS: &[Reason] = &[
     },
     Reason {
         capability: "SYS_NICE",
-        function: "run the exec ring-buffer reader at sensor.reader_nice (-10)",
+        function: "run the async workers that read the exec ring at sensor.reader_nice (-10)",
         broken: |o| o.watching && o.reader_nice == Some(0),
     },
 ];
@@ -363,12 +363,12 @@ fn waf_audit_log(dir: &Path) -> PathBuf {
     log
 }
 
-/// The nice value of the agent's `yw-exec-reader` thread.
+/// The nice value of the agent's async workers (`yw-worker`), which read the exec ring.
 fn reader_nice(pid: u32) -> Option<i32> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != "yw-exec-reader" {
+        if comm.trim() != youwatch_agent::run::WORKER_THREAD {
             continue;
         }
         let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;

@@ -376,7 +376,7 @@ async fn the_disarmer_switches_the_kernel_to_monitor_mode_at_once() {
             "{program}"
         );
     }
-    // The tap runs on the reader thread as soon as the event is read.
+    // The tap runs in the reader as soon as the event is read.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !status.disarmed() {
         assert!(

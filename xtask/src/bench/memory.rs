@@ -1,4 +1,5 @@
-//! `cargo xtask bench memory`: the release agent's RSS with guarded pods, and where it goes.
+//! `cargo xtask bench memory`: the release agent's RSS with guarded pods, and where it goes;
+//! its CPU and peak RSS through an exec burst and a WAF log burst.
 //! The bench itself is `youwatch-agent/benches/memory.rs`; it runs the shipped (release,
 //! stripped) binary, and any other given with `--agent` side by side.
 
@@ -11,6 +12,12 @@ pub struct Args {
     /// Guarded pods (each with its cgroup, running a few execs).
     #[arg(long, default_value_t = 39)]
     pods: u32,
+    /// Execs asked at once in the exec burst.
+    #[arg(long, default_value_t = 10_000)]
+    execs: u64,
+    /// Entries appended at once in the WAF log burst.
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
     /// Another agent binary to measure in the same run (e.g. an older build).
     #[arg(long)]
     agent: Vec<PathBuf>,
@@ -34,6 +41,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "--bench",
     ])
     .args(["--pods".to_owned(), args.pods.to_string()])
+    .args(["--execs".to_owned(), args.execs.to_string()])
+    .args(["--entries".to_owned(), args.entries.to_string()])
     .arg("--agent")
     .arg(release);
     for agent in args.agent {

@@ -16,7 +16,8 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum Which {
-    /// Exec overhead with the sensor attached vs detached, and kernel → user latency.
+    /// Exec overhead with the sensor attached vs detached, kernel → user latency, and the
+    /// agent's CPU per watched exec at steady rates.
     Exec(exec::Args),
     /// WAF audit-log pipeline: throughput on a >= 1 GB log of real ModSecurity entries vs
     /// Python json.loads and wc -l (one core each), and line-appended -> decision latency.
@@ -25,7 +26,8 @@ pub enum Which {
     Inventory(inventory::Args),
     /// Exec in a guarded pod → DELETE on the wire (agent binary, test API server).
     Response(response::Args),
-    /// The agent's RSS (peak, steady, where it goes) with guarded pods, release build.
+    /// The agent's RSS (peak, steady, where it goes) with guarded pods, release build; CPU and
+    /// peak RSS through a 10k-exec burst and a 1M-entry WAF log burst.
     Memory(memory::Args),
     /// Rule evaluation per exec event: Falco's stable ruleset + defaults vs defaults only.
     Rules(rules::Args),

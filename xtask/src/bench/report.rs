@@ -35,7 +35,7 @@ fn sections() -> Vec<Section> {
             which: || Which::Response(defaults()),
         },
         Section {
-            title: "Exec sensor: overhead inside and outside guarded pods, delivery latency",
+            title: "Exec sensor: overhead inside and outside guarded pods, delivery latency, CPU per exec at steady rates",
             command: "cargo xtask bench exec",
             which: || Which::Exec(defaults()),
         },
@@ -70,7 +70,7 @@ fn sections() -> Vec<Section> {
             which: || Which::Netban(defaults()),
         },
         Section {
-            title: "Memory: the agent's RSS",
+            title: "Memory: the agent's RSS; CPU and peak RSS through exec and WAF log bursts",
             command: "cargo xtask bench memory",
             which: || Which::Memory(defaults()),
         },

@@ -9,7 +9,7 @@
 //!   to the watched ones ([`crate::inventory::enforce`]).
 //! - This module holds the policy (`enforce:` config, [`names`]), the [`disarm`]er that switches
 //!   the kernel to monitor mode when enforcement stops too many different things, the
-//!   [`tap`] that runs it on the reader thread, the [`alert`]s and the [`metrics`].
+//!   [`tap`] that runs it in the ring-buffer reader, the [`alert`]s and the [`metrics`].
 
 pub mod alert;
 pub mod disarm;
@@ -33,7 +33,7 @@ use crate::{
 pub struct Running {
     pub status: tap::EnforceStatus,
     pub metrics: metrics::EnforceMetrics,
-    /// For the sensor's reader thread (the disarmer); `None` when there is nothing to disarm.
+    /// For the sensor's ring-buffer reader (the disarmer); `None` when there is nothing to disarm.
     pub tap: Option<Box<dyn ExecTap>>,
     alerts: alert::Alerts,
 }

@@ -1,5 +1,5 @@
 //! Enforcement's state while the agent runs, and the tap that keeps it: on the ring-buffer
-//! reader's thread, each stopped exec is counted by the [`Disarmer`], which switches the
+//! reader (a task on the runtime), each stopped exec is counted by the [`Disarmer`], which switches the
 //! kernel to monitor mode the moment it trips, whatever the stages behind the reader hold.
 
 use std::{
@@ -113,7 +113,7 @@ impl EnforceStatus {
     }
 }
 
-/// Runs the disarmer on each stopped exec, on the reader thread.
+/// Runs the disarmer on each stopped exec, in the reader.
 pub struct EnforceTap {
     disarmer: Option<Disarmer>,
     switch: ModeSwitch,

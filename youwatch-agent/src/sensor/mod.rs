@@ -15,10 +15,27 @@ pub struct SensorConfig {
     /// Exec events buffered between the ring-buffer reader and the next stage. When full the
     /// reader waits, the ring buffer fills, and the kernel counts what it could not store.
     pub channel_capacity: usize,
-    /// Nice value of the ring-buffer reader thread (-20..19, lower is more urgent). Raised by
-    /// default so exec events keep flowing within a millisecond on a saturated node; needs
-    /// CAP_SYS_NICE, else the reader stays at the default priority (logged once).
+    /// Nice value of the agent's async worker threads, which read the ring (-20..19, lower is
+    /// more urgent). Raised by default so exec events keep flowing within a millisecond on a
+    /// saturated node; needs CAP_SYS_NICE, else the workers stay at the default (logged once).
     pub reader_nice: i32,
+    /// While execs come faster than `timer_above_rate`, the reader drains the ring this often
+    /// (microseconds) instead of being woken per exec: the most an exec waits in the ring.
+    pub drain_interval_us: u32,
+    /// Execs per second above which the reader drains on its timer; below it (and below half
+    /// of it once on the timer) every exec wakes the reader.
+    pub timer_above_rate: u32,
+}
+
+impl SensorConfig {
+    pub fn pacing(&self) -> ebpf::Pacing {
+        ebpf::Pacing {
+            drain_interval: std::time::Duration::from_micros(u64::from(
+                self.drain_interval_us.max(10),
+            )),
+            timer_above_rate: self.timer_above_rate,
+        }
+    }
 }
 
 impl Default for SensorConfig {
@@ -27,6 +44,8 @@ impl Default for SensorConfig {
             ring_buffer_bytes: youwatch_common::limits::DEFAULT_RING_BYTES,
             channel_capacity: 4096,
             reader_nice: -10,
+            drain_interval_us: 500,
+            timer_above_rate: 2000,
         }
     }
 }

@@ -227,6 +227,37 @@ pub fn configured(mut cmd: Command, dir: &std::path::Path, config: &str) -> Comm
     cmd
 }
 
+impl Agent {
+    /// The address of the agent's HTTP listener (`telemetry.listen`), from its start-up log.
+    pub fn http_addr(&mut self) -> String {
+        let line = self.wait_log("HTTP listener started");
+        let v: Value = serde_json::from_str(&line).expect("JSON log lines");
+        v["addr"].as_str().expect("addr in the log line").to_owned()
+    }
+}
+
+/// `GET path` on `addr` (plain HTTP/1.1); the response body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map_or(response.as_str(), |(_, body)| body)
+        .to_owned())
+}
+
+/// The value of the sample `name` (with its labels, if any, as written) in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();

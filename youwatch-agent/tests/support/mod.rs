@@ -7,6 +7,7 @@ pub mod bus;
 pub mod cgroup_tree;
 pub mod correlation;
 pub mod exec_events;
+pub mod exec_load;
 pub mod inventory_stage;
 pub mod manifests;
 pub mod marker_elf;

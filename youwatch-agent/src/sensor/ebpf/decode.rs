@@ -61,9 +61,19 @@ pub fn decode(record: &[u8], clock: BootClock) -> Result<ExecEvent, BadRecord> {
             expected,
         });
     }
-    // SAFETY: length checked; RawExecEvent is plain data valid for any bytes; the ring buffer
-    // gives 8-byte aligned records but read_unaligned does not rely on it.
-    let raw: RawExecEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    // Read in place (the ring buffer gives 8-byte aligned records), not a 3.2 KiB copy per
+    // exec; copied only if misaligned.
+    let ptr = record.as_ptr().cast::<RawExecEvent>();
+    let copy;
+    let raw: &RawExecEvent = if ptr.is_aligned() {
+        // SAFETY: length and alignment checked; RawExecEvent is plain data valid for any
+        // bytes; the record outlives `raw`.
+        unsafe { &*ptr }
+    } else {
+        // SAFETY: length checked; RawExecEvent is plain data valid for any bytes.
+        copy = unsafe { std::ptr::read_unaligned(ptr) };
+        &copy
+    };
     let args_len = (raw.args_len as usize).min(limits::ARGS_LEN);
     let (argv, cut) = split_nul(&raw.args[..args_len], limits::MAX_ARGS);
     let env_len = (raw.env_len as usize).min(limits::ENV_LEN);

@@ -4,8 +4,10 @@
 
 mod counters;
 mod decode;
+mod drain_timer;
 mod enforce;
 mod offsets;
+mod pacing;
 mod reader;
 mod watch;
 
@@ -24,7 +26,8 @@ pub use counters::{SensorCounters, SensorMetrics};
 pub use decode::{BootClock, boottime_ns, decode};
 pub use enforce::{EnforceCounters, Enforcement, KernelMode, Mechanism, ModeSwitch};
 pub use offsets::{OffsetsError, VMLINUX_BTF, from_btf_file as offsets_from_btf};
-pub use reader::{ExecTap, StopReader, WakeFlag, spawn_reader};
+pub use pacing::Pacing;
+pub use reader::{ExecTap, StopReader, WakeFlag, set_thread_nice, spawn_reader};
 pub use watch::WatchSet;
 
 use super::SensorConfig;
@@ -92,7 +95,7 @@ pub struct ExecSensor {
     /// The ring and its wake-up flag, until the reader takes them.
     ring: Option<(RingBuf<MapData>, WakeFlag)>,
     reader: Option<StopReader>,
-    reader_nice: i32,
+    pacing: Pacing,
     latency: Histogram,
     /// Enforcement was armed (its maps taken from the object).
     armed: bool,
@@ -168,7 +171,7 @@ impl ExecSensor {
             counters,
             ring: Some((ring, WakeFlag::new(wake_flag))),
             reader: None,
-            reader_nice: config.reader_nice,
+            pacing: config.pacing(),
             latency: counters::latency_histogram(),
             armed: false,
         })
@@ -196,8 +199,8 @@ impl ExecSensor {
         enforce::arm(ebpf, names, mode)
     }
 
-    /// Starts the ring-buffer reader thread; events arrive on the returned bounded channel.
-    /// Only once per sensor.
+    /// Starts the ring-buffer reader, a task on the current tokio runtime (call it from within
+    /// one); events arrive on the returned bounded channel. Only once per sensor.
     pub fn events(
         &mut self,
         capacity: usize,
@@ -205,7 +208,7 @@ impl ExecSensor {
         self.events_with_tap(capacity, None)
     }
 
-    /// As [`ExecSensor::events`], with `tap` seeing each event on the reader thread first.
+    /// As [`ExecSensor::events`], with `tap` seeing each event in the reader first.
     pub fn events_with_tap(
         &mut self,
         capacity: usize,
@@ -213,7 +216,7 @@ impl ExecSensor {
     ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
         let (ring, wake_flag) = self.ring.take().ok_or(SensorError::ReaderTaken)?;
         let latency = self.latency.clone();
-        let (rx, reader) = spawn_reader(ring, wake_flag, capacity, self.reader_nice, latency, tap)
+        let (rx, reader) = spawn_reader(ring, wake_flag, capacity, self.pacing, latency, tap)
             .map_err(|e| SensorError::Map {
                 name: names::EVENTS_MAP,
                 message: e.to_string(),

@@ -1,44 +1,47 @@
 //! Ring-buffer reader: kernel records → decoded events on a bounded channel.
 //!
-//! A dedicated thread, not an async task: it blocks in `poll(2)` on the ring's fd and runs at a
-//! raised priority (`sensor.reader_nice`), so a node whose CPUs are saturated — often the very
-//! moment something is wrong — still sees exec events within a millisecond.
+//! A task on the agent's runtime, not a thread of its own: the ring's fd (and the drain timer)
+//! sit in the runtime's epoll, so the worker the kernel wakes runs the reader, and the
+//! channel's consumer (woken from that worker) runs right after it on the same thread. One
+//! thread wake-up per batch, where a reader thread cost three: its own, the worker's, and the
+//! second worker tokio wakes when work arrives from outside the runtime. `pacing` says when
+//! the reader waits for the kernel's bell and when it drains on its timer. An [`ExecTap`]
+//! (enforcement's disarmer) sees each event before the channel, on that worker: a tap that
+//! blocked would stall a runtime worker, hence it must not.
 //!
 //! When the channel is full the reader waits; the ring buffer then fills and the kernel counts
 //! what it cannot store (`RINGBUF_FULL`). Nothing is dropped in user space without a count.
 
-use std::{
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    thread::JoinHandle,
-};
+use std::time::Instant;
 
 use aya::maps::{Array, MapData, RingBuf};
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::mpsc;
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, oneshot},
+};
 
-use super::decode::{BootClock, boottime_ns, decode};
+use super::{
+    decode::{BootClock, boottime_ns, decode},
+    drain_timer::DrainTimer,
+    pacing::{Pacer, Pacing, Wait},
+};
 use crate::event::ExecEvent;
 
 /// Stops the reader: it drains what is left in the ring, then closes the channel. Call it after
 /// the program is detached, so that nothing arrives after the final drain.
-pub struct StopReader {
-    wake: OwnedFd,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct StopReader(oneshot::Sender<()>);
 
 impl StopReader {
-    pub fn stop(mut self) {
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes to our own eventfd.
-        unsafe { libc::write(self.wake.as_raw_fd(), (&raw const one).cast(), 8) };
-        // The thread may be blocked on a full channel whose receiver is this thread's caller:
-        // do not join, it ends on its own once the channel is drained or dropped.
-        drop(self.thread.take());
+    pub fn stop(self) {
+        // The task may be waiting on a full channel whose receiver is our caller: do not wait
+        // for it; it ends on its own once the channel is drained or dropped.
+        let _ = self.0.send(());
     }
 }
 
 /// The reader's half of the wake-up protocol with the exec program (see its `submit`): the
-/// kernel rings the ring buffer's wake-up only while this flag says the reader sleeps in poll.
+/// kernel rings the ring buffer's wake-up only while this flag says the reader sleeps.
 pub struct WakeFlag(Array<MapData, u32>);
 
 impl WakeFlag {
@@ -49,196 +52,190 @@ impl WakeFlag {
     /// Tells the kernel whether the reader needs a wake-up; false if the kernel could not be told.
     fn set(&mut self, waiting: bool) -> bool {
         let ok = self.0.set(0, u32::from(waiting), 0).is_ok();
-        // The flag store must be visible before the ring is checked again (poll or drain).
+        // The flag store must be visible before the ring is checked again (the next drain).
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         ok
     }
 }
 
-/// Sees each event on the reader thread, before it is queued for the next stage: what must
-/// react within the reader's latency, whatever the stages behind it hold (enforcement's
-/// disarmer). It must not block.
+/// Sees each event in the reader, before it is queued for the next stage: what must react
+/// within the reader's latency, whatever the stages behind it hold (enforcement's disarmer).
+/// It runs on a runtime worker and must not block.
 pub trait ExecTap: Send + 'static {
     fn on_exec(&mut self, event: &ExecEvent);
 }
 
-/// Starts the reader thread. `nice` is applied to it (lower is more urgent); without the
-/// privilege to raise priority it runs at the default and says so once.
+/// Starts the reader task on the current tokio runtime (the IO driver must be enabled).
 pub fn spawn_reader(
     ring: RingBuf<MapData>,
     wake_flag: WakeFlag,
     capacity: usize,
-    nice: i32,
+    pacing: Pacing,
     latency: Histogram,
-    mut tap: Option<Box<dyn ExecTap>>,
+    tap: Option<Box<dyn ExecTap>>,
 ) -> std::io::Result<(mpsc::Receiver<ExecEvent>, StopReader)> {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    // SAFETY: plain syscall; the fd is owned right away.
-    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd we own.
-    let wake = unsafe { OwnedFd::from_raw_fd(raw) };
-    let wake_fd = wake.try_clone()?;
-    let thread = std::thread::Builder::new()
-        .name("yw-exec-reader".into())
-        .spawn(move || {
-            set_nice(nice);
-            let mut deliver = |event: ExecEvent| {
-                if let Some(tap) = tap.as_mut() {
-                    tap.on_exec(&event);
-                }
-                tx.blocking_send(event).is_ok()
-            };
-            read_loop(ring, wake_flag, &wake_fd, &mut deliver, &latency);
-        })?;
-    Ok((
-        rx,
-        StopReader {
-            wake,
-            thread: Some(thread),
-        },
-    ))
-}
-
-/// While events keep coming the reader drains on this timer instead of waiting in poll(2),
-/// and tells the kernel not to wake it: a wake-up costs the exec'ing task more than the rest
-/// of the exec program together. Bounds the added latency.
-const BUSY_INTERVAL: std::time::Duration = std::time::Duration::from_micros(200);
-/// Empty drains in a row before the reader goes back to waiting in poll(2).
-const BUSY_ROUNDS: u32 = 5;
-
-fn read_loop(
-    mut ring: RingBuf<MapData>,
-    mut wake_flag: WakeFlag,
-    wake: &OwnedFd,
-    deliver: &mut impl FnMut(ExecEvent) -> bool,
-    latency: &Histogram,
-) {
-    let mut idle_rounds = BUSY_ROUNDS;
-    // Without the flag the kernel never wakes us: then the reader stays on its timer.
-    let mut flag_works = true;
-    loop {
-        // Idle: ask the kernel for a wake-up first. poll then returns at once if a record
-        // arrived before the kernel could see the flag.
-        let mut idle = idle_rounds >= BUSY_ROUNDS && flag_works;
-        if idle && !wake_flag.set(true) {
-            flag_works = false;
-            idle = false;
-            tracing::error!(
-                "cannot ask the exec program for wake-ups; the reader polls every {BUSY_INTERVAL:?}"
-            );
-        }
-        let stopping = if idle {
-            let woken = wait_readable(&ring, wake);
-            wake_flag.set(false);
-            match woken {
-                Ok(stopping) => stopping,
-                Err(err) => {
-                    tracing::error!(%err, "polling the exec ring buffer failed; exec events stop");
-                    return;
-                }
-            }
-        } else {
-            std::thread::sleep(BUSY_INTERVAL);
-            readable(wake, 0)
-        };
-        match drain(&mut ring, deliver, latency) {
-            None => return,
-            Some(0) => idle_rounds = idle_rounds.saturating_add(1),
-            Some(_) => idle_rounds = 0,
-        }
-        if stopping {
-            // The program is detached: what was in the ring is all there will be.
-            return;
-        }
-    }
-}
-
-/// Blocks until the ring or the stop eventfd is readable; true when stop was requested.
-fn wait_readable(ring: &RingBuf<MapData>, wake: &OwnedFd) -> std::io::Result<bool> {
-    loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: ring.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: valid array of two pollfds.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } >= 0 {
-            return Ok(fds[1].revents != 0);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
-/// True when `fd` is readable within `timeout_ms`.
-fn readable(fd: &OwnedFd, timeout_ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        std::io::Error::other("the exec reader is a task: start it from within a tokio runtime")
+    })?;
+    // SAFETY: the ring buffer keeps its map's fd open, and the same, for as long as it lives.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
+    let reader = Reader {
+        ring,
+        wake_flag,
+        timer: DrainTimer::new()?,
+        latency,
     };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, timeout_ms) > 0 }
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (stop, stopped) = oneshot::channel();
+    runtime.spawn(reader.run(Outlet { tx, tap }, stopped, pacing));
+    Ok((rx, StopReader(stop)))
 }
 
-/// Hands every record in the ring to `deliver`: how many, or `None` when it says the
-/// receiver is gone.
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    deliver: &mut impl FnMut(ExecEvent) -> bool,
-    latency: &Histogram,
-) -> Option<usize> {
-    let clock = BootClock::now();
-    let mut count = 0;
-    while let Some(record) = ring.next() {
-        count += 1;
-        let event = decode(&record, clock);
-        // Release the record to the kernel before possibly waiting on a full channel.
-        drop(record);
-        match event {
-            Ok(event) => {
-                latency.observe(boottime_ns().saturating_sub(event.ktime_ns) as f64 / 1e9);
-                if !deliver(event) {
-                    return None;
+struct Reader {
+    ring: AsyncFd<RingBuf<MapData>>,
+    wake_flag: WakeFlag,
+    timer: DrainTimer,
+    latency: Histogram,
+}
+
+/// Where decoded events go: the tap first, then the channel. Kept apart from the reader's
+/// own state, which its waits borrow: the tap need not be `Sync`.
+struct Outlet {
+    tx: mpsc::Sender<ExecEvent>,
+    tap: Option<Box<dyn ExecTap>>,
+}
+
+impl Outlet {
+    /// False when the receiver is gone.
+    async fn deliver(&mut self, event: ExecEvent) -> bool {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.on_exec(&event);
+        }
+        self.tx.send(event).await.is_ok()
+    }
+}
+
+impl Reader {
+    async fn run(mut self, mut outlet: Outlet, mut stop: oneshot::Receiver<()>, pacing: Pacing) {
+        let mut pacer = Pacer::new(pacing, Instant::now());
+        // Without the flag the kernel never rings: then the reader stays on its timer.
+        let flag_works = self.arm(Wait::Bell, &pacer);
+        if !flag_works {
+            tracing::error!(
+                interval = ?pacer.interval(),
+                "cannot ask the exec program for wake-ups; the reader drains on its timer"
+            );
+            self.arm(Wait::Tick, &pacer);
+        }
+        // Records stored before the flag was seen rang nothing: look once before waiting.
+        let mut wait = if flag_works { Wait::Bell } else { Wait::Tick };
+        let mut stopping = false;
+        loop {
+            let Some(records) = self.drain(&mut outlet).await else {
+                return;
+            };
+            if stopping {
+                // The program is detached: what was in the ring is all there will be.
+                return;
+            }
+            let next = if flag_works {
+                pacer.drained(records, Instant::now())
+            } else {
+                Wait::Tick
+            };
+            if next != wait {
+                self.arm(next, &pacer);
+                wait = next;
+                // Entering Bell: records stored while the flag was down rang nothing.
+                if next == Wait::Bell {
+                    continue;
                 }
             }
-            Err(err) => tracing::error!(%err, "dropping an undecodable exec record"),
+            stopping = tokio::select! {
+                biased;
+                _ = &mut stop => true,
+                woken = self.woken(wait) => match woken {
+                    Ok(()) => false,
+                    Err(err) => {
+                        tracing::error!(%err, "waiting on the exec ring buffer failed; exec events stop");
+                        return;
+                    }
+                },
+            };
         }
     }
-    Some(count)
+
+    /// Raises or lowers the kernel's wake-up flag and (dis)arms the timer for `wait`; false
+    /// when the kernel could not be told.
+    fn arm(&mut self, wait: Wait, pacer: &Pacer) -> bool {
+        let (bell, interval) = match wait {
+            Wait::Bell => (true, std::time::Duration::ZERO),
+            Wait::Tick => (false, pacer.interval()),
+        };
+        if let Err(err) = self.timer.set(interval) {
+            tracing::error!(%err, "setting the exec reader's drain timer failed");
+        }
+        self.wake_flag.set(bell)
+    }
+
+    /// Waits for the kernel's bell or the next timer expiry.
+    async fn woken(&self, wait: Wait) -> std::io::Result<()> {
+        match wait {
+            Wait::Tick => self.timer.tick().await,
+            Wait::Bell => {
+                // Clearing before the drain is safe: a bell rung during the drain sets the
+                // readiness again (at worst one empty drain).
+                self.ring.readable().await?.clear_ready();
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands every record in the ring to `outlet`: how many, or `None` when the receiver is
+    /// gone.
+    async fn drain(&mut self, outlet: &mut Outlet) -> Option<usize> {
+        let clock = BootClock::now();
+        let mut count = 0;
+        loop {
+            // Decoded and released before a possible wait on a full channel.
+            let event = {
+                let Some(record) = self.ring.get_mut().next() else {
+                    return Some(count);
+                };
+                count += 1;
+                decode(&record, clock)
+            };
+            match event {
+                Ok(event) => {
+                    self.latency
+                        .observe(boottime_ns().saturating_sub(event.ktime_ns) as f64 / 1e9);
+                    if !outlet.deliver(event).await {
+                        return None;
+                    }
+                }
+                Err(err) => tracing::error!(%err, "dropping an undecodable exec record"),
+            }
+        }
+    }
 }
 
-/// Sets this thread's nice value. Raising priority needs CAP_SYS_NICE.
-fn set_nice(nice: i32) {
+/// Sets the calling thread's nice value (lower is more urgent). Raising priority needs
+/// CAP_SYS_NICE; without it the thread keeps the default, said once.
+pub fn set_thread_nice(nice: i32) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
     if nice == 0 {
         return;
     }
     // SAFETY: plain syscalls on the calling thread's own id.
-    let (tid, rc) = unsafe {
-        let tid = libc::gettid();
-        (
-            tid,
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice),
-        )
-    };
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
     if rc != 0 {
-        tracing::info!(
-            nice,
-            tid,
-            err = %std::io::Error::last_os_error(),
-            "exec reader keeps the default priority (raising it needs CAP_SYS_NICE)"
-        );
+        let err = std::io::Error::last_os_error();
+        WARNED.call_once(|| {
+            tracing::info!(
+                nice,
+                %err,
+                "the agent's workers keep the default priority (raising it needs CAP_SYS_NICE)"
+            );
+        });
     }
 }

@@ -11,6 +11,17 @@
 //! allowed `/bin/true` has its names checked), and how a forbidden exec ends: a program
 //! whose first instruction writes a marker, run in the enforced cgroup (killed: time from the
 //! tracepoint to its parent reaping it, and whether it wrote anything) and outside (it runs).
+//!
+//! Then steady rates (`steady.rs`): the agent's CPU per watched exec, delivery latency and
+//! losses at 100, 1,000 and 10,000 execs/s.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod attached;
+mod floor;
+mod steady;
+mod threads;
 
 use std::{
     path::{Path, PathBuf},
@@ -18,17 +29,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use attached::Attached;
+use support::marker_elf;
+use threads::ThreadsCpu;
 use youwatch_agent::{
     cgroupfs,
-    enforce::ForbiddenName,
-    sensor::{
-        SensorConfig,
-        ebpf::{ExecSensor, KernelMode, ProgramStats, boottime_ns},
-    },
+    sensor::ebpf::{ProgramStats, boottime_ns},
 };
-
-#[path = "../tests/support/marker_elf.rs"]
-mod marker_elf;
 
 /// Names the bench forbids: shells other than the loop's own `/bin/sh` (dash), so the loop
 /// runs in an enforced cgroup and each `/bin/true` has all its names checked.
@@ -37,6 +44,9 @@ const BENCH_FORBIDDEN: [&str; 3] = ["zsh", "ksh", "tcsh"];
 struct Opts {
     execs: u32,
     rounds: u32,
+    steady: steady::Opts,
+    /// Only the steady rates (no attached/detached overhead rounds).
+    steady_only: bool,
 }
 
 fn opts() -> Opts {
@@ -47,29 +57,50 @@ fn opts() -> Opts {
         Opts {
             execs: 5000,
             rounds: 11,
+            steady: steady::Opts {
+                rates: vec![100, 1000, 10_000],
+                seconds: 5.0,
+                servers: 4,
+            },
+            steady_only: false,
         }
     } else {
         Opts {
             execs: 50,
             rounds: 1,
+            steady: steady::Opts {
+                rates: vec![200],
+                seconds: 0.5,
+                servers: 2,
+            },
+            steady_only: false,
         }
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .expect("a number after the flag")
-        };
+        let mut value = || args.next().expect("a value after the flag");
         match arg.as_str() {
-            "--execs" => opts.execs = value(),
-            "--rounds" => opts.rounds = value(),
+            "--execs" => opts.execs = number(&value()),
+            "--rounds" => opts.rounds = number(&value()),
+            "--rates" => opts.steady.rates = value().split(',').map(number).collect(),
+            "--seconds" => opts.steady.seconds = number(&value()),
+            "--servers" => opts.steady.servers = number(&value()),
+            "--steady-only" => opts.steady_only = true,
             "--bench" => {}
-            other if benching => panic!("unknown argument {other}; use --execs N --rounds N"),
+            other if benching => panic!(
+                "unknown argument {other}; use --execs N --rounds N --rates N,N,.. --seconds S \
+                 --servers N --steady-only"
+            ),
             _ => {}
         }
     }
     opts
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> T {
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not a number"))
 }
 
 /// A cgroup created for the bench and removed at the end.
@@ -152,95 +183,27 @@ struct AttachedRun {
     latencies_ns: Vec<u64>,
     lost: u64,
     program: ProgramStats,
-    /// CPU time of the reader thread, and of the consumer behind it, during the run.
-    reader_cpu: Duration,
-    consumer_cpu: Duration,
-}
-
-/// On-CPU time of a thread of this process, from the scheduler (ns precision, unlike rusage).
-fn thread_cpu(tid: &str) -> Duration {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map_or(Duration::ZERO, Duration::from_nanos)
-}
-
-/// The reader thread's id, found by its name. The thread names itself once it runs, a moment
-/// after `events()` returns: wait for the name rather than race it.
-fn reader_tid() -> Option<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(tid) = find_thread("yw-exec-reader") {
-            return Some(tid);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn find_thread(name: &str) -> Option<String> {
-    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
-        let task = task.ok()?;
-        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-        (comm.trim() == name).then(|| task.file_name().to_string_lossy().into_owned())
-    })
-}
-
-/// The sensor, `watched_id` watched, and with `enforced` also enforced (the bench's names, in
-/// enforce mode).
-fn sensor(watched_id: u64, enforced: bool) -> ExecSensor {
-    let mut sensor = ExecSensor::load(&SensorConfig::default()).expect("loading the sensor");
-    if enforced {
-        let keys: Vec<_> = BENCH_FORBIDDEN
-            .iter()
-            .map(|n| ForbiddenName::new(n).unwrap().key())
-            .collect();
-        sensor
-            .arm_enforcement(&keys, KernelMode::Enforce)
-            .expect("arming enforcement");
-        sensor.watch_set().set_enforced(watched_id, true).unwrap();
-    }
-    sensor.watch_set().watch(watched_id).unwrap();
-    sensor
+    /// CPU time of the runtime's workers (the reader task and the consumer) during the run.
+    cpu: ThreadsCpu,
 }
 
 /// Loads the sensor, watches (and, with `enforced`, enforces) `watched_id`, runs the exec loop
 /// in `cgroup`, detaches.
 fn attached_run(cgroup: &Path, watched_id: u64, enforced: bool, execs: u32) -> AttachedRun {
-    let config = SensorConfig::default();
-    let mut sensor = sensor(watched_id, enforced);
-    let mut rx = sensor.events(4096).unwrap();
-    // The first stage after the reader, at the reader's priority: it stamps receipt, so the
-    // figure includes the hand-off through the channel.
-    let nice = config.reader_nice;
-    let consumer = std::thread::spawn(move || {
-        // SAFETY: plain syscall on this thread.
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-        let mut lat = Vec::new();
-        while let Some(ev) = rx.blocking_recv() {
-            lat.push(boottime_ns().saturating_sub(ev.ktime_ns));
-        }
-        // SAFETY: gettid cannot fail.
-        let tid = unsafe { libc::gettid() };
-        (lat, thread_cpu(&tid.to_string()))
-    });
-    let reader = reader_tid().expect("the reader thread names itself within 10 s");
-    let reader_before = thread_cpu(&reader);
+    let forbidden = enforced.then_some(&BENCH_FORBIDDEN[..]);
+    let attached = Attached::start(attached::sensor(watched_id, forbidden), execs as usize);
+    let before = attached.cpu();
     let sample = exec_loop(cgroup, execs);
-    let reader_cpu = thread_cpu(&reader).saturating_sub(reader_before);
-    let lost = sensor.counters().unwrap().ringbuf_full;
-    let program = sensor.program_stats().unwrap_or_default();
-    sensor.detach(); // the reader drains the ring, then closes the channel
-    let (latencies_ns, consumer_cpu) = consumer.join().expect("consumer thread");
+    let cpu = attached.cpu() - before;
+    let lost = attached.lost();
+    let program = attached.program_stats();
+    let received = attached.finish();
     AttachedRun {
         sample,
-        latencies_ns,
+        latencies_ns: received.iter().map(|r| r.latency_ns).collect(),
         lost,
         program,
-        reader_cpu,
-        consumer_cpu,
+        cpu,
     }
 }
 
@@ -267,6 +230,14 @@ fn main() {
         unsafe { libc::geteuid() } == 0,
         "the exec bench loads eBPF programs: run it as root"
     );
+    if !opts.steady_only {
+        overhead(&opts);
+    }
+    steady::run(&opts.steady);
+}
+
+/// Attached vs detached, inside vs outside the watched cgroup; the program's own cost.
+fn overhead(opts: &Opts) {
     let mount = cgroupfs::unified_mount().expect("cgroup v2 mounted");
     let top = Cgroup::new(&mount, &format!("youwatch-bench-{}", std::process::id()));
     let watched = Cgroup::new(&top.0, "watched");
@@ -395,11 +366,10 @@ fn program_cost(
         let per_exec = |d: Duration| d.as_nanos() as f64 / f64::from(execs);
         println!(
             "cost per exec {label:<28} program {per_run_ns:>6.0} ns ({:.3}% of a detached exec, {} runs); \
-             user space: reader {:>6.0} ns + consumer {:>6.0} ns",
+             user space (reader task + consumer) {:>6.0} ns",
             100.0 * per_run_ns / exec_ns,
             run.program.runs,
-            per_exec(run.reader_cpu),
-            per_exec(run.consumer_cpu),
+            per_exec(run.cpu.cpu),
         );
     }
 }
@@ -417,8 +387,13 @@ fn forbidden_exec(inside: &Path, outside: &Path, watched_id: u64, runs: u32) {
     let program = dir.path().join(BENCH_FORBIDDEN[0]);
     marker_elf::write(&program);
     let program = program.to_str().unwrap();
-    let mut sensor = sensor(watched_id, true);
-    let mut rx = sensor.events(4096).unwrap();
+    let mut sensor = attached::sensor(watched_id, Some(&BENCH_FORBIDDEN));
+    // The reader is a task: it needs a runtime; this thread waits on the channel outside it.
+    let (runtime, _) = attached::runtime();
+    let mut rx = {
+        let _runtime = runtime.enter();
+        sensor.events(4096).unwrap()
+    };
     let (mut tracepoint_to_reaped, mut killed_total, mut ran_total) =
         (Vec::new(), Vec::new(), Vec::new());
     let mut wrote = 0;
