@@ -36,7 +36,7 @@ pub mod mode {
     pub const DENY: u32 = 3;
 }
 
-/// Bits of `ExecEvent::enforce`.
+/// Bits of `ExecRecord::enforce`.
 pub mod verdict {
     /// Killed with SIGKILL at `sched_process_exec`.
     pub const KILLED: u32 = 1 << 0;

@@ -11,7 +11,7 @@ pub mod netban;
 pub mod names {
     /// `HashMap<u64, u8>` of watched cgroup ids (pod-level cgroups, normally).
     pub const WATCHED_MAP: &str = "WATCHED";
-    /// Ring buffer of [`crate::ExecEvent`].
+    /// Ring buffer of [`crate::ExecRecord`].
     pub const EVENTS_MAP: &str = "EVENTS";
     /// `PerCpuArray<u64>` indexed by [`crate::counter`].
     pub const COUNTERS_MAP: &str = "COUNTERS";
@@ -82,7 +82,7 @@ pub mod counter {
     pub const COUNT: u32 = 7;
 }
 
-/// Bits of [`ExecEvent::flags`].
+/// Bits of [`ExecRecord::flags`].
 pub mod flags {
     pub const ARGS_TRUNCATED: u32 = 1 << 0;
     pub const FILENAME_TRUNCATED: u32 = 1 << 1;
@@ -185,7 +185,7 @@ pub struct KernelOffsets {
 /// One successful exec in a watched cgroup subtree, as the kernel writes it.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct ExecEvent {
+pub struct ExecRecord {
     /// `bpf_ktime_get_boot_ns()` at the tracepoint (CLOCK_BOOTTIME).
     pub ktime_ns: u64,
     /// cgroup v2 id of the task's own cgroup.
@@ -238,5 +238,5 @@ pub struct ExecEvent {
 mod user {
     // SAFETY: both are #[repr(C)] plain integers and byte arrays; any bit pattern is valid.
     unsafe impl aya::Pod for super::KernelOffsets {}
-    unsafe impl aya::Pod for super::ExecEvent {}
+    unsafe impl aya::Pod for super::ExecRecord {}
 }

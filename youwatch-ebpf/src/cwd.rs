@@ -9,7 +9,7 @@
 use core::hint::black_box;
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
-use youwatch_common::{ExecEvent, KernelOffsets, counter, flags, limits};
+use youwatch_common::{ExecRecord, KernelOffsets, counter, flags, limits};
 
 use crate::{
     kernel::{read, read_ptr},
@@ -19,7 +19,7 @@ use crate::{
 const MASK: usize = limits::CWD_LEN - 1;
 
 #[inline(always)]
-pub fn fill_cwd(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
+pub fn fill_cwd(ev: &mut ExecRecord, off: &KernelOffsets, task: *const u8) {
     match walk(ev, off, task) {
         Ok(true) => {}
         Ok(false) => {
@@ -42,12 +42,12 @@ pub fn fill_cwd(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
 /// which multiplies the states per step). For the same reason the exits return only this
 /// flag: the rest of the program is checked once, not once per exit.
 #[inline(always)]
-fn walk(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) -> Result<bool, ()> {
+fn walk(ev: &mut ExecRecord, off: &KernelOffsets, task: *const u8) -> Result<bool, ()> {
     // Writes go through a pointer to the whole event: see the masks below.
-    let event = (ev as *mut ExecEvent).cast::<u8>();
-    let area = event.wrapping_add(core::mem::offset_of!(ExecEvent, cwd));
+    let event = (ev as *mut ExecRecord).cast::<u8>();
+    let area = event.wrapping_add(core::mem::offset_of!(ExecRecord, cwd));
     let cwd_len = event
-        .wrapping_add(core::mem::offset_of!(ExecEvent, cwd_len))
+        .wrapping_add(core::mem::offset_of!(ExecRecord, cwd_len))
         .cast::<u32>();
     // SAFETY: a field of the event.
     unsafe { cwd_len.write_volatile(0) };

@@ -12,7 +12,7 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use youwatch_common::{
-    ExecEvent, KernelOffsets, counter,
+    ExecRecord, KernelOffsets, counter,
     enforce::{NAME_LEN, NameKey},
     flags, limits,
 };
@@ -53,11 +53,11 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) {
     } else {
         0
     };
-    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+    let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
         count(counter::RINGBUF_FULL);
         return;
     };
-    // SAFETY: the reservation is exactly one ExecEvent, exclusively ours until submit.
+    // SAFETY: the reservation is exactly one ExecRecord, exclusively ours until submit.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill(ev, &off, task, bprm, guard.watched, Areas::User);
     ev.enforce = verdict;
@@ -75,7 +75,7 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) {
 /// sets the flag, fences, then polls, and poll sees any record reserved before that. So either
 /// this program sees the flag, or the reader's poll sees this record.
 #[inline(always)]
-pub fn submit(entry: RingBufEntry<ExecEvent>) {
+pub fn submit(entry: RingBufEntry<ExecRecord>) {
     entry.submit(BPF_RB_NO_WAKEUP as u64);
     let waiting = READER
         .get_ptr(0)
@@ -99,7 +99,7 @@ pub enum Areas {
 
 #[inline(always)]
 pub fn fill(
-    ev: &mut ExecEvent,
+    ev: &mut ExecRecord,
     off: &KernelOffsets,
     task: *const u8,
     bprm: *const u8,
@@ -155,7 +155,7 @@ pub fn fill(
 }
 
 #[inline(always)]
-fn fill_parent(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
+fn fill_parent(ev: &mut ExecRecord, off: &KernelOffsets, task: *const u8) {
     ev.ppid = 0;
     ev.parent_comm = [0; limits::COMM_LEN];
     let ok = read_ptr(task, off.task_real_parent).and_then(|parent| {
@@ -183,7 +183,7 @@ fn tty_nr(off: &KernelOffsets, task: *const u8) -> Result<u32, i32> {
 }
 
 #[inline(always)]
-fn fill_filename(ev: &mut ExecEvent, off: &KernelOffsets, bprm: *const u8) {
+fn fill_filename(ev: &mut ExecRecord, off: &KernelOffsets, bprm: *const u8) {
     let name = match read_ptr(bprm, off.binprm_filename) {
         Ok(p) if !p.is_null() => p,
         _ => {
@@ -210,7 +210,7 @@ fn fill_filename(ev: &mut ExecEvent, off: &KernelOffsets, bprm: *const u8) {
 /// Copies the new image's argument area and environment (`mm->arg_start..arg_end`,
 /// `mm->env_start..env_end`, NUL-separated).
 #[inline(always)]
-fn fill_user_areas(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
+fn fill_user_areas(ev: &mut ExecRecord, off: &KernelOffsets, task: *const u8) {
     ev.args_len = 0;
     ev.env_len = 0;
     let bounds = read_ptr(task, off.task_mm).and_then(|mm| read::<[u64; 4]>(mm, off.mm_arg_start));
@@ -233,7 +233,7 @@ fn fill_user_areas(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
 /// The bytes a copy kept (0 on failure), flagging a cut or a failure.
 #[inline(always)]
 fn area_outcome(
-    ev: &mut ExecEvent,
+    ev: &mut ExecRecord,
     copied: Result<(u32, bool), i32>,
     cut: u32,
     failed: u32,

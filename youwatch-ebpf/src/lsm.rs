@@ -7,7 +7,7 @@
 
 use aya_ebpf::{helpers::generated::bpf_get_current_task, macros::lsm, programs::LsmContext};
 use youwatch_common::{
-    ExecEvent, counter,
+    ExecRecord, counter,
     enforce::{self, NAME_LEN, NameKey, verdict},
     flags,
 };
@@ -54,13 +54,13 @@ fn check(ctx: &LsmContext) -> bool {
     count(enforce::counter::DENIED);
     // The exec never reaches sched_process_exec: report it from here.
     maps::count(counter::MATCHED);
-    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+    let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
         maps::count(counter::RINGBUF_FULL);
         return true;
     };
     // SAFETY: plain helper call; the current task is the one exec'ing.
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    // SAFETY: the reservation is exactly one ExecEvent, exclusively ours until submit.
+    // SAFETY: the reservation is exactly one ExecRecord, exclusively ours until submit.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill(ev, &off, task, bprm, guard.watched, Areas::NotYet);
     // Still the caller's image: its executable says nothing about the denied one.

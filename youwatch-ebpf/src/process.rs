@@ -2,12 +2,12 @@
 //! executable lives (overlayfs layer, memfd). Read the way Falco's modern driver reads them at
 //! `sched_process_exec`.
 
-use youwatch_common::{ExecEvent, KernelOffsets, MEMFD_PREFIX, OVERLAYFS_SUPER_MAGIC, flags};
+use youwatch_common::{ExecRecord, KernelOffsets, MEMFD_PREFIX, OVERLAYFS_SUPER_MAGIC, flags};
 
 use crate::kernel::{read, read_ptr};
 
 #[inline(always)]
-pub fn fill_process(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
+pub fn fill_process(ev: &mut ExecRecord, off: &KernelOffsets, task: *const u8) {
     if pid_ns_ids(ev, off, task).is_err() {
         ev.flags |= flags::PIDNS_READ_FAILED;
     }
@@ -28,7 +28,7 @@ pub fn fill_process(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) {
 /// `vpid` and `vpgid` as seen from the task's own (active) pid namespace: `task_tgid_vnr`
 /// and `task_pgrp_vnr`. After exec the task leads its thread group, so its pid is its tgid.
 #[inline(always)]
-fn pid_ns_ids(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) -> Result<(), i32> {
+fn pid_ns_ids(ev: &mut ExecRecord, off: &KernelOffsets, task: *const u8) -> Result<(), i32> {
     ev.vpid = 0;
     ev.vpgid = 0;
     let pid = read_ptr(task, off.task_thread_pid)?;
@@ -59,7 +59,7 @@ fn upid(pid: *const u8, off: &KernelOffsets, level: u32) -> Result<(u32, u64), i
 /// `kernel_cap_t` is 64 bits (`u32[2]` before 6.3, little-endian; `u64` since): user space
 /// checks its size in BTF.
 #[inline(always)]
-fn capabilities(ev: &mut ExecEvent, off: &KernelOffsets, task: *const u8) -> Result<(), i32> {
+fn capabilities(ev: &mut ExecRecord, off: &KernelOffsets, task: *const u8) -> Result<(), i32> {
     ev.cap_inheritable = 0;
     ev.cap_permitted = 0;
     ev.cap_effective = 0;

@@ -1,8 +1,8 @@
-//! Raw ring-buffer records → owned [`ExecEvent`]s.
+//! Kernel records ([`ExecRecord`], as the exec program writes them) → owned [`ExecEvent`]s.
 
 use std::time::{Duration, SystemTime};
 
-use youwatch_common::{ExecEvent as RawExecEvent, enforce::verdict, flags, limits};
+use youwatch_common::{ExecRecord, enforce::verdict, flags, limits};
 
 use crate::event::{
     Capabilities, EnforceOutcome, Enforcement, Environ, ExeOrigin, ExecEvent, MatchedBy,
@@ -45,7 +45,7 @@ pub fn boottime_ns() -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "ring buffer record of {got} bytes, expected {expected}: kernel and user space disagree on ExecEvent"
+    "ring buffer record of {got} bytes, expected {expected}: kernel and user space disagree on ExecRecord"
 )]
 pub struct BadRecord {
     pub got: usize,
@@ -54,7 +54,7 @@ pub struct BadRecord {
 
 /// Decodes one ring-buffer record.
 pub fn decode(record: &[u8], clock: BootClock) -> Result<ExecEvent, BadRecord> {
-    let expected = size_of::<RawExecEvent>();
+    let expected = size_of::<ExecRecord>();
     if record.len() < expected {
         return Err(BadRecord {
             got: record.len(),
@@ -63,14 +63,14 @@ pub fn decode(record: &[u8], clock: BootClock) -> Result<ExecEvent, BadRecord> {
     }
     // Read in place (the ring buffer gives 8-byte aligned records), not a 3.2 KiB copy per
     // exec; copied only if misaligned.
-    let ptr = record.as_ptr().cast::<RawExecEvent>();
+    let ptr = record.as_ptr().cast::<ExecRecord>();
     let copy;
-    let raw: &RawExecEvent = if ptr.is_aligned() {
-        // SAFETY: length and alignment checked; RawExecEvent is plain data valid for any
+    let raw: &ExecRecord = if ptr.is_aligned() {
+        // SAFETY: length and alignment checked; ExecRecord is plain data valid for any
         // bytes; the record outlives `raw`.
         unsafe { &*ptr }
     } else {
-        // SAFETY: length checked; RawExecEvent is plain data valid for any bytes.
+        // SAFETY: length checked; ExecRecord is plain data valid for any bytes.
         copy = unsafe { std::ptr::read_unaligned(ptr) };
         &copy
     };
@@ -217,12 +217,12 @@ mod tests {
         assert!(cut);
     }
 
-    fn record(raw: &RawExecEvent) -> Vec<u8> {
+    fn record(raw: &ExecRecord) -> Vec<u8> {
         // SAFETY: plain data, read as bytes.
         unsafe {
             std::slice::from_raw_parts(
-                (raw as *const RawExecEvent).cast::<u8>(),
-                size_of::<RawExecEvent>(),
+                (raw as *const ExecRecord).cast::<u8>(),
+                size_of::<ExecRecord>(),
             )
         }
         .to_vec()
@@ -230,8 +230,8 @@ mod tests {
 
     #[test]
     fn process_state_and_cwd() {
-        // SAFETY: all-zero is a valid RawExecEvent.
-        let mut raw: RawExecEvent = unsafe { std::mem::zeroed() };
+        // SAFETY: all-zero is a valid ExecRecord.
+        let mut raw: ExecRecord = unsafe { std::mem::zeroed() };
         raw.vpid = 1;
         raw.vpgid = 1;
         raw.loginuid = 1000;
@@ -263,8 +263,8 @@ mod tests {
 
     #[test]
     fn enforcement_verdicts() {
-        // SAFETY: all-zero is a valid RawExecEvent.
-        let mut raw: RawExecEvent = unsafe { std::mem::zeroed() };
+        // SAFETY: all-zero is a valid ExecRecord.
+        let mut raw: ExecRecord = unsafe { std::mem::zeroed() };
         assert_eq!(
             decode(&record(&raw), BootClock::now()).unwrap().enforcement,
             None
