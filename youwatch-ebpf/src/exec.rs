@@ -1,6 +1,7 @@
 //! Exec sensor: one event per successful exec whose cgroup, or one of its ancestors, is watched.
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
@@ -11,6 +12,7 @@ use aya_ebpf::{
     maps::ring_buf::RingBufEntry,
     programs::RawTracePointContext,
 };
+use aya_log_ebpf::{debug, warn};
 use youwatch_common::{
     ExecRecord, KernelOffsets, counter,
     enforce::{NAME_LEN, NameKey},
@@ -55,11 +57,19 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) {
     };
     let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
         count(counter::RINGBUF_FULL);
+        warn!(ctx, "ring buffer full: the exec of pid {} is lost", ctx.tgid());
         return;
     };
     // SAFETY: the reservation is exactly one ExecRecord, exclusively ours until submit.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill(ev, &off, task, bprm, guard.watched, Areas::User);
+    let failed = fill(ev, &off, task, bprm, guard.watched, Areas::User);
+    if failed != 0 {
+        warn!(ctx, "exec of pid {}: kernel reads failed (flags {:x})", ev.tgid, failed);
+    }
+    debug!(
+        ctx,
+        "exec of pid {} in watched cgroup {} (enforce {:x})", ev.tgid, guard.watched, verdict
+    );
     ev.enforce = verdict;
     ev.matched = matched;
     submit(entry);
@@ -97,6 +107,7 @@ pub enum Areas {
     NotYet,
 }
 
+/// Fills the record; returns the flags of the kernel reads that failed (0: none).
 #[inline(always)]
 pub fn fill(
     ev: &mut ExecRecord,
@@ -105,7 +116,7 @@ pub fn fill(
     bprm: *const u8,
     watched: u64,
     areas: Areas,
-) {
+) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     // SAFETY: plain helper calls.
@@ -149,9 +160,11 @@ pub fn fill(
         | flags::EXE_READ_FAILED
         | flags::PIDNS_READ_FAILED
         | flags::CAPS_READ_FAILED;
-    if ev.flags & failed != 0 {
+    let failed = ev.flags & failed;
+    if failed != 0 {
         count(counter::READ_FAILED);
     }
+    failed
 }
 
 #[inline(always)]

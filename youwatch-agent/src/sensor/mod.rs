@@ -25,6 +25,30 @@ pub struct SensorConfig {
     /// Execs per second above which the reader drains on its timer; below it (and below half
     /// of it once on the timer) every exec wakes the reader.
     pub timer_above_rate: u32,
+    /// The kernel programs' own diagnostics (failed kernel reads, a full ring buffer, each
+    /// exec at `debug`), logged with target `youwatch_agent::kernel`. `off` costs nothing.
+    pub kernel_log: KernelLog,
+}
+
+/// How much the kernel programs say about themselves. Below the chosen level, log statements
+/// are dead code to the verifier (the level is a load-time constant).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelLog {
+    #[default]
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl KernelLog {
+    /// The value of aya-log's `AYA_LOG_LEVEL` global: 0 is off, then error (1) .. trace (5).
+    pub fn level(self) -> u8 {
+        self as u8
+    }
 }
 
 impl SensorConfig {
@@ -46,6 +70,7 @@ impl Default for SensorConfig {
             reader_nice: -10,
             drain_interval_us: 500,
             timer_above_rate: 2000,
+            kernel_log: KernelLog::Off,
         }
     }
 }

@@ -6,6 +6,7 @@ mod counters;
 mod decode;
 mod drain_timer;
 mod enforce;
+mod kernel_log;
 mod offsets;
 mod pacing;
 mod reader;
@@ -99,6 +100,8 @@ pub struct ExecSensor {
     latency: Histogram,
     /// Enforcement was armed (its maps taken from the object).
     armed: bool,
+    /// The kernel's diagnostics (`sensor.kernel_log`), until the reader starts.
+    kernel_log: Option<kernel_log::KernelLogReader>,
 }
 
 impl ExecSensor {
@@ -126,6 +129,8 @@ impl ExecSensor {
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global(names::OFFSETS_GLOBAL, &offsets, true)
+            // Constant for the verifier: statements below the level are dead code.
+            .override_global(aya_log::LEVEL, &config.kernel_log.level(), true)
             .map_max_entries(names::EVENTS_MAP, ring)
             .load(OBJECT)
             .map_err(|e| privileged_or(e, |e| SensorError::Load(error_chain(&e))))?;
@@ -165,6 +170,13 @@ impl ExecSensor {
             .map_err(|e| map_error(names::EVENTS_MAP, e))?;
         let wake_flag = Array::try_from(take_map(&mut ebpf, names::READER_MAP)?)
             .map_err(|e| map_error(names::READER_MAP, e))?;
+        let kernel_log =
+            kernel_log::KernelLogReader::take(&mut ebpf, config.kernel_log).map_err(|e| {
+                SensorError::Map {
+                    name: "AYA_LOGS",
+                    message: error_chain(&e),
+                }
+            })?;
         Ok(Self {
             ebpf: Some(ebpf),
             watched,
@@ -174,6 +186,7 @@ impl ExecSensor {
             pacing: config.pacing(),
             latency: counters::latency_histogram(),
             armed: false,
+            kernel_log,
         })
     }
 
@@ -215,6 +228,12 @@ impl ExecSensor {
         tap: Option<Box<dyn ExecTap>>,
     ) -> Result<tokio::sync::mpsc::Receiver<crate::event::ExecEvent>, SensorError> {
         let (ring, wake_flag) = self.ring.take().ok_or(SensorError::ReaderTaken)?;
+        if let Some(kernel_log) = self.kernel_log.take() {
+            kernel_log.spawn().map_err(|e| SensorError::Map {
+                name: "AYA_LOGS",
+                message: e.to_string(),
+            })?;
+        }
         let latency = self.latency.clone();
         let (rx, reader) = spawn_reader(ring, wake_flag, capacity, self.pacing, latency, tap)
             .map_err(|e| SensorError::Map {
