@@ -17,10 +17,13 @@ use support::{
         faults::{Fault, Verb},
         resources::ResourceType,
     },
-    node_ban::{IPBANS, Node, config, in_secs, ipbans, ledger, record, response_on_node_a, server},
-    response::{eventually, ingress, waf_ban},
+    node_ban::{
+        IPBANS, Node, config, in_secs, ipbans, ledger, nodes, record, response_on_node_a, server,
+    },
+    response::{Running, eventually, ingress, waf_ban},
 };
 use youwatch_agent::{
+    detection::Detection,
     netban::{crd::IpBan, ledger::Recorded},
     response::{DryRun, config::DenyBackend},
 };
@@ -29,24 +32,28 @@ const ATTACKER: &str = "203.0.113.9";
 const INGRESSES: &str = "networking.k8s.io/ingresses";
 const LEDGER_ANNOTATION: &str = "youwatch.dev/denied-sources";
 
-#[tokio::test]
-async fn a_ban_decided_on_one_node_holds_on_every_node() {
-    let server = server().await;
-    let a = Node::start(&server, "node-a", &config(), &[]);
-    let b = Node::start(&server, "node-b", &config(), &[]);
-    server.wait_for_watches(2, Duration::from_secs(10)).await;
-    let state = tempfile::tempdir().unwrap();
-    let mut response =
-        response_on_node_a(&server, &[DenyBackend::NodeTc], DryRun::Off, state.path());
+/// `response` bans ATTACKER on shop.example for 10 minutes, its `offense`-th offense; the
+/// report.
+async fn ban_attacker(response: &mut Running, offense: u32) -> Detection {
     response
         .publish(waf_ban(
             ATTACKER,
             Some("shop.example"),
             Duration::from_secs(600),
-            2,
+            offense,
         ))
         .await;
-    let report = response.report().await;
+    response.report().await
+}
+
+#[tokio::test]
+async fn a_ban_decided_on_one_node_holds_on_every_node() {
+    let server = server().await;
+    let [a, b] = nodes(&server, &config(), ["node-a", "node-b"]).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut response =
+        response_on_node_a(&server, &[DenyBackend::NodeTc], DryRun::Off, state.path());
+    let report = ban_attacker(&mut response, 2).await;
     assert_eq!(
         report.output_fields["response.outcome"], "applied",
         "{report:?}"
@@ -87,10 +94,7 @@ async fn a_ban_decided_on_one_node_holds_on_every_node() {
 #[tokio::test]
 async fn expiry_lifts_the_ban_everywhere_even_without_its_author() {
     let server = server().await;
-    let a = Node::start(&server, "node-a", &config(), &[]);
-    let b = Node::start(&server, "node-b", &config(), &[]);
-    let c = Node::start(&server, "node-c", &config(), &[]);
-    server.wait_for_watches(3, Duration::from_secs(10)).await;
+    let [a, b, c] = nodes(&server, &config(), ["node-a", "node-b", "node-c"]).await;
     // node-a's ban, 2 s; then node-a is gone.
     let expires = in_secs(2);
     record(&ledger(&server), ATTACKER, expires, "node-a", 1).await;
@@ -133,9 +137,7 @@ async fn the_author_deletes_at_expiry() {
     let server = server().await;
     let mut slow = config();
     slow.gc_grace = Duration::from_secs(3600);
-    let a = Node::start(&server, "node-a", &slow, &[]);
-    let b = Node::start(&server, "node-b", &slow, &[]);
-    server.wait_for_watches(2, Duration::from_secs(10)).await;
+    let [a, b] = nodes(&server, &slow, ["node-a", "node-b"]).await;
     record(&ledger(&server), ATTACKER, in_secs(1), "node-a", 1).await;
     eventually("deleted by its author at expiry", || {
         server.get(IPBANS, "", "v4-203-0-113-9-32").is_none()
@@ -303,15 +305,7 @@ async fn each_playbook_bans_through_its_backends() {
         );
         let state = tempfile::tempdir().unwrap();
         let mut response = response_on_node_a(&server, &backends, DryRun::Off, state.path());
-        response
-            .publish(waf_ban(
-                ATTACKER,
-                Some("shop.example"),
-                Duration::from_secs(600),
-                1,
-            ))
-            .await;
-        let report = response.report().await;
+        let report = ban_attacker(&mut response, 1).await;
         assert_eq!(
             report.output_fields["response.outcome"], "applied",
             "{backends:?}: {report:?}"
@@ -368,9 +362,7 @@ async fn bans_lists_and_unban_removes_the_ipban_on_every_node() {
         "shop",
         ingress("web", &["shop.example"], "juice-shop", &[]),
     );
-    let a = Node::start(&server, "node-a", &config(), &[]);
-    let b = Node::start(&server, "node-b", &config(), &[]);
-    server.wait_for_watches(2, Duration::from_secs(10)).await;
+    let [a, b] = nodes(&server, &config(), ["node-a", "node-b"]).await;
     let state = tempfile::tempdir().unwrap();
     let mut response = response_on_node_a(
         &server,
@@ -378,15 +370,7 @@ async fn bans_lists_and_unban_removes_the_ipban_on_every_node() {
         DryRun::Off,
         state.path(),
     );
-    response
-        .publish(waf_ban(
-            ATTACKER,
-            Some("shop.example"),
-            Duration::from_secs(600),
-            1,
-        ))
-        .await;
-    response.report().await;
+    ban_attacker(&mut response, 1).await;
     eventually("both nodes hold it", || {
         !a.holds().is_empty() && !b.holds().is_empty()
     })

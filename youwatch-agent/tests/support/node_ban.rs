@@ -111,6 +111,17 @@ impl Node {
     }
 }
 
+/// Starts a node for each of `names`, with no allowlist, and waits until all watch.
+pub async fn nodes<const N: usize>(
+    server: &ApiServer,
+    config: &NodeBanConfig,
+    names: [&str; N],
+) -> [Node; N] {
+    let nodes = names.map(|name| Node::start(server, name, config, &[]));
+    server.wait_for_watches(N, Duration::from_secs(10)).await;
+    nodes
+}
+
 /// The IPBans stored, through the real client.
 pub async fn ipbans(server: &ApiServer) -> Vec<IpBan> {
     let api: kube::Api<IpBan> = kube::Api::all(server.client());
