@@ -17,14 +17,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     prereq::ebpf_toolchain()?;
     util::require_root("the exec bench loads eBPF programs and creates cgroups")?;
-    util::run_checked(
-        util::cargo()
-            .args(["bench", "-p", "youwatch-agent", "--bench", "exec", "--"])
-            .args([
-                "--execs".to_owned(),
-                args.execs.to_string(),
-                "--rounds".to_owned(),
-                args.rounds.to_string(),
-            ]),
-    )
+    util::run_checked(super::agent_bench("exec").args([
+        "--execs".to_owned(),
+        args.execs.to_string(),
+        "--rounds".to_owned(),
+        args.rounds.to_string(),
+    ]))
 }
