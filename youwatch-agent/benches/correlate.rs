@@ -31,7 +31,7 @@ use support::{
     agent::Agent,
     apiserver::ApiServer,
     cgroup_tree::CgroupTree,
-    correlation::{self, APP_NODE, NS, Role, SHOP, Settings, WAF_NODE},
+    correlation::{self, NS, SHOP, Settings},
     wire::{Seen, alert_time, first_after, kubeconfig, on_the_wire_after, percentile, tap},
 };
 
@@ -96,44 +96,19 @@ impl Topology {
         correlation::cluster(&server);
         let upstream: SocketAddr = server.url().trim_start_matches("http://").parse().unwrap();
         let (tapped, seen) = tap(upstream);
-        let tree = CgroupTree::new(label);
-        tree.mkdir("kubepods.slice/kubepods-besteffort.slice");
+        let tree = correlation::cgroup_tree(label);
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = kubeconfig(dir.path(), tapped);
         let audit_log = dir.path().join("audit.log");
         std::fs::File::create(&audit_log).unwrap();
-        let start = |sub: &str, role: Role| {
-            let d = dir.path().join(sub);
-            std::fs::create_dir_all(&d).unwrap();
-            let config = correlation::config(&d, &tree, &role, &SETTINGS);
-            correlation::spawn(&d, &kubeconfig, role.node, &config)
-        };
-        let (app, waf) = if cross_node {
-            let waf = start(
-                "waf",
-                Role {
-                    node: WAF_NODE,
-                    audit_log: Some(&audit_log),
-                },
-            );
-            let app = start(
-                "app",
-                Role {
-                    node: APP_NODE,
-                    audit_log: None,
-                },
-            );
-            (app, Some(waf))
-        } else {
-            let app = start(
-                "app",
-                Role {
-                    node: APP_NODE,
-                    audit_log: Some(&audit_log),
-                },
-            );
-            (app, None)
-        };
+        let (app, waf) = correlation::agents(
+            dir.path(),
+            &tree,
+            &kubeconfig,
+            &audit_log,
+            &SETTINGS,
+            cross_node,
+        );
         Topology {
             server,
             seen,

@@ -34,17 +34,15 @@ use aya::{
 };
 use ipnet::IpNet;
 use support::{
-    apiserver::ApiServer,
     netlab::{Lab, SERVER_IF},
-    node_ban::{response_config, serve_ipbans},
-    response::{start_as, waf_ban},
+    node_ban::{self, response_on_node_a},
+    response::waf_ban,
 };
 use youwatch_agent::{
     cluster::ClusterContext,
     netban::{
         NodeBanConfig, NodeBanStage, crd,
         kernel::{self, AttachMode, DenyTable, KernelTable, LoadOptions, Programs},
-        ledger::Ledger,
         netns::NetnsWorker,
     },
     response::{DryRun, ResponseConfig, config::DenyBackend},
@@ -398,8 +396,7 @@ fn median(v: &[f64]) -> f64 {
 // ---- 3. decision → drop on another node -----------------------------------------------------
 
 async fn decision_to_drop(opts: &Opts) {
-    let server = ApiServer::start().await;
-    serve_ipbans(&server);
+    let server = node_ban::server().await;
     let lab_a = Lab::with_subnet("bench-l", 91, 92);
     let lab_b = Lab::with_subnet("bench-l", 92, 92);
     let attacker = lab_b.client_a;
@@ -428,13 +425,7 @@ async fn decision_to_drop(opts: &Opts) {
     let b = b.spawn();
     server.wait_for_watches(2, Duration::from_secs(10)).await;
     let state = tempfile::tempdir().unwrap();
-    let response = start_as(
-        "node-a",
-        Some(&server),
-        &response_config(&[DenyBackend::NodeTc]),
-        DryRun::Off,
-        state.path(),
-    );
+    let response = response_on_node_a(&server, &[DenyBackend::NodeTc], DryRun::Off, state.path());
     // The client keeps sending to node-b, one datagram every 100 µs (timer slack 1 ns; the
     // interval achieved is printed: it bounds the last figure's resolution).
     let sending = Arc::new(AtomicBool::new(true));
@@ -457,11 +448,7 @@ async fn decision_to_drop(opts: &Opts) {
         })
     };
     let net = IpNet::from(attacker);
-    let ledger = Ledger {
-        client: server.client(),
-        retry: ResponseConfig::default().retry,
-        server_dry_run: false,
-    };
+    let ledger = node_ban::ledger(&server);
     let (mut to_post, mut to_map, mut to_drop, mut watch) = (vec![], vec![], vec![], vec![]);
     for i in 0..opts.bans {
         let before = table_b.lock().unwrap().drops(&net);

@@ -50,7 +50,21 @@ impl StopSignal {
             notified.await;
         }
     }
+
+    /// Spawns `work` as a task that ends at the latest on [`stop`](Self::stop).
+    pub fn spawn_until(&self, work: impl Future<Output = ()> + Send + 'static) -> Task {
+        let stop = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.stopped() => {}
+                _ = work => {}
+            }
+        })
+    }
 }
+
+/// A stage's background task.
+pub type Task = tokio::task::JoinHandle<()>;
 
 #[derive(Debug)]
 enum Running {
@@ -99,6 +113,27 @@ impl StageHandle {
 
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// A stage made of background tasks that end on `stop`: once stopped, waits for each of
+    /// them, then for `after` (what the stage releases last).
+    pub fn tasks(
+        name: &'static str,
+        stop: StopSignal,
+        tasks: Vec<Task>,
+        after: impl Future<Output = ()> + Send + 'static,
+    ) -> StageHandle {
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                stop.stopped().await;
+                for task in tasks {
+                    let _ = task.await;
+                }
+                after.await;
+            }
+        });
+        StageHandle::task(name, stop, task)
     }
 
     /// Asks the stage to stop; it finishes what it has in hand.

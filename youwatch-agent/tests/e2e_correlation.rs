@@ -21,8 +21,7 @@ use support::{
     apiserver::ApiServer,
     cgroup_tree::CgroupTree,
     correlation::{
-        self, APP_NODE, NS, OTHER, Pod, RCE, Role, SHOP, Settings, WAF_NODE, denied, get,
-        guarded_pod, incident,
+        self, NS, OTHER, Pod, RCE, SHOP, Settings, WAF_NODE, denied, get, guarded_pod, incident,
     },
     nginx_waf::{self, Options, RealWaf},
     require,
@@ -58,45 +57,17 @@ impl Scene {
             ..Options::default()
         });
         std::fs::File::create(waf.audit_log()).unwrap();
-        let tree = CgroupTree::new(label);
-        tree.mkdir("kubepods.slice/kubepods-besteffort.slice");
+        let tree = correlation::cgroup_tree(label);
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = server.write_kubeconfig(dir.path());
-        let audit_log = waf.audit_log();
-        let start = |sub: &str, role: Role| {
-            let d = dir.path().join(sub);
-            std::fs::create_dir_all(&d).unwrap();
-            let config = correlation::config(&d, &tree, &role, &SETTINGS);
-            correlation::spawn(&d, &kubeconfig, role.node, &config)
-        };
-        let (app, waf_agent) = if two_agents {
-            // The WAF's log is followed before the pods are listed (the agent's log says
-            // "following a file" first).
-            let w = start(
-                "waf",
-                Role {
-                    node: WAF_NODE,
-                    audit_log: Some(&audit_log),
-                },
-            );
-            let app = start(
-                "app",
-                Role {
-                    node: APP_NODE,
-                    audit_log: None,
-                },
-            );
-            (app, Some(w))
-        } else {
-            let app = start(
-                "app",
-                Role {
-                    node: APP_NODE,
-                    audit_log: Some(&audit_log),
-                },
-            );
-            (app, None)
-        };
+        let (app, waf_agent) = correlation::agents(
+            dir.path(),
+            &tree,
+            &kubeconfig,
+            &waf.audit_log(),
+            &SETTINGS,
+            two_agents,
+        );
         Scene {
             server,
             tree,

@@ -16,12 +16,12 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use support::{
     apiserver::ApiServer,
     netlab::{Bpffs, Lab, SERVER_IF, runnable},
-    node_ban::{IPBANS, response_config, serve_ipbans},
-    response::{eventually, start_as, waf_ban},
+    node_ban::{IPBANS, in_secs, ledger, record, response_on_node_a, server},
+    response::{eventually, waf_ban},
 };
 use youwatch_agent::{
     cluster::ClusterContext,
-    netban::{NodeBanConfig, NodeBanStage, crd, ledger::Ledger},
+    netban::{NodeBanConfig, NodeBanStage, crd},
     response::{DryRun, ResponseConfig, config::DenyBackend},
     stage::StageHandle,
 };
@@ -90,12 +90,6 @@ fn labs(tag: &str) -> (Lab, Lab) {
     (a, b)
 }
 
-async fn server() -> ApiServer {
-    let server = ApiServer::start().await;
-    serve_ipbans(&server);
-    server
-}
-
 /// Polls `check` (which blocks: connections) every 50 ms for up to 10 s.
 async fn until(what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -128,13 +122,7 @@ async fn a_ban_decided_on_one_node_is_dropped_by_every_nodes_kernel() {
     );
 
     let state = tempfile::tempdir().unwrap();
-    let response = start_as(
-        "node-a",
-        Some(&server),
-        &response_config(&[DenyBackend::NodeTc]),
-        DryRun::Off,
-        state.path(),
-    );
+    let response = response_on_node_a(&server, &[DenyBackend::NodeTc], DryRun::Off, state.path());
     response
         .publish(waf_ban(
             &attacker.to_string(),
@@ -157,16 +145,11 @@ async fn a_ban_decided_on_one_node_is_dropped_by_every_nodes_kernel() {
     .await;
 
     // unban: the object goes, both kernels let the client in.
-    let ledger = Ledger {
-        client: server.client(),
-        retry: ResponseConfig::default().retry,
-        server_dry_run: false,
-    };
     let name = crd::name_for(&attacker.into());
     let api: kube::Api<crd::IpBan> = kube::Api::all(server.client());
     let ban = api.get(&name).await.unwrap();
     assert!(
-        ledger
+        ledger(&server)
             .delete(&ban, SystemTime::now() + Duration::from_secs(10))
             .await
             .unwrap()
@@ -214,25 +197,14 @@ async fn a_restart_enforces_the_pinned_bans_before_the_api_server_answers() {
     config.pin_dir = bpffs.path();
     let node = start(&server, "node-a", lab, &config);
     server.wait_for_watches(1, Duration::from_secs(10)).await;
-    let ledger = Ledger {
-        client: server.client(),
-        retry: ResponseConfig::default().retry,
-        server_dry_run: false,
-    };
-    let net = attacker.into();
-    let spec = crd::spec(
-        &net,
-        SystemTime::now() + Duration::from_secs(600),
-        "r",
-        "",
+    record(
+        &ledger(&server),
+        &attacker.to_string(),
+        in_secs(600),
         "node-a",
         1,
-        None,
-    );
-    ledger
-        .record(&spec, SystemTime::now() + Duration::from_secs(10), &|| {})
-        .await
-        .unwrap();
+    )
+    .await;
     until("refused", || !node.served(attacker)).await;
     let lab = node.stop().await;
     assert!(

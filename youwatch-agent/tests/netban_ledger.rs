@@ -13,18 +13,18 @@ use std::time::{Duration, SystemTime};
 use kube::Api;
 use support::{
     apiserver::{
-        ApiError, ApiServer,
+        ApiError,
         faults::{Fault, Verb},
         resources::ResourceType,
     },
-    node_ban::{IPBANS, Node, config, ipbans, response_config, serve_ipbans},
-    response::{eventually, ingress, start_as, waf_ban},
+    node_ban::{
+        IPBANS, Node, config, in_secs, ipbans, ledger, nodes, record, response_on_node_a, server,
+    },
+    response::{Running, eventually, ingress, waf_ban},
 };
 use youwatch_agent::{
-    netban::{
-        crd::{self, IpBan},
-        ledger::{Ledger, Recorded},
-    },
+    detection::Detection,
+    netban::{crd::IpBan, ledger::Recorded},
     response::{DryRun, config::DenyBackend},
 };
 
@@ -32,65 +32,28 @@ const ATTACKER: &str = "203.0.113.9";
 const INGRESSES: &str = "networking.k8s.io/ingresses";
 const LEDGER_ANNOTATION: &str = "youwatch.dev/denied-sources";
 
-async fn server() -> ApiServer {
-    let server = ApiServer::start().await;
-    serve_ipbans(&server);
-    server
-}
-
-fn ledger(server: &ApiServer) -> Ledger {
-    Ledger {
-        client: server.client(),
-        retry: response_config(&[]).retry,
-        server_dry_run: false,
-    }
-}
-
-fn spec_until(address: &str, expires: SystemTime, node: &str, offenses: u32) -> crd::IpBanSpec {
-    let net = crd::parse_address(address).unwrap();
-    crd::spec(
-        &net,
-        expires,
-        "WAF attacker to ban (sqli)",
-        "evidence",
-        node,
-        offenses,
-        None,
-    )
-}
-
-/// Whole seconds from now (what an IPBan keeps).
-fn in_secs(s: u64) -> SystemTime {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    SystemTime::UNIX_EPOCH + Duration::from_secs(now + s)
-}
-
-#[tokio::test]
-async fn a_ban_decided_on_one_node_holds_on_every_node() {
-    let server = server().await;
-    let a = Node::start(&server, "node-a", &config(), &[]);
-    let b = Node::start(&server, "node-b", &config(), &[]);
-    server.wait_for_watches(2, Duration::from_secs(10)).await;
-    let state = tempfile::tempdir().unwrap();
-    let mut response = start_as(
-        "node-a",
-        Some(&server),
-        &response_config(&[DenyBackend::NodeTc]),
-        DryRun::Off,
-        state.path(),
-    );
+/// `response` bans ATTACKER on shop.example for 10 minutes, its `offense`-th offense; the
+/// report.
+async fn ban_attacker(response: &mut Running, offense: u32) -> Detection {
     response
         .publish(waf_ban(
             ATTACKER,
             Some("shop.example"),
             Duration::from_secs(600),
-            2,
+            offense,
         ))
         .await;
-    let report = response.report().await;
+    response.report().await
+}
+
+#[tokio::test]
+async fn a_ban_decided_on_one_node_holds_on_every_node() {
+    let server = server().await;
+    let [a, b] = nodes(&server, &config(), ["node-a", "node-b"]).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut response =
+        response_on_node_a(&server, &[DenyBackend::NodeTc], DryRun::Off, state.path());
+    let report = ban_attacker(&mut response, 2).await;
     assert_eq!(
         report.output_fields["response.outcome"], "applied",
         "{report:?}"
@@ -131,20 +94,10 @@ async fn a_ban_decided_on_one_node_holds_on_every_node() {
 #[tokio::test]
 async fn expiry_lifts_the_ban_everywhere_even_without_its_author() {
     let server = server().await;
-    let a = Node::start(&server, "node-a", &config(), &[]);
-    let b = Node::start(&server, "node-b", &config(), &[]);
-    let c = Node::start(&server, "node-c", &config(), &[]);
-    server.wait_for_watches(3, Duration::from_secs(10)).await;
+    let [a, b, c] = nodes(&server, &config(), ["node-a", "node-b", "node-c"]).await;
     // node-a's ban, 2 s; then node-a is gone.
     let expires = in_secs(2);
-    ledger(&server)
-        .record(
-            &spec_until(ATTACKER, expires, "node-a", 1),
-            in_secs(10),
-            &|| {},
-        )
-        .await
-        .unwrap();
+    record(&ledger(&server), ATTACKER, expires, "node-a", 1).await;
     eventually("every node holds it", || {
         [&a, &b, &c].iter().all(|n| n.holds() == ["203.0.113.9/32"])
     })
@@ -184,17 +137,8 @@ async fn the_author_deletes_at_expiry() {
     let server = server().await;
     let mut slow = config();
     slow.gc_grace = Duration::from_secs(3600);
-    let a = Node::start(&server, "node-a", &slow, &[]);
-    let b = Node::start(&server, "node-b", &slow, &[]);
-    server.wait_for_watches(2, Duration::from_secs(10)).await;
-    ledger(&server)
-        .record(
-            &spec_until(ATTACKER, in_secs(1), "node-a", 1),
-            in_secs(10),
-            &|| {},
-        )
-        .await
-        .unwrap();
+    let [a, b] = nodes(&server, &slow, ["node-a", "node-b"]).await;
+    record(&ledger(&server), ATTACKER, in_secs(1), "node-a", 1).await;
     eventually("deleted by its author at expiry", || {
         server.get(IPBANS, "", "v4-203-0-113-9-32").is_none()
     })
@@ -208,29 +152,15 @@ async fn the_author_deletes_at_expiry() {
 async fn a_longer_ban_extends_a_shorter_one_changes_nothing() {
     let server = server().await;
     let ledger = ledger(&server);
-    let deadline = in_secs(10);
     let first = in_secs(600);
     assert_eq!(
-        ledger
-            .record(&spec_until(ATTACKER, first, "node-a", 1), deadline, &|| {})
-            .await
-            .unwrap(),
+        record(&ledger, ATTACKER, first, "node-a", 1).await,
         Recorded::Created
     );
-    let shorter = ledger
-        .record(
-            &spec_until(ATTACKER, in_secs(60), "node-b", 1),
-            deadline,
-            &|| {},
-        )
-        .await
-        .unwrap();
+    let shorter = record(&ledger, ATTACKER, in_secs(60), "node-b", 1).await;
     assert_eq!(shorter, Recorded::Covered { expires: first });
     let longer = in_secs(3600);
-    let extended = ledger
-        .record(&spec_until(ATTACKER, longer, "node-b", 3), deadline, &|| {})
-        .await
-        .unwrap();
+    let extended = record(&ledger, ATTACKER, longer, "node-b", 3).await;
     assert_eq!(extended, Recorded::Extended { previous: first });
     let stored = ipbans(&server).await;
     assert_eq!(stored.len(), 1);
@@ -240,14 +170,7 @@ async fn a_longer_ban_extends_a_shorter_one_changes_nothing() {
         ("node-b", 3)
     );
     // A repeat offense counted lower elsewhere keeps the higher count.
-    ledger
-        .record(
-            &spec_until(ATTACKER, in_secs(7200), "node-c", 1),
-            deadline,
-            &|| {},
-        )
-        .await
-        .unwrap();
+    record(&ledger, ATTACKER, in_secs(7200), "node-c", 1).await;
     assert_eq!(ipbans(&server).await[0].spec.offenses, 3);
 }
 
@@ -255,15 +178,7 @@ async fn a_longer_ban_extends_a_shorter_one_changes_nothing() {
 async fn a_conflict_is_re_read_and_an_expired_object_renewed() {
     let server = server().await;
     let ledger = ledger(&server);
-    let deadline = in_secs(10);
-    ledger
-        .record(
-            &spec_until(ATTACKER, in_secs(60), "node-a", 5),
-            deadline,
-            &|| {},
-        )
-        .await
-        .unwrap();
+    record(&ledger, ATTACKER, in_secs(60), "node-a", 5).await;
     // Someone writes between our read and our patch: 409, re-read, recomputed.
     server.inject(
         Fault::new(
@@ -277,27 +192,13 @@ async fn a_conflict_is_re_read_and_an_expired_object_renewed() {
         )
         .times(1),
     );
-    let r = ledger
-        .record(
-            &spec_until(ATTACKER, in_secs(120), "node-b", 1),
-            deadline,
-            &|| {},
-        )
-        .await
-        .unwrap();
+    let r = record(&ledger, ATTACKER, in_secs(120), "node-b", 1).await;
     assert!(matches!(r, Recorded::Extended { .. }), "{r:?}");
     // An expired ban not deleted yet is renewed as a fresh one (its old count forgotten).
     server.modify(IPBANS, "", "v4-203-0-113-9-32", |o| {
         o["spec"]["expires"] = "2020-01-01T00:00:00Z".into();
     });
-    let r = ledger
-        .record(
-            &spec_until(ATTACKER, in_secs(60), "node-c", 1),
-            deadline,
-            &|| {},
-        )
-        .await
-        .unwrap();
+    let r = record(&ledger, ATTACKER, in_secs(60), "node-c", 1).await;
     assert!(matches!(r, Recorded::Extended { .. }), "{r:?}");
     let stored = &ipbans(&server).await[0];
     assert_eq!(
@@ -314,16 +215,7 @@ async fn agents_banning_the_same_address_at_once_converge_on_one_object() {
     let writes = (0..8u64).map(|i| {
         let ledger = ledger.clone();
         let expires = if i == 5 { longest } else { in_secs(300 + i) };
-        async move {
-            ledger
-                .record(
-                    &spec_until(ATTACKER, expires, &format!("node-{i}"), i as u32),
-                    in_secs(20),
-                    &|| {},
-                )
-                .await
-                .unwrap()
-        }
+        async move { record(&ledger, ATTACKER, expires, &format!("node-{i}"), i as u32).await }
     });
     let results = futures::future::join_all(writes).await;
     assert_eq!(
@@ -344,25 +236,11 @@ async fn agents_banning_the_same_address_at_once_converge_on_one_object() {
 async fn a_ban_extended_meanwhile_is_never_deleted_as_expired() {
     let server = server().await;
     let ledger = ledger(&server);
-    ledger
-        .record(
-            &spec_until(ATTACKER, in_secs(1), "node-a", 1),
-            in_secs(10),
-            &|| {},
-        )
-        .await
-        .unwrap();
+    record(&ledger, ATTACKER, in_secs(1), "node-a", 1).await;
     let api: Api<IpBan> = Api::all(server.client());
     let seen = api.get("v4-203-0-113-9-32").await.unwrap();
     // A repeat offense extends it after the collector saw it expired...
-    ledger
-        .record(
-            &spec_until(ATTACKER, in_secs(600), "node-b", 2),
-            in_secs(10),
-            &|| {},
-        )
-        .await
-        .unwrap();
+    record(&ledger, ATTACKER, in_secs(600), "node-b", 2).await;
     // ... so its delete, made with the version it saw, is refused.
     assert!(!ledger.delete_expired(&seen, in_secs(10)).await.unwrap());
     assert!(server.get(IPBANS, "", "v4-203-0-113-9-32").is_some());
@@ -392,14 +270,7 @@ async fn each_node_refuses_what_its_own_guard_refuses() {
         ("198.51.100.0/24", "user"),
         ("0.0.0.0/0", "user"),
     ] {
-        ledger
-            .record(
-                &spec_until(address, in_secs(600), node, 1),
-                in_secs(10),
-                &|| {},
-            )
-            .await
-            .unwrap();
+        record(&ledger, address, in_secs(600), node, 1).await;
     }
     eventually(
         "node-a holds the address and the /24, not 0.0.0.0/0",
@@ -433,22 +304,8 @@ async fn each_playbook_bans_through_its_backends() {
             ingress("web", &["shop.example"], "juice-shop", &[]),
         );
         let state = tempfile::tempdir().unwrap();
-        let mut response = start_as(
-            "node-a",
-            Some(&server),
-            &response_config(&backends),
-            DryRun::Off,
-            state.path(),
-        );
-        response
-            .publish(waf_ban(
-                ATTACKER,
-                Some("shop.example"),
-                Duration::from_secs(600),
-                1,
-            ))
-            .await;
-        let report = response.report().await;
+        let mut response = response_on_node_a(&server, &backends, DryRun::Off, state.path());
+        let report = ban_attacker(&mut response, 1).await;
         assert_eq!(
             report.output_fields["response.outcome"], "applied",
             "{backends:?}: {report:?}"
@@ -479,10 +336,9 @@ async fn each_playbook_bans_through_its_backends() {
 async fn dry_run_writes_no_ipban() {
     let server = server().await;
     let state = tempfile::tempdir().unwrap();
-    let response = start_as(
-        "node-a",
-        Some(&server),
-        &response_config(&[DenyBackend::NodeTc]),
+    let response = response_on_node_a(
+        &server,
+        &[DenyBackend::NodeTc],
         DryRun::Client,
         state.path(),
     );
@@ -506,26 +362,15 @@ async fn bans_lists_and_unban_removes_the_ipban_on_every_node() {
         "shop",
         ingress("web", &["shop.example"], "juice-shop", &[]),
     );
-    let a = Node::start(&server, "node-a", &config(), &[]);
-    let b = Node::start(&server, "node-b", &config(), &[]);
-    server.wait_for_watches(2, Duration::from_secs(10)).await;
+    let [a, b] = nodes(&server, &config(), ["node-a", "node-b"]).await;
     let state = tempfile::tempdir().unwrap();
-    let mut response = start_as(
-        "node-a",
-        Some(&server),
-        &response_config(&[DenyBackend::IngressAnnotation, DenyBackend::NodeTc]),
+    let mut response = response_on_node_a(
+        &server,
+        &[DenyBackend::IngressAnnotation, DenyBackend::NodeTc],
         DryRun::Off,
         state.path(),
     );
-    response
-        .publish(waf_ban(
-            ATTACKER,
-            Some("shop.example"),
-            Duration::from_secs(600),
-            1,
-        ))
-        .await;
-    response.report().await;
+    ban_attacker(&mut response, 1).await;
     eventually("both nodes hold it", || {
         !a.holds().is_empty() && !b.holds().is_empty()
     })
@@ -592,14 +437,7 @@ async fn bans_lists_and_unban_removes_the_ipban_on_every_node() {
     assert!(server.get(IPBANS, "", "v4-203-0-113-9-32").is_none());
 
     // A range banned by hand is unbanned by its range.
-    ledger(&server)
-        .record(
-            &spec_until("198.51.100.0/24", in_secs(600), "user", 0),
-            in_secs(10),
-            &|| {},
-        )
-        .await
-        .unwrap();
+    record(&ledger(&server), "198.51.100.0/24", in_secs(600), "user", 0).await;
     eventually("held", || a.holds() == ["198.51.100.0/24"]).await;
     let out = cli(&["unban", "198.51.100.0/24"]).output().await.unwrap();
     assert!(

@@ -61,14 +61,26 @@ async fn two_nodes() -> (ApiServer, Node, Node) {
     (server, waf, app)
 }
 
+/// The Events in the namespace `params` select.
+async fn events(server: &ApiServer, params: &ListParams) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(server.client(), NS);
+    events.list(params).await.unwrap().items
+}
+
 /// The evidence Events in the namespace matching `labels`.
 async fn evidence(server: &ApiServer, labels: &str) -> Vec<Event> {
-    let events: Api<Event> = Api::namespaced(server.client(), NS);
-    events
-        .list(&ListParams::default().labels(labels))
-        .await
-        .unwrap()
-        .items
+    events(server, &ListParams::default().labels(labels)).await
+}
+
+/// The Incident Event on pod `name`.
+async fn incident_event(server: &ApiServer, name: &str) -> Event {
+    let fields = format!("regarding.name={name}");
+    let on_pod = events(server, &ListParams::default().fields(&fields)).await;
+    on_pod
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Incident"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no Incident Event in {on_pod:?}"))
 }
 
 /// A juice-shop pod on the app node; the shell detection our rules would make in it.
@@ -239,16 +251,7 @@ async fn same_node_a_detection_only_rce_then_a_shell_bans_its_client() {
         "{entry}"
     );
     // The Event on the pod names the incident.
-    let events: Api<Event> = Api::namespaced(server.client(), NS);
-    let on_pod = events
-        .list(&ListParams::default().fields("regarding.name=juice-shop-1"))
-        .await
-        .unwrap()
-        .items;
-    let incident_event = on_pod
-        .iter()
-        .find(|e| e.reason.as_deref() == Some("Incident"))
-        .unwrap_or_else(|| panic!("no Incident Event in {on_pod:?}"));
+    let incident_event = incident_event(&server, "juice-shop-1").await;
     assert!(
         incident_event
             .note
@@ -285,16 +288,7 @@ async fn a_falco_alert_naming_only_the_pod_still_bans_the_client() {
         denied(&server, "juice-shop") == "203.0.113.7/32"
     })
     .await;
-    let events: Api<Event> = Api::namespaced(server.client(), NS);
-    let on_pod = events
-        .list(&ListParams::default().fields("regarding.name=juice-shop-f"))
-        .await
-        .unwrap()
-        .items;
-    let incident_event = on_pod
-        .iter()
-        .find(|e| e.reason.as_deref() == Some("Incident"))
-        .unwrap_or_else(|| panic!("no Incident Event in {on_pod:?}"));
+    let incident_event = incident_event(&server, "juice-shop-f").await;
     assert_eq!(
         incident_event.regarding.as_ref().unwrap().uid.as_deref(),
         Some(uid.as_str())

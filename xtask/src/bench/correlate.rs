@@ -15,15 +15,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     prereq::ebpf_toolchain()?;
     util::require_root("the correlate bench loads eBPF programs and creates cgroups")?;
     util::run_checked(
-        util::cargo()
-            .args([
-                "bench",
-                "-p",
-                "youwatch-agent",
-                "--bench",
-                "correlate",
-                "--",
-            ])
+        super::agent_bench("correlate")
             .args(["--iterations".to_owned(), args.iterations.to_string()]),
     )
 }

@@ -31,9 +31,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     prereq::ebpf_toolchain()?;
     util::require_root("the exec bench loads eBPF programs and creates cgroups")?;
     let rates: Vec<String> = args.rates.iter().map(u32::to_string).collect();
-    let mut cmd = util::cargo();
-    cmd.args(["bench", "-p", "youwatch-agent", "--bench", "exec", "--"])
-        .args(["--execs", &args.execs.to_string()])
+    let mut cmd = super::agent_bench("exec");
+    cmd.args(["--execs", &args.execs.to_string()])
         .args(["--rounds", &args.rounds.to_string()])
         .args(["--rates", &rates.join(",")])
         .args(["--seconds", &args.seconds.to_string()])

@@ -15,15 +15,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     prereq::ebpf_toolchain()?;
     util::require_root("the inventory bench loads eBPF programs and creates cgroups")?;
     util::run_checked(
-        util::cargo()
-            .args([
-                "bench",
-                "-p",
-                "youwatch-agent",
-                "--bench",
-                "inventory",
-                "--",
-            ])
-            .args(["--pods".to_owned(), args.pods.to_string()]),
+        super::agent_bench("inventory").args(["--pods".to_owned(), args.pods.to_string()]),
     )
 }

@@ -12,7 +12,11 @@ mod rules;
 mod soak;
 mod waf;
 
+use std::process::Command;
+
 use clap::Subcommand;
+
+use crate::util;
 
 #[derive(Subcommand)]
 pub enum Which {
@@ -54,4 +58,11 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Correlate(args) => correlate::run(args),
         Which::Netban(args) => netban::run(args),
     }
+}
+
+/// `cargo bench -p youwatch-agent --bench <name> --`: the bench's own arguments follow.
+fn agent_bench(name: &str) -> Command {
+    let mut cmd = util::cargo();
+    cmd.args(["bench", "-p", "youwatch-agent", "--bench", name, "--"]);
+    cmd
 }

@@ -24,18 +24,14 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     prereq::ebpf_toolchain()?;
     util::require_root("the node ban bench loads TC/XDP programs and creates network namespaces")?;
-    util::run_checked(
-        util::cargo()
-            .args(["bench", "-p", "youwatch-agent", "--bench", "netban", "--"])
-            .args([
-                "--repeat".to_owned(),
-                args.repeat.to_string(),
-                "--datagrams".to_owned(),
-                args.datagrams.to_string(),
-                "--rounds".to_owned(),
-                args.rounds.to_string(),
-                "--bans".to_owned(),
-                args.bans.to_string(),
-            ]),
-    )
+    util::run_checked(super::agent_bench("netban").args([
+        "--repeat".to_owned(),
+        args.repeat.to_string(),
+        "--datagrams".to_owned(),
+        args.datagrams.to_string(),
+        "--rounds".to_owned(),
+        args.rounds.to_string(),
+        "--bans".to_owned(),
+        args.bans.to_string(),
+    ]))
 }

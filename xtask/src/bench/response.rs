@@ -14,8 +14,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     prereq::ebpf_toolchain()?;
     util::require_root("the response bench loads eBPF programs and creates cgroups")?;
     util::run_checked(
-        util::cargo()
-            .args(["bench", "-p", "youwatch-agent", "--bench", "response", "--"])
-            .args(["--execs".to_owned(), args.execs.to_string()]),
+        super::agent_bench("response").args(["--execs".to_owned(), args.execs.to_string()]),
     )
 }

@@ -22,8 +22,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Building the agent builds its eBPF object too.
     prereq::ebpf_toolchain()?;
     util::run_checked(
-        util::cargo()
-            .args(["bench", "-p", "youwatch-agent", "--bench", "rules", "--"])
+        super::agent_bench("rules")
             .args([
                 "--rounds".to_owned(),
                 args.rounds.to_string(),

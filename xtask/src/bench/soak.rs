@@ -26,9 +26,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     util::require_root("the soak bench runs the agent, which loads its eBPF sensor")?;
     let dir = util::workspace_root().join(&args.dir);
     std::fs::create_dir_all(&dir)?;
-    let mut cmd = util::cargo();
-    cmd.args(["bench", "-p", "youwatch-agent", "--bench", "soak", "--"])
-        .args(["--rate", &args.rate.to_string()])
+    let mut cmd = super::agent_bench("soak");
+    cmd.args(["--rate", &args.rate.to_string()])
         .args(["--secs", &args.secs.to_string()])
         .arg("--dir")
         .arg(&dir);

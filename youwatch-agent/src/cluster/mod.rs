@@ -9,6 +9,7 @@
 pub mod mode;
 pub mod rbac;
 pub mod reflect;
+pub mod rescan;
 
 use std::sync::Arc;
 

@@ -14,7 +14,13 @@ use std::{
 };
 
 use super::{crd::IpBan, ledger::Ledger, metrics::NetbanMetrics};
-use crate::{cluster::reflect::Reflected, stage::StopSignal};
+use crate::{
+    cluster::{
+        reflect::Reflected,
+        rescan::{Rescan, earliest},
+    },
+    stage::{StopSignal, Task},
+};
 
 /// Longest sleep between scans.
 const RESCAN: Duration = Duration::from_secs(60);
@@ -30,20 +36,15 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn spawn(self, stop: StopSignal) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.stopped() => {}
-                _ = self.run() => {}
-            }
-        })
+    pub fn spawn(self, stop: StopSignal) -> Task {
+        stop.spawn_until(self.run())
     }
 
     async fn run(self) {
         if !self.index.listed().await {
             return;
         }
-        let mut changes = self.index.changes();
+        let mut rescan = Rescan::new(self.index.changes(), RESCAN);
         loop {
             let now = SystemTime::now();
             let mut next: Option<SystemTime> = None;
@@ -54,7 +55,7 @@ impl Collector {
                 };
                 let due = expires + self.delay(&ban);
                 if due > now {
-                    next = Some(next.map_or(due, |n| n.min(due)));
+                    next = earliest(next, Some(due));
                     continue;
                 }
                 let deadline = SystemTime::now() + DELETE_DEADLINE;
@@ -73,13 +74,8 @@ impl Collector {
                     }
                 }
             }
-            let wait = next
-                .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default())
-                .unwrap_or(RESCAN)
-                .min(RESCAN);
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(wait) => {}
+            if !rescan.wait(next).await {
+                return;
             }
         }
     }

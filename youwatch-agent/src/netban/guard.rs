@@ -102,10 +102,11 @@ pub fn overlap(a: &IpNet, b: &IpNet) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn guard() -> KernelGuard {
+    /// The node at 192.168.1.10, the cluster network 10.0.0.0/8 allowed, proxies in 203.0.113.0/28.
+    pub(crate) fn guard() -> KernelGuard {
         KernelGuard {
             own: vec!["192.168.1.10".parse().unwrap()],
             allowlist: vec!["10.0.0.0/8".parse().unwrap()],

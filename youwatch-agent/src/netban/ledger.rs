@@ -146,31 +146,29 @@ impl Ledger {
     /// Deletes `ban` if it is still the version seen (an extension in between keeps it).
     /// Whether it was deleted by this call.
     pub async fn delete_expired(&self, ban: &IpBan, deadline: SystemTime) -> Result<bool, Failure> {
-        let api: Api<IpBan> = rbac::IPBAN_DELETE.all(self.client.clone());
-        let params = DeleteParams {
-            dry_run: self.server_dry_run,
-            preconditions: Some(Preconditions {
-                uid: ban.metadata.uid.clone(),
-                resource_version: ban.metadata.resource_version.clone(),
-            }),
-            ..DeleteParams::default()
-        };
-        let name = ban.name().to_owned();
-        match with_retry(&self.retry, deadline, |_| {}, || api.delete(&name, &params)).await {
-            Ok(_) => Ok(true),
-            Err(f) if matches!(f.class, ErrorClass::Conflict | ErrorClass::NotFound) => Ok(false),
-            Err(f) => Err(f),
-        }
+        let version = ban.metadata.resource_version.clone();
+        self.delete_as_seen(ban, version, deadline).await
     }
 
     /// Deletes `ban` (`unban`), whatever its version; false if it was gone already.
     pub async fn delete(&self, ban: &IpBan, deadline: SystemTime) -> Result<bool, Failure> {
+        self.delete_as_seen(ban, None, deadline).await
+    }
+
+    /// Deletes `ban` if its uid (and `resource_version`, when given) still match; false if it
+    /// was gone or changed.
+    async fn delete_as_seen(
+        &self,
+        ban: &IpBan,
+        resource_version: Option<String>,
+        deadline: SystemTime,
+    ) -> Result<bool, Failure> {
         let api: Api<IpBan> = rbac::IPBAN_DELETE.all(self.client.clone());
         let params = DeleteParams {
             dry_run: self.server_dry_run,
             preconditions: Some(Preconditions {
                 uid: ban.metadata.uid.clone(),
-                resource_version: None,
+                resource_version,
             }),
             ..DeleteParams::default()
         };

@@ -2,24 +2,18 @@
 //! interfaces attached or refused, expired IPBans deleted, the ledger watch.
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{counter::Counter, gauge::Gauge},
     registry::Registry,
 };
 
-use crate::cluster::reflect::WatchMetrics;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
+use crate::{cluster::reflect::WatchMetrics, telemetry::by_reason::ByReason};
 
 /// Cheap to clone; every clone counts into the same series.
 #[derive(Clone, Default)]
 pub struct NetbanMetrics {
     pub entries: Gauge,
     pub dropped: Counter,
-    refused: Family<ReasonLabel, Counter>,
+    refused: ByReason,
     pub interfaces: Gauge,
     pub interfaces_refused: Counter,
     pub deleted: Counter,
@@ -38,10 +32,10 @@ impl NetbanMetrics {
             "Packets the node ban dropped (counted from the per-entry, per-CPU kernel counters)",
             self.dropped.clone(),
         );
-        registry.register(
+        self.refused.register(
+            registry,
             "youwatch_netban_refused",
             "IPBans not enforced on this node, by reason: own_address, allowlist, proxy, reserved, too_wide, invalid, full (node_ban.max_entries)",
-            self.refused.clone(),
         );
         registry.register(
             "youwatch_netban_interfaces",
@@ -71,10 +65,10 @@ impl NetbanMetrics {
     }
 
     pub fn refused(&self, reason: &'static str) {
-        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+        self.refused.inc(reason);
     }
 
     pub fn refused_count(&self, reason: &'static str) -> u64 {
-        self.refused.get_or_create(&ReasonLabel { reason }).get()
+        self.refused.get(reason)
     }
 }

@@ -230,23 +230,16 @@ impl NodeBanStage {
         }
         let kernel = self.kernel;
         let table = self.table;
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                stop.stopped().await;
-                for task in tasks {
-                    let _ = task.await;
-                }
-                // Detaching runs on the namespace's thread; its join blocks.
-                let _ = tokio::task::spawn_blocking(move || {
-                    drop(kernel);
-                    drop(table);
-                })
-                .await;
-                tracing::info!("node ban detached");
-            }
-        });
-        StageHandle::task("node_ban", stop, task)
+        // Detaching runs on the namespace's thread; its join blocks.
+        let detach = async move {
+            let _ = tokio::task::spawn_blocking(move || {
+                drop(kernel);
+                drop(table);
+            })
+            .await;
+            tracing::info!("node ban detached");
+        };
+        StageHandle::tasks("node_ban", stop, tasks, detach)
     }
 }
 

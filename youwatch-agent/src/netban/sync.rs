@@ -22,7 +22,9 @@ use super::{
     metrics::NetbanMetrics,
 };
 use crate::{
-    cluster::reflect::Reflected, response::ingress::ledger::format_time, stage::StopSignal,
+    cluster::{reflect::Reflected, rescan::Rescan},
+    response::ingress::ledger::format_time,
+    stage::{StopSignal, Task},
 };
 
 /// Longest time between two passes (counters, clock steps, a missed notification).
@@ -42,20 +44,15 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn spawn(self, stop: StopSignal) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.stopped() => {}
-                _ = self.run() => {}
-            }
-        })
+    pub fn spawn(self, stop: StopSignal) -> Task {
+        stop.spawn_until(self.run())
     }
 
     async fn run(self) {
         if !self.index.listed().await {
             return;
         }
-        let mut changes = self.index.changes();
+        let mut rescan = Rescan::new(self.index.changes(), RESYNC);
         let mut state = Passes::default();
         loop {
             let now = SystemTime::now();
@@ -65,14 +62,8 @@ impl Syncer {
             };
             state.report_skipped(&wanted, &self.metrics);
             state.apply(&self.table, &wanted, &self.metrics);
-            let wait = wanted
-                .next_expiry()
-                .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default())
-                .unwrap_or(RESYNC)
-                .min(RESYNC);
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(wait) => {}
+            if !rescan.wait(wanted.next_expiry()).await {
+                return;
             }
         }
     }

@@ -207,14 +207,7 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn guard() -> KernelGuard {
-        KernelGuard {
-            own: vec!["192.168.1.10".parse().unwrap()],
-            allowlist: vec!["10.0.0.0/8".parse().unwrap()],
-            proxies: vec!["203.0.113.0/28".parse().unwrap()],
-        }
-    }
+    use crate::netban::guard::tests::guard;
 
     fn sample(pairs: &[(&str, u64)]) -> Sources {
         pairs

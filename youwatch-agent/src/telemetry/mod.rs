@@ -1,6 +1,7 @@
 //! Telemetry: Prometheus metrics, health, and the agent's HTTP listener.
 
 pub mod alert;
+pub mod by_reason;
 pub mod health;
 pub mod http;
 

@@ -101,6 +101,59 @@ pub fn spawn(dir: &Path, kubeconfig: &Path, node: &str, config: &str) -> Agent {
     agent
 }
 
+/// A cgroup tree named `label` with the QoS slice the pods' cgroups go under.
+pub fn cgroup_tree(label: &str) -> CgroupTree {
+    let tree = CgroupTree::new(label);
+    tree.mkdir(QOS);
+    tree
+}
+
+/// Starts the agents, each in its subdirectory of `dir` (`app`, `waf`): with `two_agents`,
+/// one on the WAF's node following `audit_log` (started first: the WAF's log is followed
+/// before the pods are listed) and one on the app node; else one on the app node with both
+/// halves. The app node's agent, and the WAF node's if there is one.
+pub fn agents(
+    dir: &Path,
+    tree: &CgroupTree,
+    kubeconfig: &Path,
+    audit_log: &Path,
+    settings: &Settings,
+    two_agents: bool,
+) -> (Agent, Option<Agent>) {
+    let start = |sub: &str, role: Role| {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        let config = config(&d, tree, &role, settings);
+        spawn(&d, kubeconfig, role.node, &config)
+    };
+    if two_agents {
+        let waf = start(
+            "waf",
+            Role {
+                node: WAF_NODE,
+                audit_log: Some(audit_log),
+            },
+        );
+        let app = start(
+            "app",
+            Role {
+                node: APP_NODE,
+                audit_log: None,
+            },
+        );
+        (app, Some(waf))
+    } else {
+        let app = start(
+            "app",
+            Role {
+                node: APP_NODE,
+                audit_log: Some(audit_log),
+            },
+        );
+        (app, None)
+    }
+}
+
 /// A guarded juice-shop pod.
 pub struct Pod {
     pub name: String,

@@ -1,24 +1,32 @@
 //! The node ban against the test API server: IPBans served, a node's ledger follower with a
 //! deny table in memory (or the real kernel's), the objects as stored.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use youwatch_agent::{
     cluster::ClusterContext,
     netban::{
         NodeBanConfig, NodeBanStage,
-        crd::IpBan,
+        crd::{self, IpBan, IpBanSpec},
         kernel::{DenyTable, table::MemoryTable},
+        ledger::{Ledger, Recorded},
         sync::SharedTable,
     },
     response::{
-        ResponseConfig,
+        DryRun, ResponseConfig,
         config::{DenyBackend, DenyBackends},
     },
     stage::StageHandle,
 };
 
-use super::apiserver::{ApiServer, resources::ResourceType};
+use super::{
+    apiserver::{ApiServer, resources::ResourceType},
+    response::{Running, start_as},
+};
 
 pub const IPBANS: &str = "youwatch.dev/ipbans";
 
@@ -28,6 +36,13 @@ pub fn serve_ipbans(server: &ApiServer) {
         ResourceType::new("youwatch.dev", "v1alpha1", "ipbans", "IPBan", false)
             .with_subresources(&[]),
     );
+}
+
+/// The test API server, serving IPBans.
+pub async fn server() -> ApiServer {
+    let server = ApiServer::start().await;
+    serve_ipbans(&server);
+    server
 }
 
 /// Short timings for tests.
@@ -96,6 +111,17 @@ impl Node {
     }
 }
 
+/// Starts a node for each of `names`, with no allowlist, and waits until all watch.
+pub async fn nodes<const N: usize>(
+    server: &ApiServer,
+    config: &NodeBanConfig,
+    names: [&str; N],
+) -> [Node; N] {
+    let nodes = names.map(|name| Node::start(server, name, config, &[]));
+    server.wait_for_watches(N, Duration::from_secs(10)).await;
+    nodes
+}
+
 /// The IPBans stored, through the real client.
 pub async fn ipbans(server: &ApiServer) -> Vec<IpBan> {
     let api: kube::Api<IpBan> = kube::Api::all(server.client());
@@ -103,4 +129,64 @@ pub async fn ipbans(server: &ApiServer) -> Vec<IpBan> {
         .await
         .expect("listing IPBans")
         .items
+}
+
+/// The ledger through the real client, with the short retries of [`response_config`].
+pub fn ledger(server: &ApiServer) -> Ledger {
+    Ledger {
+        client: server.client(),
+        retry: response_config(&[]).retry,
+        server_dry_run: false,
+    }
+}
+
+/// A ban of `address` until `expires`, decided on `node` for its `offenses`-th offense.
+pub fn spec_until(address: &str, expires: SystemTime, node: &str, offenses: u32) -> IpBanSpec {
+    let net = crd::parse_address(address).unwrap();
+    crd::spec(
+        &net,
+        expires,
+        "WAF attacker to ban (sqli)",
+        "evidence",
+        node,
+        offenses,
+        None,
+    )
+}
+
+/// Records [`spec_until`] in `ledger` (retrying for up to 20 s); what it did.
+pub async fn record(
+    ledger: &Ledger,
+    address: &str,
+    expires: SystemTime,
+    node: &str,
+    offenses: u32,
+) -> Recorded {
+    let spec = spec_until(address, expires, node, offenses);
+    ledger.record(&spec, in_secs(20), &|| {}).await.unwrap()
+}
+
+/// Whole seconds from now (what an IPBan keeps).
+pub fn in_secs(s: u64) -> SystemTime {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(now + s)
+}
+
+/// node-a's response stage, its WAF playbook banning through `backends`; state in `state`.
+pub fn response_on_node_a(
+    server: &ApiServer,
+    backends: &[DenyBackend],
+    dry_run: DryRun,
+    state: &Path,
+) -> Running {
+    start_as(
+        "node-a",
+        Some(server),
+        &response_config(backends),
+        dry_run,
+        state,
+    )
 }

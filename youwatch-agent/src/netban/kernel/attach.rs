@@ -153,15 +153,8 @@ impl Programs {
     }
 
     fn attach_tcx(&mut self, interface: &str) -> Result<Link, String> {
-        let program: &mut SchedClassifier =
-            self.program(names::TC_PROGRAM).map_err(|e| e.to_string())?;
-        let id = program
-            .attach_with_options(
-                interface,
-                TcAttachType::Ingress,
-                TcAttachOptions::TcxOrder(LinkOrder::first()),
-            )
-            .map_err(|e| format!("attaching the TCX link: {}", chain(e)))?;
+        let options = TcAttachOptions::TcxOrder(LinkOrder::first());
+        let id = self.attach_tc(interface, options, "the TCX link")?;
         Ok(Link::Tc(id, Attached::Tcx))
     }
 
@@ -171,19 +164,26 @@ impl Programs {
             Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(format!("adding the clsact qdisc: {}", chain(e))),
         }
+        let options = TcAttachOptions::Netlink(NlOptions {
+            priority: CLSACT_PRIORITY,
+            ..NlOptions::default()
+        });
+        let id = self.attach_tc(interface, options, "the clsact filter")?;
+        Ok(Link::Tc(id, Attached::Clsact))
+    }
+
+    /// Attaches the TC program to `interface`'s ingress; `what` names the link in errors.
+    fn attach_tc(
+        &mut self,
+        interface: &str,
+        options: TcAttachOptions,
+        what: &str,
+    ) -> Result<SchedClassifierLinkId, String> {
         let program: &mut SchedClassifier =
             self.program(names::TC_PROGRAM).map_err(|e| e.to_string())?;
-        let id = program
-            .attach_with_options(
-                interface,
-                TcAttachType::Ingress,
-                TcAttachOptions::Netlink(NlOptions {
-                    priority: CLSACT_PRIORITY,
-                    ..NlOptions::default()
-                }),
-            )
-            .map_err(|e| format!("attaching the clsact filter: {}", chain(e)))?;
-        Ok(Link::Tc(id, Attached::Clsact))
+        program
+            .attach_with_options(interface, TcAttachType::Ingress, options)
+            .map_err(|e| format!("attaching {what}: {}", chain(e)))
     }
 
     /// Detaches from `interface`; not attached is fine. (A clsact qdisc the agent added stays:

@@ -22,7 +22,10 @@ use super::{
     patch::IngressKey,
     report::Reporter,
 };
-use crate::stage::StopSignal;
+use crate::{
+    cluster::rescan::{Rescan, earliest},
+    stage::{StopSignal, Task},
+};
 
 /// Longest sleep between scans (clock changes, missed notifications).
 const RESCAN: Duration = Duration::from_secs(60);
@@ -41,13 +44,8 @@ pub struct Expiry {
 }
 
 impl Expiry {
-    pub fn spawn(self, stop: StopSignal) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.stopped() => {}
-                _ = self.run() => {}
-            }
-        })
+    pub fn spawn(self, stop: StopSignal) -> Task {
+        stop.spawn_until(self.run())
     }
 
     async fn run(self) {
@@ -55,15 +53,16 @@ impl Expiry {
         if !this.index.listed().await {
             return;
         }
-        let mut changes = this.index.changes();
+        let mut rescan = Rescan::new(this.index.changes(), RESCAN);
         let in_flight: Arc<Mutex<HashSet<IngressKey>>> = Arc::default();
-        let rescan = Arc::new(Notify::new());
+        // Woken when a removal ends (its Ingress may be due again).
+        let removed = Arc::new(Notify::new());
         loop {
             let now = SystemTime::now();
             let mut next: Option<SystemTime> = None;
             for ingress in this.index.all() {
                 let (expired, later) = due(&ingress, &this.names, now);
-                next = min_some(next, later);
+                next = earliest(next, later);
                 if !expired {
                     continue;
                 }
@@ -71,24 +70,18 @@ impl Expiry {
                 if !lock(&in_flight).insert(key.clone()) {
                     continue;
                 }
-                let (this, in_flight, rescan) = (this.clone(), in_flight.clone(), rescan.clone());
+                let (this, in_flight, removed) = (this.clone(), in_flight.clone(), removed.clone());
                 tokio::spawn(async move {
                     let ok = this.remove_expired(&key, now).await;
                     if !ok {
                         tokio::time::sleep(AFTER_FAILURE).await;
                     }
                     lock(&in_flight).remove(&key);
-                    rescan.notify_one();
+                    removed.notify_one();
                 });
             }
-            let wait = next
-                .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default())
-                .unwrap_or(RESCAN)
-                .min(RESCAN);
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                _ = rescan.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            if !rescan.wait_or(next, removed.notified()).await {
+                return;
             }
         }
     }
@@ -138,13 +131,6 @@ fn due(ingress: &Ingress, names: &Names, now: SystemTime) -> (bool, Option<Syste
     let expired = untils.iter().any(|t| *t <= now);
     let next = untils.into_iter().filter(|t| *t > now).min();
     (expired, next)
-}
-
-fn min_some(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

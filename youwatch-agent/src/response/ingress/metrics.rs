@@ -3,22 +3,18 @@
 //! Ingress watch.
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{counter::Counter, gauge::Gauge},
     registry::Registry,
 };
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
+use crate::telemetry::by_reason::ByReason;
 
 /// Cheap to clone; every clone counts into the same series.
 #[derive(Clone, Debug, Default)]
 pub struct IngressMetrics {
     pub patches: Counter,
     pub conflicts: Counter,
-    refused: Family<ReasonLabel, Counter>,
+    refused: ByReason,
     pub expired: Counter,
     pub lifted: Counter,
     pub watch_errors: Counter,
@@ -37,10 +33,10 @@ impl IngressMetrics {
             "Ingress patches refused with 409 Conflict (another writer first), re-read and retried",
             self.conflicts.clone(),
         );
-        registry.register(
+        self.refused.register(
+            registry,
             "youwatch_response_deny_refused",
             "Addresses not denied, by reason: allowlist, reserved (loopback, link-local...), full (deny_ip.max_entries), malformed_list (the user's denylist is invalid), malformed_ledger",
-            self.refused.clone(),
         );
         registry.register(
             "youwatch_response_bans_expired",
@@ -65,10 +61,10 @@ impl IngressMetrics {
     }
 
     pub fn refused(&self, reason: &'static str) {
-        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+        self.refused.inc(reason);
     }
 
     pub fn refused_count(&self, reason: &'static str) -> u64 {
-        self.refused.get_or_create(&ReasonLabel { reason }).get()
+        self.refused.get(reason)
     }
 }

@@ -170,20 +170,11 @@ impl IngressResponder {
             }
             inner.index = Some(index);
         }
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                stop.stopped().await;
-                for task in tasks {
-                    let _ = task.await;
-                }
-            }
-        });
         (
             IngressHandle {
                 inner: Arc::new(inner),
             },
-            StageHandle::task("ingress", stop, task),
+            StageHandle::tasks("ingress", stop, tasks, async {}),
         )
     }
 }
