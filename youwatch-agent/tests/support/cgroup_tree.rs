@@ -79,6 +79,8 @@ impl CgroupTree {
         let status = self
             .command_in(rel, "/bin/sh")
             .args(["-c", script])
+            // Not on the caller's stdout: a bench's output is its report.
+            .stdout(std::process::Stdio::null())
             .status()
             .unwrap_or_else(|e| panic!("running sh in {rel}: {e}"));
         assert!(status.success(), "sh -c {script:?} in {rel}: {status}");
