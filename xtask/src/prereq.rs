@@ -1,5 +1,6 @@
-//! Prerequisites, installed when missing: the nightly rust-src component, LLVM 22, bpf-linker,
-//! the Debian packages the tests use (a real nginx + ModSecurity + CRS WAF), and podman for
+//! Prerequisites, installed when missing: the nightly toolchain with rust-src, LLVM 22,
+//! bpf-linker, the Debian packages the tests use (a real nginx + ModSecurity + CRS WAF,
+//! iproute2 for the node ban's network namespaces, kubectl for the manifests), and podman for
 //! `cargo xtask image`.
 
 use std::{path::Path, process::Command};
@@ -12,7 +13,17 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const LLVM_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev"];
 
 /// Debian packages the test suite needs.
-const TEST_PACKAGES: &[&str] = &["nginx", "libnginx-mod-http-modsecurity", "modsecurity-crs"];
+const TEST_PACKAGES: &[&str] = &[
+    "nginx",
+    "libnginx-mod-http-modsecurity",
+    "modsecurity-crs",
+    // `ip` and `tc`: the node ban's tests build network namespaces.
+    "iproute2",
+];
+
+/// Commands the test suite runs, and the package that brings each when it is not on PATH
+/// (found by command, not by package: kubectl is often installed outside apt).
+const TEST_COMMANDS: &[(&str, &str)] = &[("kubectl", "kubectl")];
 
 /// Builds and inspects images offline (`FROM scratch`, no registry needed).
 const IMAGE_PACKAGES: &[&str] = &["podman"];
@@ -26,9 +37,25 @@ pub fn ebpf_toolchain() -> anyhow::Result<()> {
     bpf_linker()
 }
 
-/// Debian packages for the tests (nginx with ModSecurity and the OWASP CRS).
+/// What the tests need besides the eBPF toolchain (see [`TEST_PACKAGES`], [`TEST_COMMANDS`]).
 pub fn test_packages() -> anyhow::Result<()> {
-    install_missing(TEST_PACKAGES)
+    install_missing(TEST_PACKAGES)?;
+    for &(command, package) in TEST_COMMANDS {
+        if !on_path(command) {
+            apt_install(&[package]).with_context(|| {
+                format!(
+                    "the tests run `{command}` (kubectl kustomize renders deploy/); install it \
+                     (https://kubernetes.io/docs/tasks/tools/), then run the tests again"
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn on_path(command: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
 }
 
 /// The container tool `cargo xtask image` builds with.
@@ -49,8 +76,37 @@ fn install_missing(packages: &[&str]) -> anyhow::Result<()> {
 }
 
 fn rust_src() -> anyhow::Result<()> {
-    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
-        .context("rustup is needed to build the eBPF programs (https://rustup.rs); is the nightly toolchain installed? try `rustup toolchain install nightly`")?;
+    let rustup = || {
+        output(Command::new("rustup").args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            "nightly",
+        ]))
+    };
+    let installed = match rustup() {
+        Ok(installed) => installed,
+        // No nightly toolchain yet (youwatch-ebpf/rust-toolchain.toml asks for one).
+        Err(_) => {
+            eprintln!(
+                "xtask: installing the nightly toolchain with rust-src (the eBPF programs need it)"
+            );
+            run_checked(Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ]))
+            .context(
+                "rustup is needed to build the eBPF programs: install it from https://rustup.rs",
+            )?;
+            return Ok(());
+        }
+    };
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
