@@ -38,6 +38,7 @@ use support::{
     agent::{Agent, acting_command},
     apiserver::{self, ApiServer},
     cgroup_tree::CgroupTree,
+    response::running_pod,
     wire::{Seen, Wire, alert_time, kubeconfig, on_the_wire_after, percentile, tap},
 };
 
@@ -67,17 +68,9 @@ fn iterations_arg() -> (usize, bool) {
 }
 
 fn pod(name: &str, uid: &str, ctr_id: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "uid": uid,
-            "labels": {"app": "juice-shop", "pod-template-hash": "bench"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                "name": "juice-shop-bench", "uid": "rs", "controller": true}]},
-        "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "bkimminich/juice-shop:v17.1.1"}]},
-        "status": {"qosClass": "BestEffort", "containerStatuses": [{"name": "app",
-            "image": "bkimminich/juice-shop:v17.1.1", "imageID": "x", "ready": true,
-            "restartCount": 0, "containerID": format!("containerd://{ctr_id}")}]},
-    })
+    let mut pod = running_pod(name, NODE, "juice-shop-bench", ctr_id);
+    pod["metadata"]["uid"] = json!(uid);
+    pod
 }
 
 /// The first request on the wire (after `from`) for which `wanted` holds; waits up to 20 s.

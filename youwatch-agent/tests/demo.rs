@@ -20,7 +20,7 @@ use support::{
     apiserver::ApiServer,
     cgroup_tree::CgroupTree,
     nginx_waf, require,
-    response::ingress,
+    response::{ingress, running_pod},
     waf_corpus::{self, BLOCKING_HOST, Client},
 };
 
@@ -28,7 +28,6 @@ const NODE: &str = "demo-node";
 const NS: &str = "shop";
 const POD: &str = "juice-shop-7d9f8b6c5-x2x4z";
 const APP_ID: &str = "a11ce00000000000000000000000000000000000000000000000000000000a11";
-const IMAGE: &str = "docker.io/bkimminich/juice-shop:v17.1.1";
 
 /// Prints one line of the demo with the time since it started.
 struct Screen {
@@ -94,17 +93,7 @@ fn cluster(server: &ApiServer) -> String {
     let pod = server.create(
         "pods",
         NS,
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": POD,
-                "labels": {"app": "juice-shop", "pod-template-hash": "7d9f8b6c5"},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                    "name": "juice-shop-7d9f8b6c5", "uid": "rs-uid", "controller": true}]},
-            "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": IMAGE}]},
-            "status": {"qosClass": "BestEffort", "containerStatuses": [{"name": "app",
-                "image": IMAGE, "imageID": "sha256:1", "ready": true, "restartCount": 0,
-                "containerID": format!("containerd://{APP_ID}")}]},
-        }),
+        running_pod(POD, NODE, "juice-shop-7d9f8b6c5", APP_ID),
     );
     server.create(
         "apps/replicasets",

@@ -19,6 +19,7 @@ use support::{
     apiserver::ApiServer,
     cgroup_tree::CgroupTree,
     require,
+    response::running_pod,
 };
 
 const NODE: &str = "node-e2e";
@@ -26,7 +27,6 @@ const NS: &str = "shop";
 const POD: &str = "juice-shop-7d9f8b6c5-x2x4z";
 const APP_ID: &str = "a11ce00000000000000000000000000000000000000000000000000000000a11";
 const DEBUG_ID: &str = "deb0900000000000000000000000000000000000000000000000000000000deb";
-const IMAGE: &str = "docker.io/bkimminich/juice-shop:v17.1.1";
 
 struct Scene {
     server: ApiServer,
@@ -59,17 +59,7 @@ impl Scene {
         let pod = server.create(
             "pods",
             NS,
-            json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": POD,
-                    "labels": {"app": "juice-shop", "pod-template-hash": "7d9f8b6c5"},
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                        "name": "juice-shop-7d9f8b6c5", "uid": "rs-uid", "controller": true}]},
-                "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": IMAGE}]},
-                "status": {"qosClass": "BestEffort", "containerStatuses": [{"name": "app",
-                    "image": IMAGE, "imageID": "sha256:1", "ready": true, "restartCount": 0,
-                    "containerID": format!("containerd://{APP_ID}")}]},
-            }),
+            running_pod(POD, NODE, "juice-shop-7d9f8b6c5", APP_ID),
         );
         let uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();
         let tree = CgroupTree::new(label);

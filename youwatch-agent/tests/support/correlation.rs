@@ -168,22 +168,9 @@ pub fn guarded_pod(server: &ApiServer, tree: &CgroupTree, agent: &mut Agent, n: 
     let name = format!("{RS}-p{n}");
     let uid = super::apiserver::uuid();
     let ctr_id = format!("{:064x}", 0xc0de_0000 + n);
-    let image = "docker.io/bkimminich/juice-shop:v17.1.1";
-    server.create_with_uid(
-        "pods",
-        NS,
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "uid": uid,
-                "labels": {"app": "juice-shop", "pod-template-hash": "7d9f8b6c5"},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                    "name": RS, "uid": "rs-uid", "controller": true}]},
-            "spec": {"nodeName": APP_NODE, "containers": [{"name": "app", "image": image}]},
-            "status": {"qosClass": "BestEffort", "containerStatuses": [{"name": "app",
-                "image": image, "imageID": "sha256:1", "ready": true, "restartCount": 0,
-                "containerID": format!("containerd://{ctr_id}")}]},
-        }),
-    );
+    let mut pod = super::response::running_pod(&name, APP_NODE, RS, &ctr_id);
+    pod["metadata"]["uid"] = json!(uid);
+    server.create_with_uid("pods", NS, pod);
     let container = format!(
         "{QOS}/kubepods-besteffort-pod{}.slice/cri-containerd-{ctr_id}.scope",
         uid.replace('-', "_")

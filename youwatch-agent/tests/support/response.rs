@@ -162,6 +162,20 @@ pub fn shell_in(namespace: &str, name: &str, uid: Option<&str>) -> Detection {
     }
 }
 
+/// The Juice Shop image as a registry names it.
+pub const JUICE_SHOP_IMAGE: &str = "docker.io/bkimminich/juice-shop:v17.1.1";
+
+/// [`deployment_pod`] running (BestEffort): its app container ([`JUICE_SHOP_IMAGE`]) has the
+/// containerd id `container_id`, as the inventory finds it in the pod's cgroup.
+pub fn running_pod(name: &str, node: &str, rs: &str, container_id: &str) -> serde_json::Value {
+    let mut pod = deployment_pod(name, node, rs);
+    pod["spec"]["containers"][0]["image"] = serde_json::json!(JUICE_SHOP_IMAGE);
+    pod["status"] = serde_json::json!({"qosClass": "BestEffort", "containerStatuses": [{
+        "name": "app", "image": JUICE_SHOP_IMAGE, "imageID": "sha256:1", "ready": true,
+        "restartCount": 0, "containerID": format!("containerd://{container_id}")}]});
+    pod
+}
+
 /// A pod of a Deployment's ReplicaSet on `node`.
 pub fn deployment_pod(name: &str, node: &str, rs: &str) -> serde_json::Value {
     serde_json::json!({
