@@ -172,6 +172,46 @@ fn symlink_swap_follows_the_new_target() {
 }
 
 #[test]
+fn a_symlink_target_created_before_the_swap_waits_its_turn() {
+    // Targets named like rotations (`audit.log-000001`), swapped about one grace period
+    // apart: the follower leaves the first target when the third has just been created,
+    // empty and not linked yet. It must go on in the second (not take the third for a
+    // rotated file never read, follow it, and once the path names it leave the second
+    // unread), then in the third.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let target = |i: usize| dir.path().join(format!("audit.log-{i:06}"));
+    let swap_to = |i: usize| {
+        let tmp = dir.path().join("audit.log.swap");
+        std::os::unix::fs::symlink(target(i), &tmp).unwrap();
+        std::fs::rename(&tmp, &log).unwrap();
+    };
+    let grace = Duration::from_secs(1);
+    append(&target(0), &lines(0..4));
+    let last_write = Instant::now();
+    std::os::unix::fs::symlink(target(0), &log).unwrap();
+    let mut opts = options(&log, None);
+    opts.rotate_grace = grace;
+    let mut f = Follower::open(opts, TailMetrics::default()).unwrap();
+    assert_eq!(collect(&mut f, 4), expected(0..4));
+    swap_to(1);
+    append(&target(1), &lines(4..8));
+    assert_quiet(&mut f, Duration::from_millis(50)); // the second target is queued
+    // The next swap begins shortly before the first target has been quiet for the grace
+    // period, and ends after the follower has moved on.
+    std::thread::sleep((last_write + grace * 8 / 10).saturating_duration_since(Instant::now()));
+    File::create(target(2)).unwrap();
+    let mut got = Vec::new();
+    while last_write.elapsed() < grace * 13 / 10 {
+        got.extend(next_lines(&mut f, Duration::from_millis(50)).unwrap_or_default());
+    }
+    swap_to(2);
+    append(&target(2), &lines(8..10));
+    got.extend(collect(&mut f, 6 - got.len()));
+    assert_eq!(got, expected(4..10));
+}
+
+#[test]
 fn polling_alone_follows_too() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");

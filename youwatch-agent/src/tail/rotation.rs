@@ -281,11 +281,15 @@ impl Tracker {
         since: Option<SystemTime>,
         except: Option<FileId>,
     ) -> Result<(), TailError> {
+        let path_born = except
+            .and_then(|_| std::fs::metadata(&self.path).ok())
+            .and_then(|m| m.created().ok());
         for sibling in siblings::rotated(&self.path) {
             let id = FileId::of(&sibling.meta);
             if Some(id) == except
                 || self.known(id)
                 || since.is_some_and(|t| sibling.modified().is_none_or(|m| m < t))
+                || sibling.is_next_target(path_born)
             {
                 continue;
             }

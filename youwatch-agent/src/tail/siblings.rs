@@ -36,6 +36,19 @@ impl Sibling {
     pub fn modified(&self) -> Option<SystemTime> {
         self.meta.modified().ok()
     }
+
+    /// Empty and created after the path's file (`path_born`; when either birth time is
+    /// unknown, empty is enough): not a rotation but the next file being prepared, as a
+    /// symlink swap creates its new target before pointing the path at it. It is found as
+    /// the path's file once it is; taken for a rotated file never read, it would be read
+    /// before the path's file and followed in its place, and the path's file never read.
+    pub fn is_next_target(&self, path_born: Option<SystemTime>) -> bool {
+        self.meta.len() == 0
+            && match (path_born, self.meta.created().ok()) {
+                (Some(path), Some(own)) => own > path,
+                _ => true,
+            }
+    }
 }
 
 /// Every regular file in the directories involved (for finding a file by its inode, whatever
