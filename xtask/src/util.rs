@@ -39,6 +39,24 @@ pub fn take_capture() -> String {
     CAPTURE.lock().unwrap().take().unwrap_or_default()
 }
 
+/// Prints `text` on stdout, and keeps it while a capture is on: figures an xtask bench
+/// computes itself (rather than a command it runs) reach the report this way.
+pub fn say_line(text: &str) {
+    println!("{text}");
+    if let Some(kept) = CAPTURE.lock().unwrap().as_mut() {
+        kept.push_str(text);
+        kept.push('\n');
+    }
+}
+
+/// [`say_line`] with `format!` arguments.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::util::say_line(&format!($($arg)*))
+    };
+}
+pub(crate) use say;
+
 /// Runs a command with inherited stdio; an error names the command and its exit status.
 /// While a capture is on, its stdout is also copied into the capture, line by line.
 pub fn run_checked(cmd: &mut Command) -> anyhow::Result<()> {

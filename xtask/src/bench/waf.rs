@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::util::{cargo, run_checked, workspace_root};
+use crate::util::{cargo, run_checked, say, workspace_root};
 
 const SEED: &str = "youwatch-agent/tests/data/modsecurity-3.0.9-crs-3.3.4-audit.jsonl";
 
@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let script = dir.join("waf_python_baseline.py");
     std::fs::write(&script, PYTHON)?;
     let mb = bytes as f64 / 1e6;
-    println!(
+    say!(
         "log: {} ({:.0} MB, {entries} entries, {:.0} bytes/entry, from {} real entries)",
         log.display(),
         mb,
@@ -125,16 +125,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         keep_best(&mut best[2], t);
     }
     let [wc, ours, python] = best;
-    println!(
+    say!(
         "\nthroughput, one core (cpu {}), best of {} (wall clock; CPU = user+system time):",
-        args.cpu, args.rounds
+        args.cpu,
+        args.rounds
     );
     for (name, t) in [
         ("wc -l (floor: finding lines)", wc),
         ("youwatch waf pipeline (tail+parse+classify+score)", ours),
         ("python json.loads + tag filter", python),
     ] {
-        println!(
+        say!(
             "  {name:<50} wall {:>6.3} s {:>6.0} MB/s {:>8.0} entries/s | CPU {:>6.3} s {:>6.0} MB/s",
             t.wall,
             mb / t.wall,
@@ -143,12 +144,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             mb / t.cpu,
         );
     }
-    println!(
+    say!(
         "  ratios (wall): youwatch is {:.1}x python; wc -l is {:.2}x youwatch",
         python.wall / ours.wall,
         ours.wall / wc.wall
     );
-    println!(
+    say!(
         "  ratios (CPU):  youwatch is {:.1}x python; wc -l is {:.2}x youwatch",
         python.cpu / ours.cpu,
         ours.cpu / wc.cpu
@@ -180,7 +181,7 @@ fn memory(agent: &Path, dir: &Path, ips: u32) -> anyhow::Result<()> {
         }
         out.flush()?;
     }
-    println!("\nper-IP state, {ips} distinct client IPs (peak RSS of replay --summary):");
+    say!("\nper-IP state, {ips} distinct client IPs (peak RSS of replay --summary):");
     let mut base = None;
     for cap in [1usize, 100_000, 1_000_000] {
         let config = dir.join(format!("waf-memory-{cap}.yaml"));
@@ -197,7 +198,7 @@ fn memory(agent: &Path, dir: &Path, ips: u32) -> anyhow::Result<()> {
         )?;
         let base = *base.get_or_insert(rss);
         let per_ip = (rss - base) as f64 * 1024.0 / cap as f64;
-        println!(
+        say!(
             "  max_tracked_ips {cap:>9}: peak RSS {:>7.1} MiB{}",
             rss as f64 / 1024.0,
             if cap > 1 {
@@ -374,7 +375,7 @@ fn latency(
     result?;
     times.sort();
     let q = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
-    println!(
+    say!(
         "\nlatency, line appended -> decision printed ({} samples): p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
         times.len(),
         q(0.50).as_secs_f64() * 1e3,
