@@ -93,7 +93,21 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         .args(args);
     util::run_checked(&mut cmd)?;
     // Doc tests are not part of --all-targets.
-    util::run_checked(util::cargo().args(["test", "--workspace", "--doc"]))
+    util::run_checked(util::cargo().args(["test", "--workspace", "--doc"]))?;
+    if args.is_empty() {
+        doc_check()?;
+    }
+    Ok(())
+}
+
+/// The developers' docs (private items included) build without a warning: a renamed item
+/// leaves no dead link behind.
+fn doc_check() -> anyhow::Result<()> {
+    util::run_checked(
+        util::cargo()
+            .env("RUSTDOCFLAGS", "-D warnings --document-private-items")
+            .args(["doc", "--no-deps", "--workspace"]),
+    )
 }
 
 /// The end-to-end test binaries (`youwatch-agent/tests/e2e_*.rs`).

@@ -231,11 +231,11 @@ pub struct ProcessInfo {
     pub pid: u32,
     /// `proc.name`: the task name (comm).
     pub name: String,
-    /// `proc.exe`: the first command-line argument (argv[0]).
+    /// `proc.exe`: the first command-line argument (`argv[0]`).
     pub exe: String,
     /// `proc.exepath`: the full path of the executable.
     pub exepath: String,
-    /// `proc.args`: the arguments after argv[0].
+    /// `proc.args`: the arguments after `argv[0]`.
     pub args: Vec<String>,
 }
 

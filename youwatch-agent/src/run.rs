@@ -53,6 +53,8 @@ pub struct RunArgs {
     pub dry_run: Option<crate::response::DryRun>,
     /// Watch this cgroup v2 directory and everything below it, in addition to the pods the
     /// inventory selects. Repeatable. Example: /sys/fs/cgroup/unified/system.slice/docker-<id>.scope
+    // The doc comment is the --help text, shown as written: `<id>` is not HTML there.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, value_name = "PATH")]
     pub watch_cgroup: Vec<PathBuf>,
     /// Stop forbidden execs (enforce.forbidden: shells by default) in the kernel, before they

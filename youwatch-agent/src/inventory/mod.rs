@@ -3,11 +3,11 @@
 //!
 //! The stage sits between the sensor and the rules: it keeps the kernel's watched-cgroup set
 //! in step with the pods this node guards (or, without a cluster, with the containers selected
-//! on this host) and turns each [`ExecEvent`](crate::event::ExecEvent) into an
-//! [`EnrichedExec`](crate::event::EnrichedExec).
+//! on this host) and turns each [`ExecEvent`] into an
+//! [`EnrichedExec`].
 //!
 //! - [`Targets`]: cluster mode (this node's pods, from the shared
-//!   [`ClusterContext`](crate::cluster::ClusterContext)) or node-local mode (containers
+//!   [`ClusterContext`]) or node-local mode (containers
 //!   discovered from cgroupfs); [`crate::cluster`] decides which.
 //! - [`source`] watches this node's pods through the API server, recovering from its failures
 //!   as [`recovery`] and [`backoff`] say; [`pod`] extracts what we keep; [`select`] decides

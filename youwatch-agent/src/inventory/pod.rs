@@ -28,7 +28,7 @@ pub struct PodContainer {
     pub id: Option<String>,
     /// `securityContext.privileged`.
     pub privileged: bool,
-    /// Its mounts as the runtime gets them (see [`mounts`](super::mounts)).
+    /// Its mounts as the runtime gets them (see [`mounts`]).
     pub mounts: Vec<MountInfo>,
 }
 

@@ -4,7 +4,7 @@
 //! Recovery follows client-go's reflector ([`recovery`]): the watch resumes from the last
 //! resourceVersion after a dropped connection, and re-lists when the server refuses that version
 //! (410 Gone or any other refusal, as a status or as an `ERROR` event). Retries are spaced by
-//! client-go's backoff ([`backoff`]). Every `relist_every` the pods are listed again anyway, so
+//! client-go's backoff ([`backoff`](super::backoff)). Every `relist_every` the pods are listed again anyway, so
 //! an event lost without an error cannot leave the guarded set wrong for longer. A re-list
 //! arrives as one [`PodUpdate::Relist`] holding every pod, so the stage drops exactly the pods
 //! deleted while we were not looking.

@@ -7,7 +7,7 @@
 //! condition is parsed ([`condition`]); conditions are then compiled once into trees of
 //! precompiled field tests ([`compile`], [`program`]). A rule that needs a field or event type
 //! exec events do not carry is disabled with one warning that names it; everything else loads.
-//! [`Engine`] evaluates the rules on each [`EnrichedExec`] and renders matches as
+//! [`Engine`] evaluates the rules on each [`EnrichedExec`](crate::event::EnrichedExec) and renders matches as
 //! [`Detection`](crate::detection::Detection)s with Falco's output format.
 
 mod collector;

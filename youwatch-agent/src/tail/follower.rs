@@ -1,5 +1,5 @@
 //! The follower: reads the current file into a buffer and hands out complete lines with their
-//! positions; the [`Tracker`](super::rotation::Tracker) says which file that is.
+//! positions; the [`Tracker`] says which file that is.
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! ran the shell are often on different nodes, so each node publishes, per Service its WAF
 //! saw suspicious requests to, one `events.k8s.io/v1` Event regarding that Service (named
 //! for the Service and the node), whose annotation `youwatch.dev/suspicions` holds the
-//! Service's most telling recent requests ([`evidence`](crate::correlate::evidence)).
+//! Service's most telling recent requests ([`evidence`]).
 //!
 //! Bounded API load: a Service's Event is written at once for its first request after a
 //! quiet spell, then at most once per `cross_node.publish_interval` however many requests

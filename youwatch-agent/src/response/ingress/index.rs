@@ -1,6 +1,6 @@
 //! The Ingresses the agent manages (those matching `deny_ip.ingress_selector`), from a
 //! reflector ([`crate::cluster::reflect`]). Answers which Ingresses serve a host
-//! ([`hosts`](super::hosts)) or route to some Services, and announces every change (expiry
+//! ([`hosts`]) or route to some Services, and announces every change (expiry
 //! rescans on it).
 //!
 //! Lookups scan the cached Ingresses (hundreds at most in a cluster; a host map would have to

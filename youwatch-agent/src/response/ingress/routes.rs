@@ -1,5 +1,5 @@
 //! Which Service a request reaches, as ingress-nginx routes it: the server for its host
-//! ([`hosts`](super::hosts): exact, else `*.wildcard`, else catch-all), then the location
+//! ([`hosts`]: exact, else `*.wildcard`, else catch-all), then the location
 //! for its path among the rules of every Ingress serving that host:
 //!
 //! - `Exact`: `location = /path`, which wins over everything else;
