@@ -153,6 +153,14 @@ fn delete_and_recreate_is_a_new_file() {
     assert_eq!(metrics.rotations.get(), 1);
 }
 
+/// Points the symlink `link` at `target` in one step (a new link renamed over it).
+fn repoint(link: &Path, target: &Path) {
+    let mut tmp = link.as_os_str().to_owned();
+    tmp.push(".swap");
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    std::fs::rename(&tmp, link).unwrap();
+}
+
 #[test]
 fn symlink_swap_follows_the_new_target() {
     let dir = tempfile::tempdir().unwrap();
@@ -163,9 +171,7 @@ fn symlink_swap_follows_the_new_target() {
     let mut f = Follower::open(options(&link, None), TailMetrics::default()).unwrap();
     assert_eq!(collect(&mut f, 4), expected(0..4));
     append(&b, &lines(4..8));
-    let tmp = dir.path().join("current.log.tmp");
-    std::os::unix::fs::symlink(&b, &tmp).unwrap();
-    std::fs::rename(&tmp, &link).unwrap();
+    repoint(&link, &b);
     assert_eq!(collect(&mut f, 4), expected(4..8));
     append(&b, &lines(8..9));
     assert_eq!(collect(&mut f, 1), expected(8..9));
@@ -181,11 +187,6 @@ fn a_symlink_target_created_before_the_swap_waits_its_turn() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");
     let target = |i: usize| dir.path().join(format!("audit.log-{i:06}"));
-    let swap_to = |i: usize| {
-        let tmp = dir.path().join("audit.log.swap");
-        std::os::unix::fs::symlink(target(i), &tmp).unwrap();
-        std::fs::rename(&tmp, &log).unwrap();
-    };
     let grace = Duration::from_secs(1);
     append(&target(0), &lines(0..4));
     let last_write = Instant::now();
@@ -194,7 +195,7 @@ fn a_symlink_target_created_before_the_swap_waits_its_turn() {
     opts.rotate_grace = grace;
     let mut f = Follower::open(opts, TailMetrics::default()).unwrap();
     assert_eq!(collect(&mut f, 4), expected(0..4));
-    swap_to(1);
+    repoint(&log, &target(1));
     append(&target(1), &lines(4..8));
     assert_quiet(&mut f, Duration::from_millis(50)); // the second target is queued
     // The next swap begins shortly before the first target has been quiet for the grace
@@ -205,7 +206,7 @@ fn a_symlink_target_created_before_the_swap_waits_its_turn() {
     while last_write.elapsed() < grace * 13 / 10 {
         got.extend(next_lines(&mut f, Duration::from_millis(50)).unwrap_or_default());
     }
-    swap_to(2);
+    repoint(&log, &target(2));
     append(&target(2), &lines(8..10));
     got.extend(collect(&mut f, 6 - got.len()));
     assert_eq!(got, expected(4..10));
