@@ -373,30 +373,27 @@ impl Executor {
         {
             self.metrics.latency(kind, taken.elapsed().as_secs_f64());
         }
+        // tracing wants a constant level: one macro, two levels.
+        macro_rules! log_action {
+            ($level:ident, $message:literal) => {
+                tracing::$level!(
+                    id = decided.id,
+                    playbook = decided.playbook,
+                    action = kind.as_str(),
+                    target = decided.action.key(),
+                    outcome = finished.outcome.as_str(),
+                    detail = finished.detail,
+                    rule = decided.evidence.rule,
+                    $message
+                )
+            };
+        }
         if matches!(finished.outcome, Outcome::Failed | Outcome::GaveUp) {
             // A later detection may try again.
             self.in_force().forget(&decided.action.key());
-            tracing::error!(
-                id = decided.id,
-                playbook = decided.playbook,
-                action = kind.as_str(),
-                target = decided.action.key(),
-                outcome = finished.outcome.as_str(),
-                detail = finished.detail,
-                rule = decided.evidence.rule,
-                "response action failed"
-            );
+            log_action!(error, "response action failed");
         } else {
-            tracing::info!(
-                id = decided.id,
-                playbook = decided.playbook,
-                action = kind.as_str(),
-                target = decided.action.key(),
-                outcome = finished.outcome.as_str(),
-                detail = finished.detail,
-                rule = decided.evidence.rule,
-                "response action"
-            );
+            log_action!(info, "response action");
         }
         // A planned (client dry-run) action was printed already. A full alert queue drops
         // the report (counted, logged) rather than hold up the next action.
