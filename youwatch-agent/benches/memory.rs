@@ -22,7 +22,6 @@ use std::{
     time::Duration,
 };
 
-use serde_json::json;
 use support::{
     agent::{Agent, http_get, metric},
     apiserver::ApiServer,
@@ -170,23 +169,7 @@ async fn measure(agent: &Path, args: &Args) -> Memory {
     let mut containers = Vec::new();
     for i in 0..pods {
         let id = format!("{:064x}", 0xbe0000 + i);
-        let created = server.create(
-            "pods",
-            "shop",
-            json!({
-                "metadata": {"name": format!("juice-shop-{i}"), "labels": {"app": "juice-shop"}},
-                "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "bkimminich/juice-shop:v17.1.1"}]},
-                "status": {"qosClass": "Guaranteed", "containerStatuses": [{"name": "app",
-                    "image": "docker.io/bkimminich/juice-shop:v17.1.1", "imageID": "x", "ready": true,
-                    "restartCount": 0, "containerID": format!("containerd://{id}")}]},
-            }),
-        );
-        let uid = created["metadata"]["uid"]
-            .as_str()
-            .unwrap()
-            .replace('-', "_");
-        let ctr = format!("kubepods.slice/kubepods-pod{uid}.slice/cri-containerd-{id}.scope");
-        tree.mkdir(&ctr);
+        let ctr = tree.guaranteed_pod(&server, &format!("juice-shop-{i}"), NODE, &id);
         containers.push(ctr);
     }
     let log = dir.path().join("audit.log");

@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::{
     agent::Agent, apiserver::ApiServer, cgroup_tree::CgroupTree, manifests::added_capabilities,
     require,
@@ -191,23 +191,7 @@ async fn run_agent(caps: &[String]) -> Observed {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let server = ApiServer::start().await;
-    let created = server.create(
-        "pods",
-        "shop",
-        json!({
-            "metadata": {"name": "juice-shop-0", "labels": {"app": "juice-shop"}},
-            "spec": {"nodeName": "node-caps", "containers": [{"name": "app", "image": "bkimminich/juice-shop:v17.1.1"}]},
-            "status": {"qosClass": "Guaranteed", "containerStatuses": [{"name": "app",
-                "image": "docker.io/bkimminich/juice-shop:v17.1.1", "imageID": "x", "ready": true,
-                "restartCount": 0, "containerID": format!("containerd://{ID}")}]},
-        }),
-    );
-    let uid = created["metadata"]["uid"]
-        .as_str()
-        .unwrap()
-        .replace('-', "_");
-    let ctr = format!("kubepods.slice/kubepods-pod{uid}.slice/cri-containerd-{ID}.scope");
-    tree.mkdir(&ctr);
+    let ctr = tree.guaranteed_pod(&server, "juice-shop-0", "node-caps", ID);
 
     // The container's shell, started before the agent (so its lineage comes from /proc),
     // waits on a fifo, then runs the exec the agent must report, and stays (the agent reads

@@ -4,7 +4,6 @@
 
 mod support;
 
-use serde_json::json;
 use support::{
     agent::{Agent, agent_command},
     apiserver::ApiServer,
@@ -22,23 +21,7 @@ async fn cluster_mode_from_kubeconfig_prints_enriched_execs() {
     let tree = CgroupTree::new("inv-agent");
     let dir = tempfile::tempdir().unwrap();
     let server = ApiServer::start().await;
-    let created = server.create(
-        "pods",
-        "shop",
-        json!({
-            "metadata": {"name": "juice-shop-0", "labels": {"app": "juice-shop"}},
-            "spec": {"nodeName": "node-e2e", "containers": [{"name": "app", "image": "bkimminich/juice-shop:v17.1.1"}]},
-            "status": {"qosClass": "Guaranteed", "containerStatuses": [{"name": "app",
-                "image": "docker.io/bkimminich/juice-shop:v17.1.1", "imageID": "x", "ready": true,
-                "restartCount": 0, "containerID": format!("containerd://{ID}")}]},
-        }),
-    );
-    let uid = created["metadata"]["uid"]
-        .as_str()
-        .unwrap()
-        .replace('-', "_");
-    let ctr = format!("kubepods.slice/kubepods-pod{uid}.slice/cri-containerd-{ID}.scope");
-    tree.mkdir(&ctr);
+    let ctr = tree.guaranteed_pod(&server, "juice-shop-0", "node-e2e", ID);
 
     let config = format!(
         "telemetry:\n  listen: \"\"\ninventory:\n  cgroup:\n    kubepods: {}\n",

@@ -38,6 +38,37 @@ impl CgroupTree {
         path
     }
 
+    /// Creates a Guaranteed juice-shop pod `name` on `node` in namespace `shop` (its app
+    /// container has the containerd id `container_id`) and that container's cgroup in the
+    /// systemd driver's layout; returns the cgroup's path relative to the root.
+    pub fn guaranteed_pod(
+        &self,
+        server: &super::apiserver::ApiServer,
+        name: &str,
+        node: &str,
+        container_id: &str,
+    ) -> String {
+        let created = server.create(
+            "pods",
+            "shop",
+            serde_json::json!({
+                "metadata": {"name": name, "labels": {"app": "juice-shop"}},
+                "spec": {"nodeName": node, "containers": [{"name": "app", "image": "bkimminich/juice-shop:v17.1.1"}]},
+                "status": {"qosClass": "Guaranteed", "containerStatuses": [{"name": "app",
+                    "image": "docker.io/bkimminich/juice-shop:v17.1.1", "imageID": "x", "ready": true,
+                    "restartCount": 0, "containerID": format!("containerd://{container_id}")}]},
+            }),
+        );
+        let uid = created["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .replace('-', "_");
+        let ctr =
+            format!("kubepods.slice/kubepods-pod{uid}.slice/cri-containerd-{container_id}.scope");
+        self.mkdir(&ctr);
+        ctr
+    }
+
     /// The cgroup id of `rel` (relative to the root; "" is the root itself).
     pub fn id(&self, rel: &str) -> u64 {
         let path = if rel.is_empty() {
