@@ -13,17 +13,13 @@ mod webhook;
 use std::{path::PathBuf, sync::Arc};
 
 use axum::Router;
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family},
-    registry::Registry,
-};
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use serde::Deserialize;
 
 pub use file::{CURSOR_FILE, FalcoFile, FileConfig};
 pub use token::{TokenError, TokenFile};
 
-use crate::{bus::Bus, detection::Priority};
+use crate::{bus::Bus, detection::Priority, telemetry::by_reason::ByReason};
 
 /// `falco:` section.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -98,17 +94,12 @@ pub enum FalcoError {
     Thread(std::io::Error),
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
 /// The Falco input's metrics.
 #[derive(Clone, Debug, Default)]
 pub struct FalcoMetrics {
     received: Counter,
     ignored: Counter,
-    rejected: Family<ReasonLabels, Counter>,
+    rejected: ByReason,
 }
 
 impl FalcoMetrics {
@@ -123,15 +114,15 @@ impl FalcoMetrics {
             "Falco alerts below falco.min_priority",
             self.ignored.clone(),
         );
-        registry.register(
+        self.rejected.register(
+            registry,
             "youwatch_falco_requests_rejected",
             "Falco webhook requests refused, by reason (unauthorized, too_large, slow_body, bad_json, invalid_alert, too_many, busy, token_unavailable, bad_body, shutting_down)",
-            self.rejected.clone(),
         );
     }
 
     fn rejected(&self, reason: &'static str) {
-        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+        self.rejected.inc(reason);
     }
 }
 
