@@ -30,6 +30,7 @@ use std::{
 use support::{
     agent::Agent,
     apiserver::ApiServer,
+    bench_args,
     cgroup_tree::CgroupTree,
     correlation::{self, NS, SHOP, Settings},
     wire::{Seen, alert_time, first_after, kubeconfig, on_the_wire_after, percentile, tap},
@@ -46,28 +47,6 @@ const SETTINGS: Settings = Settings {
     wait: Duration::from_secs(5),
     max_ips: 100,
 };
-
-/// Iterations per topology: `cargo bench` passes --bench; `cargo test --all-targets` runs
-/// this binary without it, and then a short smoke run checks the bench works.
-fn iterations_arg() -> (usize, bool) {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mut n = if benching { 100 } else { 3 };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--iterations" => {
-                n = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("a number after --iterations")
-            }
-            "--bench" => {}
-            other if benching => panic!("unknown argument {other}; use --iterations N"),
-            _ => {}
-        }
-    }
-    (n, benching)
-}
 
 /// What one topology measured.
 #[derive(Default)]
@@ -245,7 +224,7 @@ fn row(what: &str, v: &mut [Duration]) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (iterations, benching) = iterations_arg();
+    let (iterations, benching) = bench_args::count("iterations", "Shells per topology", 100, 3);
     if !benching && !support::require::root_and_cgroup2("correlate bench smoke run") {
         return;
     }

@@ -29,34 +29,13 @@ use kube::{
 use serde_json::json;
 use support::{
     apiserver::{self, ApiServer},
+    bench_args,
     cgroup_tree::CgroupTree,
     inventory_stage,
 };
 use youwatch_agent::{inventory::InventoryConfig, sensor::ebpf::WatchSet};
 
 const NODE: &str = "bench-node";
-
-/// Pods to measure. `cargo bench` passes --bench; `cargo test --all-targets` runs this binary
-/// without it (and maybe with a test filter), and then a 5-pod smoke run checks the bench works.
-fn pods_arg() -> (usize, bool) {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mut pods = if benching { 200 } else { 5 };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--pods" => {
-                pods = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("a number after --pods")
-            }
-            "--bench" => {}
-            other if benching => panic!("unknown argument {other}; use --pods N"),
-            _ => {}
-        }
-    }
-    (pods, benching)
-}
 
 fn pod(name: &str, uid: &str) -> serde_json::Value {
     json!({
@@ -115,7 +94,7 @@ impl Stats {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (pods, benching) = pods_arg();
+    let (pods, benching) = bench_args::count("pods", "Pods", 200, 5);
     if !benching && !support::require::root_and_cgroup2("inventory bench smoke run") {
         return;
     }

@@ -25,6 +25,7 @@ use std::{
 use support::{
     agent::{Agent, http_get, metric},
     apiserver::ApiServer,
+    bench_args,
     cgroup_tree::CgroupTree,
     exec_load::ExecServers,
     require,
@@ -42,38 +43,38 @@ struct Args {
     entries: u64,
 }
 
+#[derive(clap::Parser, Default)]
+struct Cli {
+    /// Guarded pods (default 39; 3 in the smoke run).
+    #[arg(long)]
+    pods: Option<usize>,
+    /// Execs in the exec burst (default 10000; 200 in the smoke run).
+    #[arg(long)]
+    execs: Option<u64>,
+    /// Entries in the WAF log burst (default 1000000; 2000 in the smoke run).
+    #[arg(long)]
+    entries: Option<u64>,
+    /// An agent binary to measure (repeatable; default: this build's).
+    #[arg(long = "agent", value_name = "PATH")]
+    agents: Vec<PathBuf>,
+    /// Set by `cargo bench`.
+    #[arg(long)]
+    bench: bool,
+}
+
 fn args() -> Args {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mut out = Args {
-        pods: if benching { 39 } else { 3 },
-        agents: Vec::new(),
+    let (cli, benching) = bench_args::parse::<Cli>();
+    let mut agents = cli.agents;
+    if agents.is_empty() {
+        agents.push(env!("CARGO_BIN_EXE_youwatch-agent").into());
+    }
+    Args {
+        pods: bench_args::or(cli.pods, benching, 39, 3),
+        agents,
         benching,
-        execs: if benching { 10_000 } else { 200 },
-        entries: if benching { 1_000_000 } else { 2_000 },
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |flag: &str| -> u64 {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{flag} N"))
-        };
-        match arg.as_str() {
-            "--pods" => out.pods = number("--pods") as usize,
-            "--execs" => out.execs = number("--execs"),
-            "--entries" => out.entries = number("--entries"),
-            "--agent" => out.agents.push(it.next().expect("--agent PATH").into()),
-            "--bench" => {}
-            other if benching => panic!(
-                "unknown argument {other}; use --pods N, --execs N, --entries N, --agent PATH"
-            ),
-            _ => {}
-        }
+        execs: bench_args::or(cli.execs, benching, 10_000, 200),
+        entries: bench_args::or(cli.entries, benching, 1_000_000, 2_000),
     }
-    if out.agents.is_empty() {
-        out.agents.push(env!("CARGO_BIN_EXE_youwatch-agent").into());
-    }
-    out
 }
 
 fn main() {

@@ -34,6 +34,7 @@ use aya::{
 };
 use ipnet::IpNet;
 use support::{
+    bench_args,
     netlab::{Lab, SERVER_IF},
     node_ban::{self, response_on_node_a},
     response::waf_ban,
@@ -60,47 +61,34 @@ struct Opts {
     benching: bool,
 }
 
+#[derive(clap::Parser, Default)]
+struct Cli {
+    /// BPF_PROG_TEST_RUN runs per case (default 1000000; 1000 in the smoke run).
+    #[arg(long)]
+    repeat: Option<u32>,
+    /// Datagrams per timed veth run (default 200000; 1000 in the smoke run).
+    #[arg(long)]
+    datagrams: Option<u32>,
+    /// Interleaved veth rounds (default 7; 1 in the smoke run).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Bans timed end to end (default 30; 2 in the smoke run).
+    #[arg(long)]
+    bans: Option<u32>,
+    /// Set by `cargo bench`.
+    #[arg(long)]
+    bench: bool,
+}
+
 fn opts() -> Opts {
-    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
-    // and then a short smoke run checks that the bench still works.
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mut opts = if benching {
-        Opts {
-            repeat: 1_000_000,
-            datagrams: 200_000,
-            rounds: 7,
-            bans: 30,
-            benching,
-        }
-    } else {
-        Opts {
-            repeat: 1_000,
-            datagrams: 1_000,
-            rounds: 1,
-            bans: 2,
-            benching,
-        }
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .expect("a number after the flag")
-        };
-        match arg.as_str() {
-            "--repeat" => opts.repeat = value(),
-            "--datagrams" => opts.datagrams = value(),
-            "--rounds" => opts.rounds = value(),
-            "--bans" => opts.bans = value(),
-            "--bench" => {}
-            other if benching => {
-                panic!("unknown argument {other}; use --repeat N --datagrams N --rounds N --bans N")
-            }
-            _ => {}
-        }
+    let (cli, benching) = bench_args::parse::<Cli>();
+    Opts {
+        repeat: bench_args::or(cli.repeat, benching, 1_000_000, 1_000),
+        datagrams: bench_args::or(cli.datagrams, benching, 200_000, 1_000),
+        rounds: bench_args::or(cli.rounds, benching, 7, 1),
+        bans: bench_args::or(cli.bans, benching, 30, 2),
+        benching,
     }
-    opts
 }
 
 const SIZES: [usize; 3] = [10, 10_000, 100_000];

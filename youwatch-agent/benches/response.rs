@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 use support::{
     agent::{Agent, acting_command},
     apiserver::{self, ApiServer},
+    bench_args,
     cgroup_tree::CgroupTree,
     response::running_pod,
     wire::{Seen, Wire, alert_time, kubeconfig, on_the_wire_after, percentile, tap},
@@ -44,28 +45,6 @@ use support::{
 
 const NODE: &str = "bench-node";
 const NS: &str = "shop";
-
-/// Iterations: `cargo bench` passes --bench; `cargo test --all-targets` runs this binary
-/// without it, and then a short smoke run checks the bench works.
-fn iterations_arg() -> (usize, bool) {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mut n = if benching { 200 } else { 5 };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--execs" => {
-                n = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("a number after --execs")
-            }
-            "--bench" => {}
-            other if benching => panic!("unknown argument {other}; use --execs N"),
-            _ => {}
-        }
-    }
-    (n, benching)
-}
 
 fn pod(name: &str, uid: &str, ctr_id: &str) -> Value {
     let mut pod = running_pod(name, NODE, "juice-shop-bench", ctr_id);
@@ -148,7 +127,7 @@ fn summary(name: &str, latencies: &mut [Duration], target: &str) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (execs, benching) = iterations_arg();
+    let (execs, benching) = bench_args::count("execs", "Shells in guarded pods", 200, 5);
     if !benching && !support::require::root_and_cgroup2("response bench smoke run") {
         return;
     }

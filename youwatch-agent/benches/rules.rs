@@ -7,6 +7,10 @@
 //! every event (no early stop at the first match, no output rendering), so the figure is the
 //! full cost of the conditions. Rounds are interleaved; medians and minima are reported.
 
+#[path = "../tests/support/bench_args.rs"]
+#[allow(dead_code)] // the one-count parser serves other benches
+mod bench_args;
+
 use std::{hint::black_box, sync::Arc, time::Instant};
 
 use youwatch_agent::{
@@ -104,17 +108,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let benching = std::env::args().any(|a| a == "--bench");
-    // Under `cargo test`, arguments meant for test harnesses are ignored.
-    let opts = match <Opts as clap::Parser>::try_parse() {
-        Ok(opts) => opts,
-        Err(e) if benching => e.exit(),
-        Err(_) => Opts::default(),
-    };
-    let (rounds, n) = match benching {
-        true => (opts.rounds.unwrap_or(21), opts.events.unwrap_or(50_000)),
-        false => (opts.rounds.unwrap_or(1), opts.events.unwrap_or(100)),
-    };
+    let (opts, benching) = bench_args::parse::<Opts>();
+    let rounds = bench_args::or(opts.rounds, benching, 21, 1);
+    let n = bench_args::or(opts.events, benching, 50_000, 100);
     let defaults = SourceFile::new(DEFAULT_RULES_NAME, DEFAULT_RULES.to_owned());
     let stable = SourceFile::new(
         "falco_rules.yaml",

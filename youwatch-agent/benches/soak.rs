@@ -14,7 +14,7 @@ mod support;
 
 use std::{path::PathBuf, time::Instant};
 
-use support::{require, soak};
+use support::{bench_args, require, soak};
 
 struct Args {
     rate: u64,
@@ -24,34 +24,35 @@ struct Args {
     benching: bool,
 }
 
+#[derive(clap::Parser, Default)]
+struct Cli {
+    /// Entries written per second (default 20000).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Seconds per scenario (default 30).
+    #[arg(long)]
+    secs: Option<u64>,
+    /// Only the scenarios of these names (repeatable).
+    #[arg(long, value_name = "NAME")]
+    only: Vec<String>,
+    /// Scratch directory for the scenarios (default: the system's); a failed scenario's
+    /// files are kept there.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Set by `cargo bench`.
+    #[arg(long)]
+    bench: bool,
+}
+
 fn args() -> Args {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mut out = Args {
-        rate: 20_000,
-        secs: 30,
-        only: Vec::new(),
-        dir: None,
+    let (cli, benching) = bench_args::parse::<Cli>();
+    Args {
+        rate: cli.rate.unwrap_or(20_000),
+        secs: cli.secs.unwrap_or(30),
+        only: cli.only,
+        dir: cli.dir,
         benching,
-    };
-    let mut args = std::env::args().skip(1);
-    let value = |name: &str, args: &mut dyn Iterator<Item = String>| {
-        args.next()
-            .unwrap_or_else(|| panic!("{name} needs a value"))
-    };
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--rate" => out.rate = value("--rate", &mut args).parse().expect("--rate N"),
-            "--secs" => out.secs = value("--secs", &mut args).parse().expect("--secs N"),
-            "--only" => out.only.push(value("--only", &mut args)),
-            "--dir" => out.dir = Some(value("--dir", &mut args).into()),
-            "--bench" => {}
-            other if benching => {
-                panic!("unknown argument {other}; use --rate N --secs N --only NAME --dir DIR")
-            }
-            _ => {}
-        }
     }
-    out
 }
 
 fn main() {

@@ -30,7 +30,7 @@ use std::{
 };
 
 use attached::Attached;
-use support::marker_elf;
+use support::{bench_args, marker_elf};
 use threads::ThreadsCpu;
 use youwatch_agent::{
     cgroupfs,
@@ -49,58 +49,44 @@ struct Opts {
     steady_only: bool,
 }
 
-fn opts() -> Opts {
-    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
-    // and then a short smoke run checks that the bench still works.
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mut opts = if benching {
-        Opts {
-            execs: 5000,
-            rounds: 11,
-            steady: steady::Opts {
-                rates: vec![100, 1000, 10_000],
-                seconds: 5.0,
-                servers: 4,
-            },
-            steady_only: false,
-        }
-    } else {
-        Opts {
-            execs: 50,
-            rounds: 1,
-            steady: steady::Opts {
-                rates: vec![200],
-                seconds: 0.5,
-                servers: 2,
-            },
-            steady_only: false,
-        }
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().expect("a value after the flag");
-        match arg.as_str() {
-            "--execs" => opts.execs = number(&value()),
-            "--rounds" => opts.rounds = number(&value()),
-            "--rates" => opts.steady.rates = value().split(',').map(number).collect(),
-            "--seconds" => opts.steady.seconds = number(&value()),
-            "--servers" => opts.steady.servers = number(&value()),
-            "--steady-only" => opts.steady_only = true,
-            "--bench" => {}
-            other if benching => panic!(
-                "unknown argument {other}; use --execs N --rounds N --rates N,N,.. --seconds S \
-                 --servers N --steady-only"
-            ),
-            _ => {}
-        }
-    }
-    opts
+#[derive(clap::Parser, Default)]
+struct Cli {
+    /// `/bin/true` execs per run (default 5000; 50 in the smoke run).
+    #[arg(long)]
+    execs: Option<u32>,
+    /// Interleaved rounds (default 11; 1 in the smoke run).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Steady exec rates per second (default 100,1000,10000; 200 in the smoke run).
+    #[arg(long, value_delimiter = ',')]
+    rates: Option<Vec<u32>>,
+    /// Seconds per steady rate (default 5; 0.5 in the smoke run).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Exec servers for the steady rates (default 4; 2 in the smoke run).
+    #[arg(long)]
+    servers: Option<usize>,
+    /// Only the steady rates.
+    #[arg(long)]
+    steady_only: bool,
+    /// Set by `cargo bench`.
+    #[arg(long)]
+    bench: bool,
 }
 
-fn number<T: std::str::FromStr>(text: &str) -> T {
-    text.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{text:?} is not a number"))
+fn opts() -> Opts {
+    let (cli, benching) = bench_args::parse::<Cli>();
+    let or = |given, full, smoke| bench_args::or(given, benching, full, smoke);
+    Opts {
+        execs: or(cli.execs, 5000, 50),
+        rounds: or(cli.rounds, 11, 1),
+        steady: steady::Opts {
+            rates: bench_args::or(cli.rates, benching, vec![100, 1000, 10_000], vec![200]),
+            seconds: bench_args::or(cli.seconds, benching, 5.0, 0.5),
+            servers: bench_args::or(cli.servers, benching, 4, 2),
+        },
+        steady_only: cli.steady_only,
+    }
 }
 
 /// A cgroup created for the bench and removed at the end.

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod apiserver;
+pub mod bench_args;
 pub mod bus;
 pub mod cgroup_tree;
 pub mod correlation;
