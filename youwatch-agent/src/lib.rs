@@ -32,3 +32,4 @@ pub mod stage;
 pub mod tail;
 pub mod telemetry;
 pub mod waf;
+pub mod yaml_word;

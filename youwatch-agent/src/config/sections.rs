@@ -8,6 +8,7 @@ use super::Config;
 use crate::{
     enforce::EnforceMode,
     response::config::IntOrPercent,
+    sensor::KernelLog,
     waf::{classify::Class, config::ScoringConfig},
 };
 
@@ -38,6 +39,30 @@ fn enforce_modes_read_from_yaml_with_off_unquoted() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("is a path"), "{err}");
+}
+
+#[test]
+fn kernel_log_levels_read_from_yaml_with_off_unquoted() {
+    let parse = |text: &str| Config::parse(text, Path::new("c.yaml")).map(|c| c.sensor.kernel_log);
+    assert_eq!(
+        parse("sensor:\n  kernel_log: off\n").unwrap(),
+        KernelLog::Off
+    );
+    assert_eq!(
+        parse("sensor:\n  kernel_log: \"off\"\n").unwrap(),
+        KernelLog::Off
+    );
+    assert_eq!(
+        parse("sensor:\n  kernel_log: debug\n").unwrap(),
+        KernelLog::Debug
+    );
+    let err = parse("sensor:\n  kernel_log: verbose\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("c.yaml") && err.contains("\"verbose\""),
+        "{err}"
+    );
 }
 
 #[test]

@@ -27,6 +27,7 @@ use crate::{
     detection::Detection,
     event::EnrichedExec,
     sensor::ebpf::{ExecSensor, ExecTap, KernelMode, SensorError},
+    yaml_word::YamlWord,
 };
 
 /// Enforcement while the agent runs, as the run loop uses it.
@@ -143,7 +144,7 @@ impl Default for DisarmConfig {
 
 /// What happens to a forbidden exec in an enforced workload.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "ModeText")]
+#[serde(try_from = "YamlWord")]
 pub enum EnforceMode {
     /// Nothing is enforced; the kernel programs only report.
     #[default]
@@ -154,28 +155,16 @@ pub enum EnforceMode {
     Enforce,
 }
 
-/// `off` unquoted is a YAML 1.1 boolean: `false` reads as off too.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ModeText {
-    Text(String),
-    Bool(bool),
-}
-
-impl TryFrom<ModeText> for EnforceMode {
+impl TryFrom<YamlWord> for EnforceMode {
     type Error = String;
 
-    fn try_from(text: ModeText) -> Result<Self, String> {
-        match text {
-            ModeText::Bool(false) => Ok(EnforceMode::Off),
-            ModeText::Text(t) if t == "off" => Ok(EnforceMode::Off),
-            ModeText::Text(t) if t == "monitor" => Ok(EnforceMode::Monitor),
-            ModeText::Text(t) if t == "enforce" => Ok(EnforceMode::Enforce),
-            ModeText::Bool(true) => {
-                Err("unknown mode `true`: expected off, monitor or enforce".into())
-            }
-            ModeText::Text(t) => Err(format!(
-                "unknown mode {t:?}: expected off, monitor or enforce"
+    fn try_from(word: YamlWord) -> Result<Self, String> {
+        match word.text() {
+            "off" => Ok(EnforceMode::Off),
+            "monitor" => Ok(EnforceMode::Monitor),
+            "enforce" => Ok(EnforceMode::Enforce),
+            other => Err(format!(
+                "unknown mode {other:?}: expected off, monitor or enforce"
             )),
         }
     }

@@ -5,6 +5,8 @@ pub mod ebpf;
 
 use serde::Deserialize;
 
+use crate::yaml_word::YamlWord;
+
 /// `sensor:` section.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -33,7 +35,7 @@ pub struct SensorConfig {
 /// How much the kernel programs say about themselves. Below the chosen level, log statements
 /// are dead code to the verifier (the level is a load-time constant).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "YamlWord")]
 pub enum KernelLog {
     #[default]
     Off,
@@ -42,6 +44,26 @@ pub enum KernelLog {
     Info,
     Debug,
     Trace,
+}
+
+impl TryFrom<YamlWord> for KernelLog {
+    type Error = String;
+
+    fn try_from(word: YamlWord) -> Result<Self, String> {
+        Ok(match word.text() {
+            "off" => KernelLog::Off,
+            "error" => KernelLog::Error,
+            "warn" => KernelLog::Warn,
+            "info" => KernelLog::Info,
+            "debug" => KernelLog::Debug,
+            "trace" => KernelLog::Trace,
+            other => {
+                return Err(format!(
+                    "unknown level {other:?}: expected off, error, warn, info, debug or trace"
+                ));
+            }
+        })
+    }
 }
 
 impl KernelLog {
@@ -54,9 +76,7 @@ impl KernelLog {
 impl SensorConfig {
     pub fn pacing(&self) -> ebpf::Pacing {
         ebpf::Pacing {
-            drain_interval: std::time::Duration::from_micros(u64::from(
-                self.drain_interval_us.max(10),
-            )),
+            drain_interval: std::time::Duration::from_micros(u64::from(self.drain_interval_us)),
             timer_above_rate: self.timer_above_rate,
         }
     }

@@ -55,7 +55,7 @@ impl CgroupTree {
                 "metadata": {"name": name, "labels": {"app": "juice-shop"}},
                 "spec": {"nodeName": node, "containers": [{"name": "app", "image": "bkimminich/juice-shop:v17.1.1"}]},
                 "status": {"qosClass": "Guaranteed", "containerStatuses": [{"name": "app",
-                    "image": "docker.io/bkimminich/juice-shop:v17.1.1", "imageID": "x", "ready": true,
+                    "image": super::response::JUICE_SHOP_IMAGE, "imageID": "x", "ready": true,
                     "restartCount": 0, "containerID": format!("containerd://{container_id}")}]},
             }),
         );

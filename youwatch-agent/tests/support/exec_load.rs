@@ -9,10 +9,7 @@
 
 use std::{
     io::Write,
-    os::{
-        fd::{FromRawFd, OwnedFd},
-        unix::fs::PermissionsExt,
-    },
+    os::fd::{FromRawFd, OwnedFd},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -39,33 +36,6 @@ const SERVER_CODE: [u8; 64] = [
     0xbf, 0x01, 0x00, 0x00, 0x00, 0xeb, 0x02, 0x31, 0xff, 0xb8, 0xe7, 0x00, 0x00, 0x00, 0x0f, 0x05,
 ];
 
-/// A static ELF executable: header, one loadable segment (the whole file), the code.
-#[cfg(target_arch = "x86_64")]
-fn server_elf() -> Vec<u8> {
-    const BASE: u64 = 0x40_0000;
-    const HEADERS: u64 = 64 + 56;
-    let total = HEADERS + SERVER_CODE.len() as u64;
-    let mut elf = Vec::with_capacity(total as usize);
-    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0"); // 64-bit, LE, SysV
-    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    elf.extend_from_slice(&0x3eu16.to_le_bytes()); // x86-64
-    elf.extend_from_slice(&1u32.to_le_bytes());
-    elf.extend_from_slice(&(BASE + HEADERS).to_le_bytes()); // entry: the code
-    elf.extend_from_slice(&64u64.to_le_bytes()); // program headers right after this one
-    elf.extend_from_slice(&0u64.to_le_bytes()); // no section headers
-    elf.extend_from_slice(&0u32.to_le_bytes());
-    for half in [64u16, 56, 1, 0, 0, 0] {
-        elf.extend_from_slice(&half.to_le_bytes());
-    }
-    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    elf.extend_from_slice(&5u32.to_le_bytes()); // R + X
-    for word in [0, BASE, BASE, total, total, 0x1000] {
-        elf.extend_from_slice(&word.to_le_bytes());
-    }
-    elf.extend_from_slice(&SERVER_CODE);
-    elf
-}
-
 /// The program a server runs, and its arguments.
 struct Program {
     path: PathBuf,
@@ -77,8 +47,7 @@ struct Program {
 fn program() -> Program {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("yw-exec-server");
-    std::fs::write(&path, server_elf()).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    super::marker_elf::write_static(&path, &SERVER_CODE);
     Program {
         path,
         args: Vec::new(),
@@ -185,10 +154,6 @@ fn set_nice(cmd: &mut Command, nice: i32) {
 pub struct Paced {
     /// Execs asked for.
     pub execs: u64,
-    /// From the first deadline to the last trigger.
-    pub elapsed: Duration,
-    /// The pacer thread's own CPU time (to leave out of the process's).
-    pub pacer_cpu: Duration,
 }
 
 /// Asks `servers` for `rate` execs per second during `duration`, from a thread of its own
@@ -210,7 +175,6 @@ pub fn pace(
             let total = (f64::from(rate) * duration.as_secs_f64()).round() as u64;
             let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
             let tick = period.max(min_tick);
-            let cpu_before = thread_cpu();
             let start = Instant::now();
             let mut sent = 0u64;
             let mut next = start;
@@ -224,12 +188,7 @@ pub fn pace(
                 }
                 next += tick;
             }
-            let paced = Paced {
-                execs: sent,
-                elapsed: start.elapsed(),
-                pacer_cpu: thread_cpu().saturating_sub(cpu_before),
-            };
-            (servers, paced)
+            (servers, Paced { execs: sent })
         })
         .expect("starting the pacer")
 }
@@ -263,14 +222,6 @@ pub fn thread_cpu() -> Duration {
     // SAFETY: clock_gettime fills ts.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// This process's CPU time (every thread, live or ended; not its children).
-pub fn process_cpu() -> Duration {
-    // SAFETY: clock_gettime fills ts.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 

@@ -14,7 +14,13 @@ pub fn supported() -> bool {
 
 /// Writes the program at `path`, executable.
 pub fn write(path: &Path) {
-    std::fs::write(path, image()).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    write_static(path, &CODE);
+}
+
+/// Writes a static x86-64 executable at `path` whose whole text is `code`.
+pub fn write_static(path: &Path, code: &[u8]) {
+    std::fs::write(path, static_elf(code))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
@@ -22,19 +28,22 @@ const BASE: u64 = 0x40_0000;
 const EHDR: usize = 64;
 const PHDR: usize = 56;
 
-fn image() -> Vec<u8> {
-    #[rustfmt::skip]
-    let code: [u8; 34] = [
-        0xb8, 0x01, 0x00, 0x00, 0x00,             // mov eax, 1 (write)
-        0xbf, 0x01, 0x00, 0x00, 0x00,             // mov edi, 1 (stdout)
-        0x48, 0x8d, 0x35, 0x10, 0x00, 0x00, 0x00, // lea rsi, [rip + 16] (the marker)
-        0xba, 0x01, 0x00, 0x00, 0x00,             // mov edx, 1
-        0x0f, 0x05,                               // syscall
-        0xb8, 0x3c, 0x00, 0x00, 0x00,             // mov eax, 60 (exit)
-        0x31, 0xff,                               // xor edi, edi
-        0x0f, 0x05,                               // syscall
-        b'X',
-    ];
+#[rustfmt::skip]
+const CODE: [u8; 34] = [
+    0xb8, 0x01, 0x00, 0x00, 0x00,             // mov eax, 1 (write)
+    0xbf, 0x01, 0x00, 0x00, 0x00,             // mov edi, 1 (stdout)
+    0x48, 0x8d, 0x35, 0x10, 0x00, 0x00, 0x00, // lea rsi, [rip + 16] (the marker)
+    0xba, 0x01, 0x00, 0x00, 0x00,             // mov edx, 1
+    0x0f, 0x05,                               // syscall
+    0xb8, 0x3c, 0x00, 0x00, 0x00,             // mov eax, 60 (exit)
+    0x31, 0xff,                               // xor edi, edi
+    0x0f, 0x05,                               // syscall
+    b'X',
+];
+
+/// A static ELF executable: header, one loadable segment (the whole file), then `code`,
+/// its entry point.
+fn static_elf(code: &[u8]) -> Vec<u8> {
     let size = (EHDR + PHDR + code.len()) as u64;
     let mut elf = Vec::with_capacity(size as usize);
     elf.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -53,6 +62,6 @@ fn image() -> Vec<u8> {
     for word in [0, BASE, BASE, size, size, 0x1000] {
         elf.extend_from_slice(&word.to_le_bytes());
     }
-    elf.extend_from_slice(&code);
+    elf.extend_from_slice(code);
     elf
 }

@@ -16,7 +16,8 @@ impl log::Log for ToTracing {
     }
 
     fn log(&self, record: &log::Record) {
-        let message = record.args().to_string();
+        // Formatted straight into the event: nothing allocated for a record.
+        let message = record.args();
         match record.level() {
             log::Level::Error => tracing::error!(target: "youwatch_agent::kernel", "{message}"),
             log::Level::Warn => tracing::warn!(target: "youwatch_agent::kernel", "{message}"),

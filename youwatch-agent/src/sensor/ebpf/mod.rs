@@ -52,6 +52,11 @@ pub enum SensorError {
         "sensor.ring_buffer_bytes = {0} is not a power of two of at least 4096: pick e.g. 2097152"
     )]
     BadRingSize(u32),
+    #[error(
+        "sensor.drain_interval_us = {0} is below {MIN_DRAIN_INTERVAL_US}: the reader would wake more \
+         than 100,000 times a second; pick e.g. 500"
+    )]
+    BadDrainInterval(u32),
     #[error("loading the eBPF exec sensor into the kernel failed: {0}")]
     Load(String),
     #[error("attaching the exec sensor to the sched_process_exec tracepoint failed: {0}")]
@@ -104,6 +109,9 @@ pub struct ExecSensor {
     kernel_log: Option<kernel_log::KernelLogReader>,
 }
 
+/// The shortest timer the reader drains on (`sensor.drain_interval_us`).
+const MIN_DRAIN_INTERVAL_US: u32 = 10;
+
 impl ExecSensor {
     /// Reads offsets from the running kernel's BTF, loads and attaches the exec program.
     pub fn load(config: &SensorConfig) -> Result<Self, SensorError> {
@@ -122,6 +130,9 @@ impl ExecSensor {
         let ring = config.ring_buffer_bytes;
         if ring < 4096 || !ring.is_power_of_two() {
             return Err(SensorError::BadRingSize(ring));
+        }
+        if config.drain_interval_us < MIN_DRAIN_INTERVAL_US {
+            return Err(SensorError::BadDrainInterval(config.drain_interval_us));
         }
         raise_memlock_limit();
         // No kernel BTF for aya: the object has no CO-RE relocations (offsets come from our
