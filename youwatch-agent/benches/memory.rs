@@ -254,9 +254,12 @@ async fn measure(agent: &Path, args: &Args) -> Memory {
 struct Metrics(String);
 
 impl Metrics {
+    fn scrape(&self) -> Scrape {
+        Scrape(http_get(&self.0, "/metrics").expect("scraping the agent's /metrics"))
+    }
+
     fn get(&self, name: &str) -> u64 {
-        let text = http_get(&self.0, "/metrics").expect("scraping the agent's /metrics");
-        metric(&text, name).unwrap_or(0.0) as u64
+        self.scrape().get(name)
     }
 
     /// Waits until at least `execs` execs matched in the kernel and every matched exec was
@@ -275,15 +278,25 @@ impl Metrics {
         self.wait(|m| m.get("youwatch_waf_entries_total") >= entries);
     }
 
-    fn wait(&self, done: impl Fn(&Self) -> bool) {
+    /// Polls with one scrape per round (each costs the agent a little: the figure's load).
+    fn wait(&self, done: impl Fn(&Scrape) -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
-        while !done(self) {
+        while !done(&self.scrape()) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the agent fell behind for 10 minutes"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// One scrape of the agent's metrics.
+struct Scrape(String);
+
+impl Scrape {
+    fn get(&self, name: &str) -> u64 {
+        metric(&self.0, name).unwrap_or(0.0) as u64
     }
 }
 
